@@ -1,0 +1,14 @@
+//! Table definitions shared by the server and the migrations' tests.
+//!
+//! `event_log` is the source of truth; every other table is a projection of it and is written only by
+//! the projectors in `logbook::projections`. Times are stored as Unix milliseconds (`*_ms`) so that the
+//! same range queries and ordering work identically on SQLite and PostgreSQL.
+
+pub mod admin_token;
+pub mod api_key;
+pub mod event_log;
+pub mod log;
+pub mod log_endpoint;
+pub mod log_related;
+pub mod project;
+pub mod user;

@@ -1,0 +1,23 @@
+//! Schema migrations, run by `logbook migrate` and at every start.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_foundation::Migration)]
+    }
+}
+
+/// Runs statements one by one: trigger bodies contain `;`, so nothing here splits SQL text.
+async fn exec_each(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    let conn = manager.get_connection();
+    for stmt in statements {
+        conn.execute_unprepared(stmt).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! Response shapes shared by every resource.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::pagination::Page;
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListOut<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> ListOut<T> {
+    pub fn from_page<R>(page: Page<R>, to_out: impl FnMut(R) -> T) -> Self {
+        let next_cursor = page.next_cursor.as_ref().map(|c| c.encode());
+        Self { has_more: next_cursor.is_some(), next_cursor, data: page.rows.into_iter().map(to_out).collect() }
+    }
+}

@@ -1,0 +1,109 @@
+//! The HTTP API: one module per resource, each with its DTOs, handlers and routes.
+
+pub mod auth;
+pub mod dto;
+pub mod extract;
+pub mod logs;
+pub mod ops;
+pub mod projects;
+pub mod request_log;
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{App, HttpRequest, HttpResponse, web};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt;
+
+use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Logbook API",
+        description = "Audit logs, background tasks, exports and webhook sendouts. Authenticate with `Authorization: Bearer <token>`: `adm_` (admin), `sk_` (server key), `pk_` (client key: POST /v1/events only) or `ut_` (dashboard user).",
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody, ErrorCode, FieldError)),
+    tags(
+        (name = "projects", description = "Projects, API keys and users"),
+        (name = "logs", description = "Request logs"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// Every route, for the server and for the generated OpenAPI document alike.
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(utoipa_actix_web::scope("/v1").configure(projects::routes).configure(logs::routes));
+    cfg.configure(ops::routes);
+}
+
+/// The OpenAPI document, generated from the routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut api) = App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(configure).split_for_parts();
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    api
+}
+
+/// The application with its middleware, state and error mapping.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let max_body = state.settings.max_body_bytes;
+    let (app, api) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .app_data(state)
+        .app_data(web::PayloadConfig::new(max_body))
+        .app_data(web::PathConfig::default().error_handler(|err, _| {
+            ApiError::new(ErrorCode::NotFound, format!("The path is not valid: {err}.")).into()
+        }))
+        .configure(configure)
+        .split_for_parts();
+    let mut api = api;
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    app.service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+        .default_service(web::to(no_route))
+        .wrap(actix_web::middleware::from_fn(request_log::record_requests))
+        .wrap(actix_web::middleware::from_fn(observe))
+}
+
+async fn no_route(req: HttpRequest) -> HttpResponse {
+    let err = ApiError::new(ErrorCode::NotFound, format!("No endpoint {} {} exists; see /docs.", req.method(), req.path()));
+    actix_web::ResponseError::error_response(&err)
+}
+
+/// Request count and latency per route template (never per concrete path, to bound cardinality).
+async fn observe(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(req).await?;
+    if let Some(state) = state {
+        let endpoint = response.request().match_pattern().unwrap_or_else(|| "(unmatched)".to_owned());
+        let method = response.request().method().as_str().to_owned();
+        state.metrics.observe_request(&method, &endpoint, response.status().as_u16(), started.elapsed().as_secs_f64());
+    }
+    Ok(response)
+}

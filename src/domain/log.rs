@@ -1,0 +1,217 @@
+//! A recorded API request: what the request-log middleware captures and what `POST /v1/logs` ingests.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// A resource a request touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RelatedRef {
+    #[serde(rename = "type")]
+    pub kind: RelatedKind,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RelatedKind {
+    Task,
+    Import,
+    Export,
+    Event,
+    Webhook,
+    Sendout,
+}
+
+impl RelatedKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelatedKind::Task => "task",
+            RelatedKind::Import => "import",
+            RelatedKind::Export => "export",
+            RelatedKind::Event => "event",
+            RelatedKind::Webhook => "webhook",
+            RelatedKind::Sendout => "sendout",
+        }
+    }
+}
+
+/// Everything known about one request. Headers are already redacted and bodies already redacted
+/// and truncated when a record is built; it is stored once, in the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub id: String,
+    pub project_id: Option<String>,
+    pub occurred_at_ms: i64,
+    pub channel: String,
+    pub method: String,
+    pub endpoint: String,
+    pub path: String,
+    pub http_status: i32,
+    pub duration_ms: i64,
+    #[serde(default)]
+    pub query: Value,
+    #[serde(default)]
+    pub request_headers: Value,
+    #[serde(default)]
+    pub request_body: Value,
+    #[serde(default)]
+    pub response_body: Value,
+    #[serde(default)]
+    pub request_body_truncated: bool,
+    #[serde(default)]
+    pub response_body_truncated: bool,
+    pub user_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub server_key_id: Option<String>,
+    pub client_key_id: Option<String>,
+    #[serde(default)]
+    pub related: Vec<RelatedRef>,
+}
+
+impl LogRecord {
+    /// `success` or `failure` is derived, never stored apart from the status code.
+    pub fn failed(&self) -> bool {
+        self.http_status >= 400
+    }
+}
+
+/// `success` (HTTP status below 400) or `failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStatus {
+    Success,
+    Failure,
+}
+
+/// The one definition of the log filters, shared by the list, exports and browsing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    pub occurred_after: Option<i64>,
+    pub occurred_before: Option<i64>,
+    pub channel: Vec<String>,
+    pub status: Vec<LogStatus>,
+    pub endpoint: Vec<String>,
+    pub user_id: Vec<String>,
+    pub customer_id: Vec<String>,
+    pub server_key_id: Vec<String>,
+    pub client_key_id: Vec<String>,
+    pub request_body_contains: Vec<String>,
+    pub response_body_contains: Vec<String>,
+    pub related_id: Vec<String>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl LogFilter {
+    pub const NAMES: &'static [&'static str] = &[
+        "occurred_after",
+        "occurred_before",
+        "channel",
+        "status",
+        "endpoint",
+        "user_id",
+        "customer_id",
+        "server_key_id",
+        "client_key_id",
+        "request_body_contains",
+        "response_body_contains",
+        "related_id",
+    ];
+
+    /// Reads the filters from `params`; every bad value is reported, as `(parameter, message)`.
+    /// Without either date bound the window is the 24 hours before `now_ms`.
+    pub fn parse(
+        params: &crate::domain::params::Params,
+        zone: &crate::domain::time::ProjectTimeZone,
+        now_ms: i64,
+    ) -> Result<Self, Vec<(String, String)>> {
+        use crate::domain::time::parse_filter;
+        let mut errors = Vec::new();
+        let mut date = |name: &str| match params.one(name) {
+            Ok(Some(v)) => parse_filter(v, zone).map(Some).unwrap_or_else(|e| {
+                errors.push((name.to_owned(), e.0));
+                None
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                errors.push((name.to_owned(), e.0));
+                None
+            }
+        };
+        let (mut after, before) = (date("occurred_after"), date("occurred_before"));
+        if after.is_none() && before.is_none() && !errors.iter().any(|(f, _)| f.starts_with("occurred")) {
+            after = Some(now_ms - DAY_MS);
+        }
+        let mut status = Vec::new();
+        for value in params.all("status") {
+            match value.as_str() {
+                "success" => status.push(LogStatus::Success),
+                "failure" => status.push(LogStatus::Failure),
+                _ => errors.push(("status".into(), "must be success or failure".into())),
+            }
+        }
+        let channel = params.all("channel");
+        for c in &channel {
+            if crate::domain::channel::Channel::try_from(c.clone()).is_err() {
+                errors.push(("channel".into(), format!("'{c}' is not a channel: 1 to 32 characters of a-z, 0-9, '_' or '-'")));
+            }
+        }
+        for name in ["request_body_contains", "response_body_contains"] {
+            if params.all(name).iter().any(|v| v.chars().count() > 200) {
+                errors.push((name.into(), "must be at most 200 characters".into()));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            occurred_after: after,
+            occurred_before: before,
+            channel,
+            status,
+            endpoint: params.all("endpoint"),
+            user_id: params.all("user_id"),
+            customer_id: params.all("customer_id"),
+            server_key_id: params.all("server_key_id"),
+            client_key_id: params.all("client_key_id"),
+            request_body_contains: params.all("request_body_contains"),
+            response_body_contains: params.all("response_body_contains"),
+            related_id: params.all("related_id"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::params::Params;
+    use crate::domain::time::{ProjectTimeZone, parse_instant};
+
+    const NOW: i64 = 1_795_000_000_000;
+
+    #[test]
+    fn without_dates_the_window_is_the_last_24_hours() {
+        let f = LogFilter::parse(&Params::default(), &ProjectTimeZone::utc(), NOW).unwrap();
+        assert_eq!((f.occurred_after, f.occurred_before), (Some(NOW - DAY_MS), None));
+    }
+
+    #[test]
+    fn dates_are_read_in_the_project_zone_and_values_repeat() {
+        let zone = ProjectTimeZone::try_from("Asia/Tokyo".to_string()).unwrap();
+        let p = Params::parse("occurred_after=2026-11-23&status=failure&status=success&channel=api&channel=shopify");
+        let f = LogFilter::parse(&p, &zone, NOW).unwrap();
+        assert_eq!(f.occurred_after, Some(parse_instant("2026-11-22T15:00:00Z").unwrap()));
+        assert_eq!(f.occurred_before, None);
+        assert_eq!(f.status, vec![LogStatus::Failure, LogStatus::Success]);
+        assert_eq!(f.channel, vec!["api", "shopify"]);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_by_name() {
+        let p = Params::parse("occurred_after=yesterday&status=broken&channel=Not%20A%20Slug");
+        let errors = LogFilter::parse(&p, &ProjectTimeZone::utc(), NOW).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, vec!["occurred_after", "status", "channel"]);
+    }
+}

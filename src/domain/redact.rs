@@ -1,0 +1,149 @@
+//! What of a request or response may be stored: secrets out, size bounded.
+
+use serde_json::{Map, Value};
+
+pub const REDACTED: &str = "[redacted]";
+
+/// Bodies above this are cut and flagged as truncated.
+pub const MAX_STORED_BODY: usize = 256 * 1024;
+
+/// Headers whose values are credentials, whatever the request.
+const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
+/// Header name fragments that mark key-like values (`X-Api-Key`, `X-Auth-Token`, `X-Webhook-Secret`).
+const SECRET_HEADER_PARTS: &[&str] = &["token", "secret", "password", "api-key", "apikey", "auth", "session", "signature"];
+
+pub fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_HEADERS.contains(&name.as_str()) || SECRET_HEADER_PARTS.iter().any(|p| name.contains(p))
+}
+
+/// Names of JSON keys whose values are never stored, compared case-insensitively with `-` read as `_`.
+#[derive(Debug, Clone)]
+pub struct RedactKeys(Vec<String>);
+
+impl RedactKeys {
+    pub const DEFAULT: &'static str =
+        "password,passwd,secret,client_secret,token,access_token,refresh_token,id_token,api_key,apikey,authorization,card_number,cvv,cvc,ssn";
+
+    pub fn new<'a>(keys: impl IntoIterator<Item = &'a str>) -> Self {
+        Self(keys.into_iter().map(normalize).filter(|k| !k.is_empty()).collect())
+    }
+
+    fn matches(&self, key: &str) -> bool {
+        let key = normalize(key);
+        self.0.iter().any(|k| *k == key)
+    }
+}
+
+impl Default for RedactKeys {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT.split(','))
+    }
+}
+
+fn normalize(key: &str) -> String {
+    key.trim().to_ascii_lowercase().replace('-', "_")
+}
+
+/// Replaces the value of every matching key, at any depth, with `"[redacted]"`.
+pub fn redact_json(value: &mut Value, keys: &RedactKeys) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if keys.matches(k) {
+                    *v = Value::String(REDACTED.into());
+                } else {
+                    redact_json(v, keys);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_json(v, keys)),
+        _ => {}
+    }
+}
+
+/// A stored body: JSON when it parses (redacted), otherwise text; cut to [`MAX_STORED_BODY`].
+/// `complete` says whether `bytes` is the whole body (an upload may be captured only in part).
+pub fn stored_body(bytes: &[u8], complete: bool, keys: &RedactKeys) -> (Value, bool) {
+    if bytes.is_empty() {
+        return (Value::Null, !complete);
+    }
+    if complete && let Ok(mut json) = serde_json::from_slice::<Value>(bytes) {
+        redact_json(&mut json, keys);
+        let size = serde_json::to_vec(&json).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size <= MAX_STORED_BODY {
+            return (json, false);
+        }
+        // Cut the redacted text, never the raw one, so no secret survives in the prefix.
+        let text = json.to_string();
+        return (Value::String(cut(&text).to_owned()), true);
+    }
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_STORED_BODY)]);
+    let truncated = !complete || bytes.len() > MAX_STORED_BODY;
+    (Value::String(text.into_owned()), truncated)
+}
+
+/// The longest prefix of `text` within [`MAX_STORED_BODY`] bytes that ends on a character boundary.
+fn cut(text: &str) -> &str {
+    let mut end = text.len().min(MAX_STORED_BODY);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Redacts an ingested headers object (`{"name": "value"}`).
+pub fn redact_header_map(headers: &mut Map<String, Value>) {
+    for (name, value) in headers.iter_mut() {
+        if is_secret_header(name) {
+            *value = Value::String(REDACTED.into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn credentials_and_key_like_headers_are_secret() {
+        for h in ["Authorization", "Cookie", "X-Api-Key", "X-Auth-Token", "x-webhook-secret", "Webhook-Signature"] {
+            assert!(is_secret_header(h), "{h}");
+        }
+        for h in ["Content-Type", "User-Agent", "Logbook-Customer-Id", "Idempotency-Key"] {
+            assert!(!is_secret_header(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn secret_json_keys_are_redacted_at_any_depth_and_in_any_case() {
+        let mut body = json!({"user": {"Password": "p", "name": "ada"}, "cards": [{"card-number": "4111", "cvv": 123}], "token_count": 3});
+        redact_json(&mut body, &RedactKeys::default());
+        assert_eq!(body, json!({"user": {"Password": REDACTED, "name": "ada"}, "cards": [{"card-number": REDACTED, "cvv": REDACTED}], "token_count": 3}));
+    }
+
+    #[test]
+    fn a_configured_key_list_replaces_the_default() {
+        let mut body = json!({"password": "p", "pin": "1234"});
+        redact_json(&mut body, &RedactKeys::new(["PIN"]));
+        assert_eq!(body, json!({"password": "p", "pin": REDACTED}));
+    }
+
+    #[test]
+    fn a_large_json_body_is_redacted_before_it_is_cut() {
+        let body = json!({"password": "hunter2", "blob": "x".repeat(MAX_STORED_BODY)});
+        let (stored, truncated) = stored_body(body.to_string().as_bytes(), true, &RedactKeys::default());
+        assert!(truncated);
+        let text = stored.as_str().unwrap();
+        assert!(text.len() <= MAX_STORED_BODY);
+        assert!(!text.contains("hunter2"));
+    }
+
+    #[test]
+    fn a_text_body_is_kept_as_text_and_an_empty_one_as_null() {
+        assert_eq!(stored_body(b"hello", true, &RedactKeys::default()), (json!("hello"), false));
+        assert_eq!(stored_body(b"", true, &RedactKeys::default()), (Value::Null, false));
+        assert_eq!(stored_body(b"partial", false, &RedactKeys::default()), (json!("partial"), true));
+    }
+}

@@ -1,0 +1,264 @@
+//! Appends events and applies the projectors in the same transaction. There is no update or delete
+//! path here; the database refuses both with a trigger (see the foundation migration).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use entity::event_log;
+use sea_orm::sea_query::{Expr, Func, Query};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ColumnTrait,
+};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::{DomainEvent, EventMetadata, StreamRef};
+use crate::domain::ids::{IdKind, new_id};
+use crate::domain::time::now_ms;
+use crate::projections;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the same stream first.
+    #[error("a concurrent change to {0} won")]
+    Conflict(String),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    #[error("event {seq} cannot be decoded: {source}")]
+    Decode { seq: i64, source: serde_json::Error },
+}
+
+/// An event as stored, with its global position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub event_id: String,
+    pub recorded_at_ms: i64,
+    pub metadata: EventMetadata,
+    pub event: DomainEvent,
+}
+
+#[derive(Clone)]
+pub struct EventStore {
+    db: DatabaseConnection,
+    /// SQLite has one writer at a time; queueing writers here instead of in SQLite's busy handler
+    /// keeps latency fair and avoids `SQLITE_BUSY` on lock upgrades. PostgreSQL needs no lock.
+    sqlite_writer: Option<Arc<Mutex<()>>>,
+}
+
+impl EventStore {
+    pub fn new(db: DatabaseConnection) -> Self {
+        let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Self { db, sqlite_writer }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Starts a write transaction. Reads made through [`Writer::conn`] see a consistent state that
+    /// no other writer can change before commit on SQLite; on PostgreSQL the per-stream unique
+    /// version turns a lost race into [`StoreError::Conflict`].
+    pub async fn begin(&self) -> Result<Writer, DbErr> {
+        let guard = match &self.sqlite_writer {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let options = TransactionOptions {
+            sqlite_transaction_mode: guard.as_ref().map(|_| SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let txn = self.db.begin_with_options(options).await?;
+        Ok(Writer { txn, _guard: guard })
+    }
+
+    /// Appends `events` in a transaction of their own and commits.
+    pub async fn append(&self, metadata: &EventMetadata, events: Vec<DomainEvent>) -> Result<Vec<StoredEvent>, StoreError> {
+        let writer = self.begin().await?;
+        let stored = writer.append(metadata, events).await?;
+        writer.commit().await?;
+        Ok(stored)
+    }
+}
+
+pub struct Writer {
+    txn: DatabaseTransaction,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+/// Rows per INSERT statement: well under SQLite's 32,766 bound parameters at 10 columns a row.
+const INSERT_CHUNK: usize = 1000;
+
+impl Writer {
+    /// The transaction, for reads that decide what to append.
+    pub fn conn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    /// Appends events in order and projects them. All or nothing with the rest of the transaction.
+    pub async fn append(&self, metadata: &EventMetadata, events: Vec<DomainEvent>) -> Result<Vec<StoredEvent>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let recorded_at_ms = now_ms();
+        let metadata_json = serde_json::to_string(metadata).map_err(|source| StoreError::Decode { seq: 0, source })?;
+        let mut next_version: HashMap<StreamRef, i64> = HashMap::new();
+        let mut rows = Vec::with_capacity(events.len());
+        for event in &events {
+            let stream = event.stream();
+            let version = match next_version.get(&stream) {
+                Some(v) => *v,
+                None if event.starts_stream() => 1,
+                None => self.current_version(&stream).await? + 1,
+            };
+            next_version.insert(stream.clone(), version + 1);
+            let (event_type, schema_version, payload) = encode(event);
+            rows.push((new_id(IdKind::LogEntry), stream, version, event_type, schema_version, payload, event.project_id().map(str::to_owned)));
+        }
+
+        let mut seqs: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut insert = Query::insert();
+            insert.into_table(event_log::Entity).columns([
+                event_log::Column::EventId,
+                event_log::Column::ProjectId,
+                event_log::Column::StreamType,
+                event_log::Column::StreamId,
+                event_log::Column::StreamVersion,
+                event_log::Column::EventType,
+                event_log::Column::SchemaVersion,
+                event_log::Column::Payload,
+                event_log::Column::Metadata,
+                event_log::Column::RecordedAtMs,
+            ]);
+            for (event_id, stream, version, event_type, schema_version, payload, project_id) in chunk {
+                insert.values_panic([
+                    event_id.clone().into(),
+                    project_id.clone().into(),
+                    stream.kind.into(),
+                    stream.id.clone().into(),
+                    (*version).into(),
+                    event_type.clone().into(),
+                    (*schema_version).into(),
+                    payload.clone().into(),
+                    metadata_json.clone().into(),
+                    recorded_at_ms.into(),
+                ]);
+            }
+            insert.returning(Query::returning().columns([event_log::Column::Seq, event_log::Column::EventId]));
+            let result = self.txn.query_all(&insert).await.map_err(|e| match e.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(_)) => {
+                    StoreError::Conflict(format!("{} {}", chunk[0].1.kind, chunk[0].1.id))
+                }
+                _ => StoreError::Db(e),
+            })?;
+            for row in result {
+                seqs.insert(row.try_get::<String>("", "event_id")?, row.try_get::<i64>("", "seq")?);
+            }
+        }
+
+        let stored: Vec<StoredEvent> = rows
+            .into_iter()
+            .zip(events)
+            .map(|(row, event)| StoredEvent {
+                seq: seqs.get(&row.0).copied().unwrap_or_default(),
+                event_id: row.0,
+                recorded_at_ms,
+                metadata: metadata.clone(),
+                event,
+            })
+            .collect();
+        projections::apply(&self.txn, &stored).await?;
+        Ok(stored)
+    }
+
+    async fn current_version(&self, stream: &StreamRef) -> Result<i64, DbErr> {
+        let max: Option<Option<i64>> = event_log::Entity::find()
+            .select_only()
+            .column_as(Expr::expr(Func::max(Expr::col(event_log::Column::StreamVersion))), "v")
+            .filter(event_log::Column::StreamType.eq(stream.kind))
+            .filter(event_log::Column::StreamId.eq(stream.id.as_str()))
+            .into_tuple()
+            .one(&self.txn)
+            .await?;
+        Ok(max.flatten().unwrap_or(0))
+    }
+}
+
+/// Splits an event into its stored columns: `("project.created", 1, "{…}")`.
+fn encode(event: &DomainEvent) -> (String, i32, String) {
+    // Serialising a DomainEvent cannot fail: every field is a plain value.
+    let tagged = serde_json::to_value(event).unwrap_or(Value::Null);
+    let tag = tagged.get("t").and_then(Value::as_str).unwrap_or_default();
+    let (event_type, version) = tag.rsplit_once(".v").unwrap_or((tag, "1"));
+    let payload = tagged.get("c").map(Value::to_string).unwrap_or_else(|| "{}".into());
+    (event_type.to_owned(), version.parse().unwrap_or(1), payload)
+}
+
+fn decode(row: &event_log::Model) -> Result<StoredEvent, StoreError> {
+    let err = |source| StoreError::Decode { seq: row.seq, source };
+    let content: Value = serde_json::from_str(&row.payload).map_err(err)?;
+    let tagged = json!({ "t": format!("{}.v{}", row.event_type, row.schema_version), "c": content });
+    Ok(StoredEvent {
+        seq: row.seq,
+        event_id: row.event_id.clone(),
+        recorded_at_ms: row.recorded_at_ms,
+        metadata: serde_json::from_str(&row.metadata).map_err(err)?,
+        event: serde_json::from_value(tagged).map_err(err)?,
+    })
+}
+
+/// Up to `limit` events after position `after_seq`, in order: for rebuilds and asynchronous projectors.
+pub async fn read_batch(conn: &impl ConnectionTrait, after_seq: i64, limit: u64) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = event_log::Entity::find()
+        .filter(event_log::Column::Seq.gt(after_seq))
+        .order_by_asc(event_log::Column::Seq)
+        .limit(limit)
+        .all(conn)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{ApiKeyRevoked, Bootstrapped};
+
+    #[test]
+    fn an_event_splits_into_type_version_and_payload_and_decodes_back() {
+        let event = DomainEvent::ApiKeyRevoked(ApiKeyRevoked { id: "key_1".into(), project_id: "prj_1".into() });
+        let (event_type, version, payload) = encode(&event);
+        assert_eq!((event_type.as_str(), version), ("api_key.revoked", 1));
+        let row = event_log::Model {
+            seq: 7,
+            event_id: "ev_1".into(),
+            project_id: Some("prj_1".into()),
+            stream_type: "api_key".into(),
+            stream_id: "key_1".into(),
+            stream_version: 2,
+            event_type,
+            schema_version: version,
+            payload,
+            metadata: serde_json::to_string(&EventMetadata::system()).unwrap(),
+            recorded_at_ms: 1,
+        };
+        assert_eq!(decode(&row).unwrap().event, event);
+    }
+
+    #[test]
+    fn an_unknown_event_version_is_a_decode_error_not_a_panic() {
+        let (event_type, _, payload) = encode(&DomainEvent::Bootstrapped(Bootstrapped {}));
+        let row = event_log::Model {
+            seq: 1, event_id: "ev".into(), project_id: None, stream_type: "system".into(), stream_id: "bootstrap".into(),
+            stream_version: 1, event_type, schema_version: 99, payload,
+            metadata: serde_json::to_string(&EventMetadata::system()).unwrap(), recorded_at_ms: 1,
+        };
+        assert!(matches!(decode(&row), Err(StoreError::Decode { seq: 1, .. })));
+    }
+}

@@ -1,0 +1,14 @@
+//! Logbook: audit logs, background tasks and webhooks, event-sourced, in one binary.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod projections;
+pub mod services;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

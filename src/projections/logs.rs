@@ -1,0 +1,65 @@
+//! Request logs: one narrow row per request for filtering, plus its related resources. Headers and
+//! bodies are not copied; the detail view reads them from the event row `event_seq`.
+
+use std::collections::BTreeSet;
+
+use entity::{log, log_endpoint, log_related};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, IntoActiveModel};
+
+use crate::domain::log::LogRecord;
+
+const CHUNK: usize = 1000;
+
+pub async fn insert(conn: &impl ConnectionTrait, records: &[(i64, &LogRecord)]) -> Result<(), DbErr> {
+    for chunk in records.chunks(CHUNK) {
+        let rows = chunk.iter().map(|(seq, r)| {
+            log::Model {
+                id: r.id.clone(),
+                project_id: r.project_id.clone(),
+                event_seq: *seq,
+                occurred_at_ms: r.occurred_at_ms,
+                channel: r.channel.clone(),
+                failed: r.failed(),
+                method: r.method.clone(),
+                endpoint: r.endpoint.clone(),
+                path: r.path.clone(),
+                http_status: r.http_status,
+                duration_ms: r.duration_ms,
+                user_id: r.user_id.clone(),
+                customer_id: r.customer_id.clone(),
+                server_key_id: r.server_key_id.clone(),
+                client_key_id: r.client_key_id.clone(),
+            }
+            .into_active_model()
+        });
+        log::Entity::insert_many(rows).exec_without_returning(conn).await?;
+
+        let related = chunk.iter().flat_map(|(_, r)| {
+            r.related.iter().map(|rel| {
+                log_related::Model {
+                    log_id: r.id.clone(),
+                    related_id: rel.id.clone(),
+                    related_type: rel.kind.as_str().to_owned(),
+                    project_id: r.project_id.clone(),
+                }
+                .into_active_model()
+            })
+        });
+        log_related::Entity::insert_many(related).exec_without_returning(conn).await?;
+
+        let endpoints: BTreeSet<(&str, &str)> = chunk
+            .iter()
+            .filter_map(|(_, r)| Some((r.project_id.as_deref()?, r.endpoint.as_str())))
+            .collect();
+        if !endpoints.is_empty() {
+            let rows = endpoints.into_iter().map(|(project_id, endpoint)| {
+                log_endpoint::Model { project_id: project_id.to_owned(), endpoint: endpoint.to_owned() }.into_active_model()
+            });
+            log_endpoint::Entity::insert_many(rows)
+                .on_conflict_do_nothing_on([log_endpoint::Column::ProjectId, log_endpoint::Column::Endpoint])
+                .exec_without_returning(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Request logs: recording (group-committed), ingestion, queries.
+
+use std::time::Duration;
+
+use entity::{event_log, log, log_endpoint, log_related};
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::log::{LogFilter, LogRecord, LogStatus};
+use crate::domain::pagination::{Cursor, Limit, Page};
+use crate::error::{ApiError, ApiResult};
+use crate::events::{DomainEvent, EventMetadata, EventStore, StoreError, StoredEvent};
+use crate::services::newest_first;
+
+/// Most records one commit takes; more waiting requests go into the next commit.
+const GROUP_COMMIT_MAX: usize = 512;
+
+struct Pending {
+    record: LogRecord,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Writes request logs with group commit: every request waits until its entry is durable, and all
+/// requests that arrive while a commit is running share the next one.
+#[derive(Clone)]
+pub struct LogWriter {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl LogWriter {
+    /// Starts the writer task; it ends once every `LogWriter` clone is dropped and the queue is empty.
+    pub fn start(store: EventStore) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(8192);
+        (Self { tx }, tokio::spawn(run(store, rx)))
+    }
+
+    /// Returns once the entry is committed.
+    pub async fn record(&self, record: LogRecord) -> anyhow::Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.tx.send(Pending { record, done }).await.map_err(|_| anyhow::anyhow!("log writer stopped"))?;
+        match tokio::time::timeout(Duration::from_secs(60), wait).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(anyhow::anyhow!(e)),
+            Ok(Err(_)) => Err(anyhow::anyhow!("log writer stopped")),
+            Err(_) => Err(anyhow::anyhow!("log write timed out")),
+        }
+    }
+}
+
+async fn run(store: EventStore, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
+    while rx.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
+        let events = batch.iter().map(|p| DomainEvent::RequestLogged(Box::new(p.record.clone()))).collect();
+        match store.append(&EventMetadata::system(), events).await {
+            Ok(_) => batch.drain(..).for_each(|p| drop(p.done.send(Ok(())))),
+            Err(err) => {
+                // One bad entry must not cost the others their log: retry one by one.
+                tracing::warn!(error = %err, size = batch.len(), "group commit of request logs failed; retrying singly");
+                for p in batch.drain(..) {
+                    let event = DomainEvent::RequestLogged(Box::new(p.record));
+                    let result = store.append(&EventMetadata::system(), vec![event]).await;
+                    let _ = p.done.send(result.map(|_| ()).map_err(|e| e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// Appends ingested entries, all or none.
+pub async fn ingest(store: &EventStore, meta: &EventMetadata, records: Vec<LogRecord>) -> Result<Vec<StoredEvent>, StoreError> {
+    let events = records.into_iter().map(|r| DomainEvent::RequestLogged(Box::new(r))).collect();
+    store.append(meta, events).await
+}
+
+pub async fn list(
+    db: &DatabaseConnection,
+    project_id: &str,
+    filter: &LogFilter,
+    limit: Limit,
+    cursor: Option<&Cursor>,
+) -> ApiResult<Page<log::Model>> {
+    let query = log::Entity::find().filter(project_id_condition(db.get_database_backend(), project_id, filter));
+    let query = newest_first(query, log::Column::OccurredAtMs, log::Column::Id, limit, cursor);
+    let rows = query.all(db).await?;
+    Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.occurred_at_ms, id: r.id.clone() }))
+}
+
+/// Every filter as one condition on `logs`.
+fn project_id_condition(backend: DbBackend, project_id: &str, f: &LogFilter) -> Condition {
+    let mut c = Condition::all().add(log::Column::ProjectId.eq(project_id));
+    if let Some(after) = f.occurred_after {
+        c = c.add(log::Column::OccurredAtMs.gte(after));
+    }
+    if let Some(before) = f.occurred_before {
+        c = c.add(log::Column::OccurredAtMs.lt(before));
+    }
+    let any_of = |c: Condition, col: log::Column, values: &[String]| {
+        if values.is_empty() { c } else { c.add(col.is_in(values.iter().cloned())) }
+    };
+    c = any_of(c, log::Column::Channel, &f.channel);
+    c = any_of(c, log::Column::Endpoint, &f.endpoint);
+    c = any_of(c, log::Column::UserId, &f.user_id);
+    c = any_of(c, log::Column::CustomerId, &f.customer_id);
+    c = any_of(c, log::Column::ServerKeyId, &f.server_key_id);
+    c = any_of(c, log::Column::ClientKeyId, &f.client_key_id);
+    let (success, failure) = (f.status.contains(&LogStatus::Success), f.status.contains(&LogStatus::Failure));
+    if success != failure {
+        c = c.add(log::Column::Failed.eq(failure));
+    }
+    if !f.related_id.is_empty() {
+        let related = Query::select()
+            .column(log_related::Column::LogId)
+            .from(log_related::Entity)
+            .and_where(log_related::Column::ProjectId.eq(project_id))
+            .and_where(log_related::Column::RelatedId.is_in(f.related_id.iter().cloned()))
+            .to_owned();
+        c = c.add(log::Column::Id.in_subquery(related));
+    }
+    for (field, needles) in [("request_body", &f.request_body_contains), ("response_body", &f.response_body_contains)] {
+        if needles.is_empty() {
+            continue;
+        }
+        let mut any = Condition::any();
+        for needle in needles {
+            any = any.add(body_contains(backend, field, needle));
+        }
+        let matching = Query::select()
+            .column(event_log::Column::Seq)
+            .from(event_log::Entity)
+            .and_where(event_log::Column::ProjectId.eq(project_id))
+            .cond_where(any)
+            .to_owned();
+        c = c.add(log::Column::EventSeq.in_subquery(matching));
+    }
+    c
+}
+
+/// Case-insensitive substring match on one body of the stored log payload.
+fn body_contains(backend: DbBackend, field: &str, needle: &str) -> Condition {
+    let pattern = format!("%{}%", escape_like(&needle.to_lowercase()));
+    let sql = match backend {
+        DbBackend::Postgres => format!("LOWER(CAST(payload AS jsonb) ->> '{field}') LIKE $1 ESCAPE '!'"),
+        _ => format!("LOWER(json_extract(payload, '$.{field}')) LIKE ? ESCAPE '!'"),
+    };
+    Condition::all().add(Expr::cust_with_values(sql, [pattern]))
+}
+
+/// `!` is the escape character: a backslash means different things in SQLite and PostgreSQL strings.
+fn escape_like(text: &str) -> String {
+    text.replace('!', "!!").replace('%', "!%").replace('_', "!_")
+}
+
+/// A log entry with its full stored record, scoped to the project.
+pub async fn get(db: &DatabaseConnection, project_id: &str, id: &str) -> ApiResult<(log::Model, LogRecord)> {
+    let row = log::Entity::find_by_id(id)
+        .filter(log::Column::ProjectId.eq(project_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("log entry"))?;
+    let event = event_log::Entity::find_by_id(row.event_seq).one(db).await?;
+    let record = event
+        .and_then(|e| serde_json::from_str::<LogRecord>(&e.payload).ok())
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("log {id} has no readable event")))?;
+    Ok((row, record))
+}
+
+pub async fn endpoints(db: &DatabaseConnection, project_id: &str) -> ApiResult<Vec<String>> {
+    Ok(log_endpoint::Entity::find()
+        .select_only()
+        .column(log_endpoint::Column::Endpoint)
+        .filter(log_endpoint::Column::ProjectId.eq(project_id))
+        .order_by_asc(log_endpoint::Column::Endpoint)
+        .into_tuple()
+        .all(db)
+        .await?)
+}

@@ -1,0 +1,96 @@
+//! Builds the server: database, migrations, first-start bootstrap, log writer, HTTP listener.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{HttpServer, web};
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+
+use crate::api;
+use crate::config::Settings;
+use crate::events::EventStore;
+use crate::services::logs::LogWriter;
+use crate::services::projects::{self, FirstStart};
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    db: DatabaseConnection,
+    /// Set on the very first start of an empty database; its secrets are shown once.
+    pub first_start: Option<FirstStart>,
+}
+
+/// Connects and applies migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let db = crate::db::connect(settings).await?;
+    crate::db::migrate(&db).await?;
+    Ok(db)
+}
+
+impl Application {
+    /// Binds `listen` (port 0 picks a free port; see [`Application::port`]).
+    pub async fn build(settings: Settings, listen: &str) -> anyhow::Result<Self> {
+        let db = open_database(&settings).await?;
+        let store = EventStore::new(db.clone());
+        let first_start = projects::bootstrap(&store, settings.admin_token.is_some())
+            .await
+            .map_err(|e| anyhow::anyhow!("first-start setup failed: {}", e.message))?;
+        let (log_writer, _) = LogWriter::start(store);
+        let state = web::Data::new(AppState::new(db.clone(), settings, log_writer));
+
+        let listener = TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || api::app(state.clone()))
+            .listen(listener)?
+            // Signals are handled in `run_until_stopped`, so that tests can run several servers.
+            .disable_signals()
+            .shutdown_timeout(30)
+            .run();
+        Ok(Self { port, server, db, first_start })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight requests finish (their
+    /// logs are committed before they answer), and returns.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down gracefully");
+            handle.stop(true).await;
+        });
+        self.server.await?;
+        Ok(())
+    }
+
+    /// Serves until the returned future is dropped or the process ends; for tests.
+    pub fn spawn(self) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        tokio::spawn(self.server)
+    }
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

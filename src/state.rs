@@ -1,0 +1,34 @@
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::config::Settings;
+use crate::domain::token;
+use crate::events::EventStore;
+use crate::metrics::Metrics;
+use crate::services::logs::LogWriter;
+
+/// What every handler can reach, shared by all HTTP workers.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub store: EventStore,
+    pub settings: Arc<Settings>,
+    pub log_writer: LogWriter,
+    pub metrics: Arc<Metrics>,
+    /// Hash of `LOGBOOK_ADMIN_TOKEN`, if configured.
+    pub admin_token_hash: Option<String>,
+}
+
+impl AppState {
+    pub fn new(db: DatabaseConnection, settings: Settings, log_writer: LogWriter) -> Self {
+        Self {
+            store: EventStore::new(db.clone()),
+            admin_token_hash: settings.admin_token.as_deref().map(token::hash),
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::default()),
+            db,
+            log_writer,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Spawns the real application on a free port with a fresh database: a SQLite file per test, or a
+//! new PostgreSQL database per test when `TEST_DATABASE_URL` is set.
+
+use logbook::config::Settings;
+use logbook::startup::Application;
+use reqwest::{Method, Response, StatusCode};
+use sea_orm::DatabaseConnection;
+use serde_json::Value;
+use sqlx::Connection;
+
+pub const ADMIN_TOKEN: &str = "adm_test_0123456789abcdefghijklmnop";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub admin: String,
+    pub server_key: String,
+    pub client_key: String,
+    pub user_token: String,
+    pub project_id: String,
+    pub server_key_id: String,
+    pub client_key_id: String,
+    pub user_id: String,
+    pub db: DatabaseConnection,
+    pub settings: Settings,
+    _dir: tempfile::TempDir,
+    _server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// A fresh database URL for one test.
+async fn fresh_database(dir: &tempfile::TempDir) -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(base) if !base.is_empty() => {
+            let name = format!("lbtest_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+            let mut conn = sqlx::PgConnection::connect(&base).await.expect("TEST_DATABASE_URL reachable");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
+            let mut url = url::Url::parse(&base).expect("TEST_DATABASE_URL is a URL");
+            url.set_path(&name);
+            url.to_string()
+        }
+        _ => format!("sqlite://{}", dir.path().join("logbook.db").display()),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+/// Spawns with settings adjusted by `tweak` (applied after the test defaults).
+pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    // Quiet unless asked: TEST_LOG=1 (with RUST_LOG) shows the server's logs.
+    if std::env::var_os("TEST_LOG").is_some() {
+        logbook::telemetry::init("text");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::defaults();
+    settings.database_url = Some(fresh_database(&dir).await);
+    settings.data_dir = dir.path().to_path_buf();
+    settings.admin_token = Some(ADMIN_TOKEN.to_owned());
+    settings.db_pool_size = 5;
+    tweak(&mut settings);
+    start(settings, dir).await
+}
+
+/// Starts the app again on the database of `previous` (which keeps running), as a restart would.
+pub async fn restart(previous: &TestApp) -> (Application, u16) {
+    let app = Application::build(previous.settings.clone(), "127.0.0.1:0").await.expect("app builds");
+    let port = app.port();
+    (app, port)
+}
+
+async fn start(settings: Settings, dir: tempfile::TempDir) -> TestApp {
+    let app = Application::build(settings.clone(), "127.0.0.1:0").await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let db = app.db().clone();
+    let first = app.first_start.as_ref().expect("a fresh database bootstraps");
+    assert!(first.admin_token.is_none(), "a configured admin token is not generated again");
+    let (project, user) = (&first.project, &first.user);
+    let (server_key, client_key, user_token) =
+        (project.server_key.token.clone(), project.client_key.token.clone(), user.token.clone());
+    let (project_id, server_key_id, client_key_id, user_id) = (
+        project.project.id.clone(),
+        project.server_key.key.id.clone(),
+        project.client_key.key.id.clone(),
+        user.user.id.clone(),
+    );
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        admin: ADMIN_TOKEN.to_owned(),
+        server_key,
+        client_key,
+        user_token,
+        project_id,
+        server_key_id,
+        client_key_id,
+        user_id,
+        db,
+        settings,
+        _dir: dir,
+        _server: app.spawn(),
+    }
+}
+
+impl TestApp {
+    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        let mut req = self.client.request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+        self.request(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// GET that must answer 200; returns the JSON body.
+    pub async fn get_ok(&self, path: &str, token: &str) -> Value {
+        json_of(self.get(path, token).await, StatusCode::OK).await
+    }
+
+    /// Creates a project as admin; returns its creation response.
+    pub async fn create_project(&self, name: &str, time_zone: &str) -> Value {
+        let body = serde_json::json!({"name": name, "time_zone": time_zone});
+        json_of(self.post("/v1/projects", &self.admin, body).await, StatusCode::CREATED).await
+    }
+
+    /// Ingests entries with the default server key; returns their ids.
+    pub async fn ingest(&self, logs: Vec<Value>) -> Vec<String> {
+        self.ingest_with(&self.server_key, logs).await
+    }
+
+    pub async fn ingest_with(&self, key: &str, logs: Vec<Value>) -> Vec<String> {
+        let body = json_of(self.post("/v1/logs", key, serde_json::json!({ "logs": logs })).await, StatusCode::CREATED).await;
+        body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Ids of `GET /v1/logs?{query}`, following every page.
+    pub async fn log_ids(&self, query: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/logs?limit=1000&{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let page = self.get_ok(&path, &self.server_key).await;
+            ids.extend(page["data"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap().to_owned()));
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return ids,
+            }
+        }
+    }
+}
+
+/// Asserts the status and returns the JSON body.
+pub async fn json_of(response: Response, expected: StatusCode) -> Value {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(status, expected, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Asserts a contract error body with this status and code.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    assert!(response.headers().contains_key("content-type"));
+    let body = json_of(response, status).await;
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(body["error"]["details"].is_array(), "{body}");
+    body
+}
+
+/// A minimal valid ingested entry.
+pub fn entry(occurred_at: &str) -> Value {
+    serde_json::json!({
+        "occurred_at": occurred_at, "channel": "shopify", "method": "GET", "path": "/orders",
+        "http_status": 200, "duration_ms": 5
+    })
+}

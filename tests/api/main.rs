@@ -1,0 +1,8 @@
+//! Black-box tests over HTTP against the real application and a real database.
+
+mod errors;
+mod event_log;
+mod helpers;
+mod logs;
+mod openapi;
+mod projects;
