@@ -8,7 +8,7 @@ use logbook::domain::time::ProjectTimeZone;
 use logbook::events::{EventMetadata, EventStore};
 use logbook::services::projects::{self, FirstStart, NewProject};
 use logbook::startup::{Application, open_database, shutdown_signal};
-use logbook::{api, projections, telemetry};
+use logbook::{api, jobs, projections, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,7 +33,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
     match cli.command {
         Command::Serve(args) => {
-            let app = Application::build(settings, &args.listen).await?;
+            let app = Application::build(settings, &args.listen, !args.no_workers).await?;
             let base = format!("http://{}", display_addr(&args.listen, app.port()));
             if let Some(first) = &app.first_start {
                 print_first_start(first, &base);
@@ -45,9 +45,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Command::Worker => {
-            let _db = open_database(&settings).await?;
-            tracing::info!("worker started; no job queues are configured in this version yet");
+            let store = EventStore::new(open_database(&settings).await?);
+            let metrics = std::sync::Arc::new(logbook::metrics::Metrics::default());
+            let workers = jobs::start(store, metrics);
+            tracing::info!("workers started: log search indexer");
             shutdown_signal().await;
+            drop(workers);
             Ok(())
         }
         Command::Migrate => {

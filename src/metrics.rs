@@ -32,6 +32,7 @@ pub struct Metrics {
     latency: HistogramFamily,
     pool_open: Gauge,
     pool_idle: Gauge,
+    search_lag: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -43,13 +44,14 @@ impl Default for Metrics {
     fn default() -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
-        let (pool_open, pool_idle) = (Gauge::default(), Gauge::default());
+        let (pool_open, pool_idle, search_lag) = (Gauge::default(), Gauge::default(), Gauge::default());
         let mut registry = Registry::with_prefix("logbook");
         registry.register("http_requests", "HTTP requests by endpoint and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         registry.register("db_pool_connections", "Database connections open", pool_open.clone());
         registry.register("db_pool_idle_connections", "Database connections idle", pool_idle.clone());
-        Self { registry: Mutex::new(registry), requests, latency, pool_open, pool_idle }
+        registry.register("search_index_lag_events", "Events not yet in the log search index", search_lag.clone());
+        Self { registry: Mutex::new(registry), requests, latency, pool_open, pool_idle, search_lag }
     }
 }
 
@@ -67,7 +69,9 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self, db: &DatabaseConnection) -> String {
+    /// Renders every metric; `search_lag` is read from the database by the caller.
+    pub fn render(&self, db: &DatabaseConnection, search_lag: i64) -> String {
+        self.search_lag.set(search_lag);
         let (open, idle) = crate::db::pool_usage(db);
         self.pool_open.set(i64::from(open));
         self.pool_idle.set(idle as i64);

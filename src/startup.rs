@@ -10,6 +10,7 @@ use sea_orm::DatabaseConnection;
 use crate::api;
 use crate::config::Settings;
 use crate::events::EventStore;
+use crate::jobs::{self, Workers};
 use crate::services::logs::LogWriter;
 use crate::services::projects::{self, FirstStart};
 use crate::state::AppState;
@@ -18,6 +19,7 @@ pub struct Application {
     port: u16,
     server: Server,
     db: DatabaseConnection,
+    workers: Option<Workers>,
     /// Set on the very first start of an empty database; its secrets are shown once.
     pub first_start: Option<FirstStart>,
 }
@@ -31,14 +33,15 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnec
 
 impl Application {
     /// Binds `listen` (port 0 picks a free port; see [`Application::port`]).
-    pub async fn build(settings: Settings, listen: &str) -> anyhow::Result<Self> {
+    pub async fn build(settings: Settings, listen: &str, with_workers: bool) -> anyhow::Result<Self> {
         let db = open_database(&settings).await?;
         let store = EventStore::new(db.clone());
         let first_start = projects::bootstrap(&store, settings.admin_token.is_some())
             .await
             .map_err(|e| anyhow::anyhow!("first-start setup failed: {}", e.message))?;
-        let (log_writer, _) = LogWriter::start(store);
+        let (log_writer, _) = LogWriter::start(store.clone());
         let state = web::Data::new(AppState::new(db.clone(), settings, log_writer));
+        let workers = with_workers.then(|| jobs::start(store, state.metrics.clone()));
 
         let listener = TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
         let port = listener.local_addr()?.port();
@@ -48,7 +51,7 @@ impl Application {
             .disable_signals()
             .shutdown_timeout(30)
             .run();
-        Ok(Self { port, server, db, first_start })
+        Ok(Self { port, server, db, workers, first_start })
     }
 
     pub fn port(&self) -> u16 {
@@ -69,12 +72,19 @@ impl Application {
             handle.stop(true).await;
         });
         self.server.await?;
+        drop(self.workers);
         Ok(())
     }
 
     /// Serves until the returned future is dropped or the process ends; for tests.
     pub fn spawn(self) -> tokio::task::JoinHandle<std::io::Result<()>> {
-        tokio::spawn(self.server)
+        let workers = self.workers;
+        let server = self.server;
+        tokio::spawn(async move {
+            let result = server.await;
+            drop(workers);
+            result
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db;
+use crate::projections::search;
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -44,7 +45,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8"))
-        .body(state.metrics.render(&state.db))
+        .body(state.metrics.render(&state.db, search::lag(&state.db).await.unwrap_or(-1)))
 }
 
 #[get("/docs")]

@@ -3,6 +3,7 @@
 
 mod logs;
 mod projects;
+pub mod search;
 
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait};
 
@@ -38,6 +39,8 @@ pub async fn rebuild(store: &EventStore, mut progress: impl FnMut(u64, u64)) -> 
     for table in TABLES {
         conn.execute_unprepared(&format!("DELETE FROM {table}")).await?;
     }
+    // The search index is asynchronous: rewound here, refilled by the indexer.
+    search::reset(conn).await?;
     let total = entity::event_log::Entity::find().count(conn).await?;
     let (mut done, mut after) = (0, 0);
     loop {

@@ -11,6 +11,7 @@ use crate::domain::log::{LogFilter, LogRecord, LogStatus};
 use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{DomainEvent, EventMetadata, EventStore, StoreError, StoredEvent};
+use crate::projections::search::{self, Body};
 use crate::services::newest_first;
 
 /// Most records one commit takes; more waiting requests go into the next commit.
@@ -80,14 +81,17 @@ pub async fn list(
     limit: Limit,
     cursor: Option<&Cursor>,
 ) -> ApiResult<Page<log::Model>> {
-    let query = log::Entity::find().filter(project_id_condition(db.get_database_backend(), project_id, filter));
+    let searching = !filter.request_body_contains.is_empty() || !filter.response_body_contains.is_empty();
+    let covered = if searching { search::checkpoint(db).await? } else { 0 };
+    let condition = filter_condition(db.get_database_backend(), project_id, filter, covered);
+    let query = log::Entity::find().filter(condition);
     let query = newest_first(query, log::Column::OccurredAtMs, log::Column::Id, limit, cursor);
     let rows = query.all(db).await?;
     Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.occurred_at_ms, id: r.id.clone() }))
 }
 
-/// Every filter as one condition on `logs`.
-fn project_id_condition(backend: DbBackend, project_id: &str, f: &LogFilter) -> Condition {
+/// Every filter as one condition on `logs`; body searches use the index up to `covered`.
+fn filter_condition(backend: DbBackend, project_id: &str, f: &LogFilter, covered: i64) -> Condition {
     let mut c = Condition::all().add(log::Column::ProjectId.eq(project_id));
     if let Some(after) = f.occurred_after {
         c = c.add(log::Column::OccurredAtMs.gte(after));
@@ -117,38 +121,13 @@ fn project_id_condition(backend: DbBackend, project_id: &str, f: &LogFilter) -> 
             .to_owned();
         c = c.add(log::Column::Id.in_subquery(related));
     }
-    for (field, needles) in [("request_body", &f.request_body_contains), ("response_body", &f.response_body_contains)] {
-        if needles.is_empty() {
-            continue;
+    for (body, needles) in [(Body::Request, &f.request_body_contains), (Body::Response, &f.response_body_contains)] {
+        if !needles.is_empty() {
+            let (sql, values) = search::matching_seqs(backend, body, needles, project_id, covered);
+            c = c.add(Expr::cust_with_values(format!("\"logs\".\"event_seq\" IN ({sql})"), values));
         }
-        let mut any = Condition::any();
-        for needle in needles {
-            any = any.add(body_contains(backend, field, needle));
-        }
-        let matching = Query::select()
-            .column(event_log::Column::Seq)
-            .from(event_log::Entity)
-            .and_where(event_log::Column::ProjectId.eq(project_id))
-            .cond_where(any)
-            .to_owned();
-        c = c.add(log::Column::EventSeq.in_subquery(matching));
     }
     c
-}
-
-/// Case-insensitive substring match on one body of the stored log payload.
-fn body_contains(backend: DbBackend, field: &str, needle: &str) -> Condition {
-    let pattern = format!("%{}%", escape_like(&needle.to_lowercase()));
-    let sql = match backend {
-        DbBackend::Postgres => format!("LOWER(CAST(payload AS jsonb) ->> '{field}') LIKE $1 ESCAPE '!'"),
-        _ => format!("LOWER(json_extract(payload, '$.{field}')) LIKE ? ESCAPE '!'"),
-    };
-    Condition::all().add(Expr::cust_with_values(sql, [pattern]))
-}
-
-/// `!` is the escape character: a backslash means different things in SQLite and PostgreSQL strings.
-fn escape_like(text: &str) -> String {
-    text.replace('!', "!!").replace('%', "!%").replace('_', "!_")
 }
 
 /// A log entry with its full stored record, scoped to the project.

@@ -48,6 +48,15 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns with settings adjusted by `tweak` (applied after the test defaults).
 pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_full(tweak, true).await
+}
+
+/// Spawns without background workers (so, for one, the search index never catches up).
+pub async fn spawn_without_workers() -> TestApp {
+    spawn_full(|_| {}, false).await
+}
+
+async fn spawn_full(tweak: impl FnOnce(&mut Settings), workers: bool) -> TestApp {
     // Quiet unless asked: TEST_LOG=1 (with RUST_LOG) shows the server's logs.
     if std::env::var_os("TEST_LOG").is_some() {
         logbook::telemetry::init("text");
@@ -59,18 +68,18 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     settings.admin_token = Some(ADMIN_TOKEN.to_owned());
     settings.db_pool_size = 5;
     tweak(&mut settings);
-    start(settings, dir).await
+    start(settings, dir, workers).await
 }
 
 /// Starts the app again on the database of `previous` (which keeps running), as a restart would.
 pub async fn restart(previous: &TestApp) -> (Application, u16) {
-    let app = Application::build(previous.settings.clone(), "127.0.0.1:0").await.expect("app builds");
+    let app = Application::build(previous.settings.clone(), "127.0.0.1:0", true).await.expect("app builds");
     let port = app.port();
     (app, port)
 }
 
-async fn start(settings: Settings, dir: tempfile::TempDir) -> TestApp {
-    let app = Application::build(settings.clone(), "127.0.0.1:0").await.expect("app builds");
+async fn start(settings: Settings, dir: tempfile::TempDir, workers: bool) -> TestApp {
+    let app = Application::build(settings.clone(), "127.0.0.1:0", workers).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let db = app.db().clone();
     let first = app.first_start.as_ref().expect("a fresh database bootstraps");
@@ -141,6 +150,17 @@ impl TestApp {
     pub async fn ingest_with(&self, key: &str, logs: Vec<Value>) -> Vec<String> {
         let body = json_of(self.post("/v1/logs", key, serde_json::json!({ "logs": logs })).await, StatusCode::CREATED).await;
         body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Waits until the search indexer has caught up with the event log.
+    pub async fn wait_for_search_index(&self) {
+        for _ in 0..200 {
+            if logbook::projections::search::lag(&self.db).await.unwrap() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the search index did not catch up");
     }
 
     /// Ids of `GET /v1/logs?{query}`, following every page.

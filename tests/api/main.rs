@@ -6,3 +6,4 @@ mod helpers;
 mod logs;
 mod openapi;
 mod projects;
+mod search;

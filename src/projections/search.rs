@@ -1,0 +1,226 @@
+//! The log body search index, kept asynchronously: an indexer follows the event log from its
+//! checkpoint, and a search reads the index up to the checkpoint plus the not-yet-indexed tail
+//! straight from the log, so results are complete whatever the indexer's lag.
+
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use serde::Deserialize;
+
+use crate::events::EventStore;
+
+pub const CHECKPOINT: &str = "log_search";
+const LOG_EVENT: &str = "request.logged";
+
+/// On PostgreSQL a sequence number is taken at insert but becomes visible at commit, so a gap may be
+/// a transaction still committing. The indexer waits this long for a gap before taking it for a
+/// rolled-back (or purged) number.
+const GAP_PATIENCE: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+pub struct SearchIndexer {
+    gap: Option<(i64, Instant)>,
+}
+
+#[derive(Deserialize)]
+struct Bodies {
+    #[serde(default)]
+    request_body: serde_json::Value,
+    #[serde(default)]
+    response_body: serde_json::Value,
+}
+
+/// The text a body is searched in: a string as is, JSON as its stored compact text.
+fn text(body: serde_json::Value) -> Option<String> {
+    match body {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+impl SearchIndexer {
+    /// Indexes up to `batch` events past the checkpoint in one transaction; returns how many it
+    /// consumed (0 when caught up).
+    pub async fn step(&mut self, store: &EventStore, batch: u64) -> Result<usize, DbErr> {
+        let writer = store.begin().await?;
+        let conn = writer.conn();
+        let backend = conn.get_database_backend();
+        // FOR UPDATE makes concurrent indexers on several nodes take turns instead of doubling work.
+        let lock = if backend == DbBackend::Postgres { " FOR UPDATE" } else { "" };
+        let row = conn
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                format!("SELECT last_seq FROM projection_checkpoints WHERE name = {}{lock}", ph(backend, 1)),
+                [CHECKPOINT.into()],
+            ))
+            .await?;
+        let last: i64 = row.map(|r| r.try_get("", "last_seq")).transpose()?.unwrap_or(0);
+        let rows = conn
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT seq, event_type, payload FROM event_log WHERE seq > {} ORDER BY seq LIMIT {}",
+                    ph(backend, 1),
+                    ph(backend, 2)
+                ),
+                [last.into(), (batch as i64).into()],
+            ))
+            .await?;
+
+        let mut next = last;
+        let mut docs: Vec<(i64, Option<String>, Option<String>)> = Vec::new();
+        for row in rows {
+            let seq: i64 = row.try_get("", "seq")?;
+            if seq != next + 1 && !self.gap_expired(next + 1) {
+                break;
+            }
+            next = seq;
+            if row.try_get::<String>("", "event_type")? == LOG_EVENT {
+                let payload: String = row.try_get("", "payload")?;
+                if let Ok(bodies) = serde_json::from_str::<Bodies>(&payload) {
+                    let (req, res) = (text(bodies.request_body), text(bodies.response_body));
+                    if req.is_some() || res.is_some() {
+                        docs.push((seq, req, res));
+                    }
+                }
+            }
+        }
+        if next == last {
+            return Ok(0);
+        }
+        self.gap = None;
+        let table_columns = if backend == DbBackend::Postgres { "seq, request_body, response_body" } else { "rowid, request_body, response_body" };
+        for chunk in docs.chunks(300) {
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+            let mut tuples = Vec::with_capacity(chunk.len());
+            for (seq, req, res) in chunk {
+                let n = values.len();
+                tuples.push(format!("({}, {}, {})", ph(backend, n + 1), ph(backend, n + 2), ph(backend, n + 3)));
+                values.extend([Value::from(*seq), Value::from(req.clone()), Value::from(res.clone())]);
+            }
+            let sql = format!("INSERT INTO log_search ({table_columns}) VALUES {}", tuples.join(", "));
+            conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+        }
+        conn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            format!("UPDATE projection_checkpoints SET last_seq = {} WHERE name = {}", ph(backend, 1), ph(backend, 2)),
+            [next.into(), CHECKPOINT.into()],
+        ))
+        .await?;
+        writer.commit().await?;
+        Ok((next - last) as usize)
+    }
+
+    /// Whether the missing `seq` has stayed missing long enough to be skipped.
+    fn gap_expired(&mut self, seq: i64) -> bool {
+        match self.gap {
+            Some((s, since)) if s == seq => since.elapsed() >= GAP_PATIENCE,
+            _ => {
+                self.gap = Some((seq, Instant::now()));
+                false
+            }
+        }
+    }
+}
+
+/// The position up to which the index is complete.
+pub async fn checkpoint(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    let backend = conn.get_database_backend();
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            format!("SELECT last_seq FROM projection_checkpoints WHERE name = {}", ph(backend, 1)),
+            [CHECKPOINT.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get("", "last_seq")).transpose()?.unwrap_or(0))
+}
+
+/// Events the index has not yet covered.
+pub async fn lag(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    let covered = checkpoint(conn).await?;
+    let backend = conn.get_database_backend();
+    let row = conn
+        .query_one_raw(Statement::from_string(backend, "SELECT COALESCE(MAX(seq), 0) AS top FROM event_log"))
+        .await?;
+    let top: i64 = row.map(|r| r.try_get("", "top")).transpose()?.unwrap_or(0);
+    Ok((top - covered).max(0))
+}
+
+/// Empties the index and rewinds its checkpoint, so the indexer rebuilds it from the log.
+pub async fn reset(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    conn.execute_unprepared("DELETE FROM log_search").await?;
+    conn.execute_unprepared(&format!("UPDATE projection_checkpoints SET last_seq = 0 WHERE name = '{CHECKPOINT}'")).await?;
+    Ok(())
+}
+
+/// Which body a search looks in.
+#[derive(Debug, Clone, Copy)]
+pub enum Body {
+    Request,
+    Response,
+}
+
+impl Body {
+    fn column(self) -> &'static str {
+        match self {
+            Body::Request => "request_body",
+            Body::Response => "response_body",
+        }
+    }
+}
+
+/// SQL selecting the `seq` of every log event of `project_id` whose `body` contains any of
+/// `needles` (case-insensitive), with its bound values: the index up to `covered`, the log after.
+/// Placeholders start at 1.
+pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], project_id: &str, covered: i64) -> (String, Vec<Value>) {
+    let column = body.column();
+    let mut values: Vec<Value> = Vec::new();
+    let mut bind = |v: Value| {
+        values.push(v);
+        ph(backend, values.len())
+    };
+    let patterns: Vec<String> = needles.iter().map(|n| format!("%{}%", escape_like(&n.to_lowercase()))).collect();
+    // Trigram lookups need at least three characters; a shorter needle searches the whole log.
+    let covered = if needles.iter().any(|n| n.chars().count() < 3) { 0 } else { covered };
+
+    let indexed = if covered == 0 {
+        None
+    } else if backend == DbBackend::Postgres {
+        let likes: Vec<String> = patterns.iter().map(|p| format!("lower({column}) LIKE {} ESCAPE '!'", bind(p.clone().into()))).collect();
+        Some(format!("SELECT seq FROM log_search WHERE ({}) AND seq <= {}", likes.join(" OR "), bind(covered.into())))
+    } else {
+        let phrases: Vec<String> = needles.iter().map(|n| format!("\"{}\"", n.replace('"', "\"\""))).collect();
+        let query = format!("{column} : ({})", phrases.join(" OR "));
+        Some(format!("SELECT rowid FROM log_search WHERE log_search MATCH {} AND rowid <= {}", bind(query.into()), bind(covered.into())))
+    };
+    let extract = if backend == DbBackend::Postgres {
+        // `json`, not `jsonb`: it returns the stored text as written, as the index holds it.
+        format!("LOWER(CAST(payload AS json) ->> '{column}')")
+    } else {
+        format!("LOWER(json_extract(payload, '$.{column}'))")
+    };
+    // Bound in text order: SQLite's `?` placeholders are positional.
+    let (after, project) = (bind(covered.into()), bind(project_id.into()));
+    let tail_likes: Vec<String> = patterns.iter().map(|p| format!("{extract} LIKE {} ESCAPE '!'", bind(p.clone().into()))).collect();
+    let tail = format!(
+        "SELECT seq FROM event_log WHERE seq > {after} AND project_id = {project} AND event_type = '{LOG_EVENT}' AND ({})",
+        tail_likes.join(" OR ")
+    );
+    let sql = match indexed {
+        Some(indexed) => format!("{indexed} UNION ALL {tail}"),
+        None => tail,
+    };
+    (sql, values)
+}
+
+/// `!` is the LIKE escape character: a backslash reads differently in SQLite and PostgreSQL.
+fn escape_like(text: &str) -> String {
+    text.replace('!', "!!").replace('%', "!%").replace('_', "!_")
+}
+
+/// The `n`th bind placeholder (1-based) in the backend's syntax.
+fn ph(backend: DbBackend, n: usize) -> String {
+    if backend == DbBackend::Postgres { format!("${n}") } else { "?".to_owned() }
+}
