@@ -112,6 +112,8 @@ const COMMON: &[&str] = &[
     // Every list query is `project_id = ? [AND filter = ?] ORDER BY occurred_at_ms DESC, id DESC`:
     // one index per single filter, led by the project and ending in the sort key.
     "CREATE INDEX logs_project_time ON logs (project_id, occurred_at_ms, id)",
+    // Body searches find event positions first and look the logs up by them.
+    "CREATE INDEX logs_event_seq ON logs (event_seq)",
     "CREATE INDEX logs_project_channel ON logs (project_id, channel, occurred_at_ms)",
     "CREATE INDEX logs_project_failed ON logs (project_id, failed, occurred_at_ms)",
     "CREATE INDEX logs_project_endpoint ON logs (project_id, endpoint, occurred_at_ms)",

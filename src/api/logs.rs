@@ -1,6 +1,6 @@
 //! `/v1/logs`: the request log of a project, and ingestion of the host application's own entries.
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::auth::{ProjectMember, ServerKey};
 use crate::api::dto::ListOut;
 use crate::api::extract::{Json, paging};
+use crate::api::request_log;
 use crate::domain::channel::Channel;
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::log::{LogFilter, LogRecord, LogStatus, RelatedRef};
@@ -265,7 +266,7 @@ impl LogIn {
         let body = |value: Option<Value>| match value {
             None | Some(Value::Null) => (Value::Null, false),
             Some(Value::String(text)) => redact::stored_body(text.as_bytes(), true, keys),
-            Some(json) => redact::stored_body(json.to_string().as_bytes(), true, keys),
+            Some(json) => redact::stored_json(json, keys),
         };
         let (request_body, request_body_truncated) = body(self.request_body);
         let (response_body, response_body_truncated) = body(self.response_body);
@@ -312,7 +313,12 @@ impl LogIn {
     )
 )]
 #[post("/logs")]
-async fn ingest_logs(state: web::Data<AppState>, key: ServerKey, body: Json<IngestIn>) -> ApiResult<HttpResponse> {
+async fn ingest_logs(
+    state: web::Data<AppState>,
+    key: ServerKey,
+    req: HttpRequest,
+    body: Json<IngestIn>,
+) -> ApiResult<HttpResponse> {
     let entries = body.0.logs;
     if entries.is_empty() || entries.len() > MAX_BATCH {
         return Err(ApiError::invalid_field("logs", format!("must hold 1 to {MAX_BATCH} entries")));
@@ -324,8 +330,9 @@ async fn ingest_logs(state: web::Data<AppState>, key: ServerKey, body: Json<Inge
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let ids = records.iter().map(|r| r.id.clone()).collect();
+    let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     logs::ingest(&state.store, &key.meta, records).await?;
+    request_log::summarize_request_body(&req, format!("[{} log entries, stored as logs of their own]", ids.len()));
     Ok(HttpResponse::Created().json(IngestOut { ids }))
 }
 

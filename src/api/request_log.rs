@@ -35,6 +35,16 @@ pub const CUSTOMER_HEADER: &str = "logbook-customer-id";
 pub struct LogContext {
     pub id: String,
     related: Vec<RelatedRef>,
+    /// Stored instead of the request body when the handler says the body is kept elsewhere.
+    body_summary: Option<String>,
+}
+
+/// Stores `summary` instead of the request body: for bodies that are stored in full elsewhere (the
+/// entries of `POST /v1/logs` become logs of their own), so they are not kept twice.
+pub fn summarize_request_body(req: &HttpRequest, summary: String) {
+    if let Some(ctx) = req.extensions_mut().get_mut::<LogContext>() {
+        ctx.body_summary = Some(summary);
+    }
 }
 
 /// Names a resource the current request created or acted on; it shows in the log's `related`.
@@ -55,7 +65,7 @@ pub async fn record_requests(mut req: ServiceRequest, next: Next<BoxBody>) -> Re
     let started = Instant::now();
     let occurred_at_ms = now_ms();
     let id = new_id(IdKind::Log);
-    req.extensions_mut().insert(LogContext { id: id.clone(), related: Vec::new() });
+    req.extensions_mut().insert(LogContext { id: id.clone(), related: Vec::new(), body_summary: None });
 
     let is_json = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("json"));
     // A JSON body is captured whole (it is bounded by the body limit) so it can be redacted before it
@@ -82,9 +92,13 @@ pub async fn record_requests(mut req: ServiceRequest, next: Next<BoxBody>) -> Re
     let (body, response_body, response_truncated) = read_response(body, state.settings.max_body_bytes, &state).await;
     let mut response = head.set_body(body);
 
+    let summary = http_req.extensions_mut().get_mut::<LogContext>().and_then(|c| c.body_summary.take());
     let request = capture.borrow();
     let complete = request.seen == request.bytes.len();
-    let (request_body, request_truncated) = redact::stored_body(&request.bytes, complete, &state.settings.redact_keys);
+    let (request_body, request_truncated) = match summary {
+        Some(summary) => (Value::String(summary), false),
+        None => redact::stored_body(&request.bytes, complete, &state.settings.redact_keys),
+    };
     let record = build_record(
         &http_req,
         id.clone(),

@@ -68,19 +68,23 @@ pub fn stored_body(bytes: &[u8], complete: bool, keys: &RedactKeys) -> (Value, b
     if bytes.is_empty() {
         return (Value::Null, !complete);
     }
-    if complete && let Ok(mut json) = serde_json::from_slice::<Value>(bytes) {
-        redact_json(&mut json, keys);
-        let size = serde_json::to_vec(&json).map(|v| v.len()).unwrap_or(usize::MAX);
-        if size <= MAX_STORED_BODY {
-            return (json, false);
-        }
-        // Cut the redacted text, never the raw one, so no secret survives in the prefix.
-        let text = json.to_string();
-        return (Value::String(cut(&text).to_owned()), true);
+    if complete && let Ok(json) = serde_json::from_slice::<Value>(bytes) {
+        return stored_json(json, keys);
     }
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_STORED_BODY)]);
     let truncated = !complete || bytes.len() > MAX_STORED_BODY;
     (Value::String(text.into_owned()), truncated)
+}
+
+/// A stored JSON body: redacted, and cut to [`MAX_STORED_BODY`] as text when larger.
+pub fn stored_json(mut json: Value, keys: &RedactKeys) -> (Value, bool) {
+    redact_json(&mut json, keys);
+    let text = json.to_string();
+    if text.len() <= MAX_STORED_BODY {
+        return (json, false);
+    }
+    // Cut the redacted text, never the raw one, so no secret survives in the prefix.
+    (Value::String(cut(&text).to_owned()), true)
 }
 
 /// The longest prefix of `text` within [`MAX_STORED_BODY`] bytes that ends on a character boundary.

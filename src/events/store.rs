@@ -193,12 +193,17 @@ impl Writer {
 
 /// Splits an event into its stored columns: `("project.created", 1, "{…}")`.
 fn encode(event: &DomainEvent) -> (String, i32, String) {
-    // Serialising a DomainEvent cannot fail: every field is a plain value.
-    let tagged = serde_json::to_value(event).unwrap_or(Value::Null);
-    let tag = tagged.get("t").and_then(Value::as_str).unwrap_or_default();
-    let (event_type, version) = tag.rsplit_once(".v").unwrap_or((tag, "1"));
-    let payload = tagged.get("c").map(Value::to_string).unwrap_or_else(|| "{}".into());
-    (event_type.to_owned(), version.parse().unwrap_or(1), payload)
+    // Serialising a DomainEvent cannot fail: every field is a plain value. Adjacent tagging writes
+    // `{"t":"<tag>","c":<content>}`; the content is sliced out rather than re-serialised, since
+    // request logs with large bodies make this the hot path of ingestion.
+    let json = serde_json::to_string(event).unwrap_or_default();
+    let sliced = json.strip_prefix("{\"t\":\"").and_then(|rest| {
+        let (tag, rest) = rest.split_once('"')?;
+        let content = rest.strip_prefix(",\"c\":")?.strip_suffix('}')?;
+        let (event_type, version) = tag.rsplit_once(".v")?;
+        Some((event_type.to_owned(), version.parse().ok()?, content.to_owned()))
+    });
+    sliced.unwrap_or_else(|| ("unknown".to_owned(), 1, "{}".to_owned()))
 }
 
 fn decode(row: &event_log::Model) -> Result<StoredEvent, StoreError> {

@@ -193,7 +193,7 @@ pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], project
     } else {
         let phrases: Vec<String> = needles.iter().map(|n| format!("\"{}\"", n.replace('"', "\"\""))).collect();
         let query = format!("{column} : ({})", phrases.join(" OR "));
-        Some(format!("SELECT rowid FROM log_search WHERE log_search MATCH {} AND rowid <= {}", bind(query.into()), bind(covered.into())))
+        Some(format!("SELECT rowid AS seq FROM log_search WHERE log_search MATCH {} AND rowid <= {}", bind(query.into()), bind(covered.into())))
     };
     let extract = if backend == DbBackend::Postgres {
         // `json`, not `jsonb`: it returns the stored text as written, as the index holds it.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use entity::{event_log, log, log_endpoint, log_related};
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ColumnTrait, Condition, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::log::{LogFilter, LogRecord, LogStatus};
@@ -81,17 +81,16 @@ pub async fn list(
     limit: Limit,
     cursor: Option<&Cursor>,
 ) -> ApiResult<Page<log::Model>> {
-    let searching = !filter.request_body_contains.is_empty() || !filter.response_body_contains.is_empty();
-    let covered = if searching { search::checkpoint(db).await? } else { 0 };
-    let condition = filter_condition(db.get_database_backend(), project_id, filter, covered);
+    let searches = body_searches(db, project_id, filter).await?;
+    let condition = filter_condition(project_id, filter, &searches);
     let query = log::Entity::find().filter(condition);
     let query = newest_first(query, log::Column::OccurredAtMs, log::Column::Id, limit, cursor);
     let rows = query.all(db).await?;
     Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.occurred_at_ms, id: r.id.clone() }))
 }
 
-/// Every filter as one condition on `logs`; body searches use the index up to `covered`.
-fn filter_condition(backend: DbBackend, project_id: &str, f: &LogFilter, covered: i64) -> Condition {
+/// Every filter as one condition on `logs`, body searches already resolved.
+fn filter_condition(project_id: &str, f: &LogFilter, searches: &[BodyMatches]) -> Condition {
     let mut c = Condition::all().add(log::Column::ProjectId.eq(project_id));
     if let Some(after) = f.occurred_after {
         c = c.add(log::Column::OccurredAtMs.gte(after));
@@ -99,15 +98,22 @@ fn filter_condition(backend: DbBackend, project_id: &str, f: &LogFilter, covered
     if let Some(before) = f.occurred_before {
         c = c.add(log::Column::OccurredAtMs.lt(before));
     }
-    let any_of = |c: Condition, col: log::Column, values: &[String]| {
-        if values.is_empty() { c } else { c.add(col.is_in(values.iter().cloned())) }
+    let any_of = |c: Condition, col: log::Column, values: &[String]| match values {
+        [] => c,
+        [one] => c.add(col.eq(one.as_str())),
+        many => c.add(col.is_in(many.iter().cloned())),
+    };
+    // The indexes on nullable columns are partial (`WHERE x IS NOT NULL`); stating it lets SQLite
+    // use them for IN lists too.
+    let any_of_nullable = |c: Condition, col: log::Column, values: &[String]| {
+        if values.is_empty() { c } else { any_of(c.add(col.is_not_null()), col, values) }
     };
     c = any_of(c, log::Column::Channel, &f.channel);
     c = any_of(c, log::Column::Endpoint, &f.endpoint);
-    c = any_of(c, log::Column::UserId, &f.user_id);
-    c = any_of(c, log::Column::CustomerId, &f.customer_id);
-    c = any_of(c, log::Column::ServerKeyId, &f.server_key_id);
-    c = any_of(c, log::Column::ClientKeyId, &f.client_key_id);
+    c = any_of_nullable(c, log::Column::UserId, &f.user_id);
+    c = any_of_nullable(c, log::Column::CustomerId, &f.customer_id);
+    c = any_of_nullable(c, log::Column::ServerKeyId, &f.server_key_id);
+    c = any_of_nullable(c, log::Column::ClientKeyId, &f.client_key_id);
     let (success, failure) = (f.status.contains(&LogStatus::Success), f.status.contains(&LogStatus::Failure));
     if success != failure {
         c = c.add(log::Column::Failed.eq(failure));
@@ -121,13 +127,46 @@ fn filter_condition(backend: DbBackend, project_id: &str, f: &LogFilter, covered
             .to_owned();
         c = c.add(log::Column::Id.in_subquery(related));
     }
-    for (body, needles) in [(Body::Request, &f.request_body_contains), (Body::Response, &f.response_body_contains)] {
-        if !needles.is_empty() {
-            let (sql, values) = search::matching_seqs(backend, body, needles, project_id, covered);
-            c = c.add(Expr::cust_with_values(format!("\"logs\".\"event_seq\" IN ({sql})"), values));
-        }
+    for search in searches {
+        c = c.add(match search {
+            BodyMatches::Few(seqs) => log::Column::EventSeq.is_in(seqs.iter().copied()),
+            BodyMatches::Many(sql, values) => Expr::cust_with_values(format!("\"logs\".\"event_seq\" IN ({sql})"), values.clone()),
+        });
     }
     c
+}
+
+/// The logs a body search matches: few enough to list (then the query is driven by them), or a
+/// subquery (then the newest-first scan checks each row against it).
+enum BodyMatches {
+    Few(Vec<i64>),
+    Many(String, Vec<sea_orm::Value>),
+}
+
+/// Up to this many matches a search is listed first; SQLite's planner cannot tell a rare term from a
+/// common one, and scanning by time for a rare term reads the whole window.
+const FEW_MATCHES: u64 = 2000;
+
+async fn body_searches(db: &DatabaseConnection, project_id: &str, f: &LogFilter) -> ApiResult<Vec<BodyMatches>> {
+    let wanted = [(Body::Request, &f.request_body_contains), (Body::Response, &f.response_body_contains)];
+    if wanted.iter().all(|(_, needles)| needles.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let backend = db.get_database_backend();
+    let covered = search::checkpoint(db).await?;
+    let mut out = Vec::new();
+    for (body, needles) in wanted.into_iter().filter(|(_, n)| !n.is_empty()) {
+        let (sql, values) = search::matching_seqs(backend, body, needles, project_id, covered);
+        let probe = format!("SELECT seq FROM ({sql}) AS m LIMIT {}", FEW_MATCHES + 1);
+        let rows = db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, probe, values.clone())).await?;
+        if rows.len() as u64 <= FEW_MATCHES {
+            let seqs = rows.iter().map(|r| r.try_get::<i64>("", "seq")).collect::<Result<Vec<_>, _>>()?;
+            out.push(BodyMatches::Few(seqs));
+        } else {
+            out.push(BodyMatches::Many(sql, values));
+        }
+    }
+    Ok(out)
 }
 
 /// A log entry with its full stored record, scoped to the project.

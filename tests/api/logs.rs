@@ -221,3 +221,15 @@ async fn the_default_window_is_the_last_24_hours() {
     let body = json_of(app.get(&format!("/v1/logs/{}", old[0]), &app.server_key).await, StatusCode::OK).await;
     assert_eq!(body["occurred_at"], "2020-01-01T00:00:00.000Z");
 }
+
+#[tokio::test]
+async fn an_ingestion_request_is_logged_without_storing_its_entries_twice() {
+    let app = spawn_app().await;
+    let res = app.post("/v1/logs", &app.server_key, json!({"logs": [entry("2026-11-20T10:00:00Z"), entry("2026-11-20T10:00:01Z")]})).await;
+    let log_id = res.headers()["logbook-log-id"].to_str().unwrap().to_owned();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let log = app.get_ok(&format!("/v1/logs/{log_id}"), &app.server_key).await;
+    assert_eq!(log["endpoint"], "POST /v1/logs");
+    assert_eq!(log["request_body"], "[2 log entries, stored as logs of their own]");
+    assert_eq!(log["response_body"]["ids"].as_array().unwrap().len(), 2);
+}

@@ -1,0 +1,253 @@
+//! Logs benchmark (issue 3): ingest logs with ~1 KiB bodies through `POST /v1/logs` in batches of
+//! 1,000, then time first-page queries, body searches and logging overhead under load.
+//!
+//!     cargo bench --bench logs                                    # SQLite, 1,000,000 logs
+//!     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench logs
+//!     BENCH_ROWS=100000 cargo bench --bench logs                  # a quicker run
+//!
+//! The server runs in this process on a fresh database (a temporary SQLite file, or a new
+//! PostgreSQL database next to BENCH_DATABASE_URL) and is driven over HTTP on loopback.
+
+use std::time::{Duration, Instant};
+
+use logbook::config::Settings;
+use logbook::startup::Application;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+const BATCH: usize = 1000;
+const CLIENTS: usize = 4;
+const QUERY_RUNS: usize = 30;
+const ADMIN: &str = "adm_bench_0123456789abcdefghijklmnop";
+
+struct Server {
+    base: String,
+    server_key: String,
+    app_db: sea_orm::DatabaseConnection,
+    _dir: tempfile::TempDir,
+    _task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn database_url(dir: &tempfile::TempDir) -> String {
+    match std::env::var("BENCH_DATABASE_URL") {
+        Ok(base) if !base.is_empty() => {
+            let name = format!("lbbench_{}", std::process::id());
+            let mut conn = sqlx::PgConnection::connect(&base).await.expect("BENCH_DATABASE_URL reachable");
+            let drop = format!("DROP DATABASE IF EXISTS {name}");
+            sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await.expect("drop");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create");
+            let mut url = url::Url::parse(&base).unwrap();
+            url.set_path(&name);
+            url.to_string()
+        }
+        _ => format!("sqlite://{}", dir.path().join("bench.db").display()),
+    }
+}
+
+async fn start(request_logging: bool) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::defaults();
+    settings.database_url = Some(database_url(&dir).await);
+    settings.data_dir = dir.path().to_path_buf();
+    settings.admin_token = Some(ADMIN.into());
+    settings.request_logging = request_logging;
+    let app = Application::build(settings, "127.0.0.1:0", true).await.expect("server starts");
+    let first = app.first_start.as_ref().unwrap();
+    let server_key = first.project.server_key.token.clone();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let app_db = app.db().clone();
+    Server { base, server_key, app_db, _dir: dir, _task: app.spawn() }
+}
+
+const WORDS: &[&str] = &[
+    "order", "invoice", "customer", "shipping", "address", "blue", "green", "payment", "refund", "item",
+    "quantity", "price", "discount", "coupon", "warehouse", "parcel", "tracking", "express", "standard", "note",
+];
+const ENDPOINTS: &[&str] = &[
+    "GET /v1/orders", "POST /v1/orders", "GET /v1/orders/{id}", "PATCH /v1/orders/{id}", "GET /v1/customers",
+    "POST /v1/customers", "GET /v1/customers/{id}", "POST /v1/refunds", "GET /v1/invoices", "POST /v1/payments",
+];
+const CHANNELS: &[&str] = &["api", "client", "dashboard", "shopify", "stripe"];
+
+/// A deterministic pseudo-random entry `i`, its bodies about 1 KiB together.
+fn entry(i: usize, now_ms: i64) -> Value {
+    // splitmix64 of (i, salt): fields vary independently, so combined filters have realistic hits.
+    let r = |salt: usize| {
+        let mut z = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (salt as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as usize
+    };
+    let words: Vec<&str> = (0..60).map(|k| WORDS[r(k) % WORDS.len()]).collect();
+    let mut note = words.join(" ");
+    if i % 10_000 == 42 {
+        note.push_str(&format!(" needle-{}", i / 10_000));
+    }
+    let failed = r(99) % 10 == 0;
+    let endpoint = ENDPOINTS[r(3) % ENDPOINTS.len()];
+    let (method, path) = endpoint.split_once(' ').unwrap();
+    let mut e = json!({
+        "occurred_at": logbook::domain::time::format_utc(now_ms - (r(5) % (7 * 86_400_000)) as i64),
+        "channel": CHANNELS[r(7) % CHANNELS.len()],
+        "method": method,
+        "path": path.replace("{id}", &format!("ord_{}", r(11) % 100_000)),
+        "endpoint": endpoint,
+        "http_status": if failed { [400, 404, 422, 500, 502][r(13) % 5] } else { [200, 201, 204][r(17) % 3] },
+        "duration_ms": r(19) % 900,
+        "user_id": format!("usr_{}", r(23) % 1000),
+        "customer_id": format!("cus_{}", r(29) % 10_000),
+        "server_key_id": format!("key_s{}", r(31) % 5),
+        "request_body": {"note": note, "amount": r(37) % 100_000, "currency": "EUR", "items": [{"sku": format!("sku-{}", r(41) % 5000), "qty": 1 + r(43) % 5}]},
+        "response_body": {"id": format!("ord_{i}"), "status": if failed { "declined by issuer" } else { "accepted" }, "words": words[..20].join(" ")},
+    });
+    if i % 100 == 0 {
+        e["related"] = json!([{"type": "task", "id": format!("task_{}", i / 100)}]);
+    }
+    e
+}
+
+async fn ingest(server: &Server, rows: usize) -> f64 {
+    let client = reqwest::Client::new();
+    let now = logbook::domain::time::now_ms();
+    let batches = rows.div_ceil(BATCH);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (client, base, key) = (client.clone(), server.base.clone(), server.server_key.clone());
+        tasks.push(tokio::spawn(async move {
+            for b in (c..batches).step_by(CLIENTS) {
+                let logs: Vec<Value> = (b * BATCH..((b + 1) * BATCH).min(rows)).map(|i| entry(i, now)).collect();
+                let body = serde_json::to_vec(&json!({ "logs": logs })).unwrap();
+                let res = client
+                    .post(format!("{base}/v1/logs"))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 201, "{}", res.text().await.unwrap_or_default());
+                if b % 100 == 0 {
+                    eprint!("\r  ingested {} / {rows}", (b + 1) * BATCH);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!();
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn time_query(server: &Server, client: &reqwest::Client, query: &str) -> (f64, f64, usize) {
+    let mut times = Vec::with_capacity(QUERY_RUNS);
+    let mut count = 0;
+    for _ in 0..QUERY_RUNS {
+        let started = Instant::now();
+        let res = client.get(format!("{}/v1/logs?{query}", server.base)).bearer_auth(&server.server_key).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{query}");
+        let body: Value = res.json().await.unwrap();
+        times.push(started.elapsed());
+        count = body["data"].as_array().map(Vec::len).unwrap_or(0);
+    }
+    times.sort();
+    (percentile(&times, 0.5), percentile(&times, 0.95), count)
+}
+
+async fn load(server: &Server, seconds: u64, concurrency: usize) -> f64 {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, key) = (client.clone(), format!("{}/v1/project", server.base), server.server_key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let res = client.get(&url).bearer_auth(&key).send().await.unwrap();
+                assert_eq!(res.status(), 200);
+                res.bytes().await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / seconds as f64
+}
+
+#[tokio::main]
+async fn main() {
+    let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let backend = if std::env::var("BENCH_DATABASE_URL").is_ok_and(|v| !v.is_empty()) { "PostgreSQL" } else { "SQLite" };
+    println!("# Logs benchmark on {backend}, {rows} logs");
+    let server = start(true).await;
+
+    let rate = ingest(&server, rows).await;
+    println!("ingest: {rate:.0} logs/s ({CLIENTS} clients, batches of {BATCH}; search indexer running)");
+
+    let lag_at_end = logbook::projections::search::lag(&server.app_db).await.unwrap();
+    let started = Instant::now();
+    while logbook::projections::search::lag(&server.app_db).await.unwrap() > 0 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let catch_up = started.elapsed().as_secs_f64();
+    println!("search indexer: {lag_at_end} events behind when ingestion ended, caught up {catch_up:.1} s later");
+
+    let client = reqwest::Client::new();
+    let w = "occurred_after=2020-01-01";
+    let queries = [
+        format!("{w}"),
+        format!("{w}&channel=shopify"),
+        format!("{w}&status=failure"),
+        format!("{w}&endpoint=POST%20/v1/refunds"),
+        format!("{w}&user_id=usr_17"),
+        format!("{w}&customer_id=cus_1234"),
+        format!("{w}&server_key_id=key_s3"),
+        format!("{w}&related_id=task_77"),
+        format!("{w}&status=failure&channel=api"),
+        format!("{w}&channel=stripe&endpoint=GET%20/v1/orders"),
+        format!("{w}&status=failure&server_key_id=key_s1"),
+        format!("{w}&user_id=usr_5&status=success"),
+        format!("{w}&customer_id=cus_77&channel=shopify&status=failure"),
+        "occurred_after=2026-01-01T00:00:00Z&occurred_before=2030-01-01".to_owned(),
+    ];
+    println!("\nfirst page (limit 50), {QUERY_RUNS} runs each:");
+    println!("{:<70} {:>8} {:>8} {:>6}", "query", "p50 ms", "p95 ms", "rows");
+    let mut worst: f64 = 0.0;
+    for q in &queries {
+        let (p50, p95, n) = time_query(&server, &client, q).await;
+        worst = worst.max(p95);
+        println!("{q:<70} {p50:>8.1} {p95:>8.1} {n:>6}");
+    }
+    println!("worst filter p95: {worst:.1} ms (target <= 20 ms)");
+
+    println!("\nbody-text search (indexed), {QUERY_RUNS} runs each:");
+    let mut worst_search: f64 = 0.0;
+    for q in [
+        format!("{w}&request_body_contains=needle-42"),
+        format!("{w}&request_body_contains=NEEDLE-7&status=failure"),
+        format!("{w}&response_body_contains=declined%20by"),
+        format!("{w}&request_body_contains=blue%20order%20refund"),
+    ] {
+        let (p50, p95, n) = time_query(&server, &client, &q).await;
+        worst_search = worst_search.max(p95);
+        println!("{q:<70} {p50:>8.1} {p95:>8.1} {n:>6}");
+    }
+    println!("worst search p95: {worst_search:.1} ms (target <= 250 ms)");
+
+    println!("\nsmall authenticated endpoint (GET /v1/project), 32 concurrent clients, 8 s each:");
+    let with = load(&server, 8, 32).await;
+    drop(server);
+    let plain = start(false).await;
+    let without = load(&plain, 8, 32).await;
+    println!("with logging: {with:.0} req/s; without: {without:.0} req/s; ratio {:.0}% (target >= 70%)", 100.0 * with / without);
+}
