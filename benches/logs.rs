@@ -18,6 +18,8 @@ use sqlx::Connection;
 const BATCH: usize = 1000;
 const CLIENTS: usize = 4;
 const QUERY_RUNS: usize = 30;
+/// Clients of the logging-overhead load test.
+const CONCURRENCY: usize = 128;
 const ADMIN: &str = "adm_bench_0123456789abcdefghijklmnop";
 
 struct Server {
@@ -51,7 +53,8 @@ async fn start(request_logging: bool) -> Server {
     settings.data_dir = dir.path().to_path_buf();
     settings.admin_token = Some(ADMIN.into());
     settings.request_logging = request_logging;
-    let app = Application::build(settings, "127.0.0.1:0", true).await.expect("server starts");
+    let workers = std::env::var_os("BENCH_NO_WORKERS").is_none();
+    let app = Application::build(settings, "127.0.0.1:0", workers).await.expect("server starts");
     let first = app.first_start.as_ref().unwrap();
     let server_key = first.project.server_key.token.clone();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -190,8 +193,20 @@ async fn main() {
     let backend = if std::env::var("BENCH_DATABASE_URL").is_ok_and(|v| !v.is_empty()) { "PostgreSQL" } else { "SQLite" };
     println!("# Logs benchmark on {backend}, {rows} logs");
     let server = start(true).await;
+    if rows > 0 {
+        ingest_and_query(&server, rows).await;
+    }
 
-    let rate = ingest(&server, rows).await;
+    println!("\nsmall authenticated endpoint (GET /v1/project), {CONCURRENCY} concurrent clients, 8 s each:");
+    let with = load(&server, 8, CONCURRENCY).await;
+    drop(server);
+    let plain = start(false).await;
+    let without = load(&plain, 8, CONCURRENCY).await;
+    println!("with logging: {with:.0} req/s; without: {without:.0} req/s; ratio {:.0}% (target >= 70%)", 100.0 * with / without);
+}
+
+async fn ingest_and_query(server: &Server, rows: usize) {
+    let rate = ingest(server, rows).await;
     println!("ingest: {rate:.0} logs/s ({CLIENTS} clients, batches of {BATCH}; search indexer running)");
 
     let lag_at_end = logbook::projections::search::lag(&server.app_db).await.unwrap();
@@ -224,7 +239,7 @@ async fn main() {
     println!("{:<70} {:>8} {:>8} {:>6}", "query", "p50 ms", "p95 ms", "rows");
     let mut worst: f64 = 0.0;
     for q in &queries {
-        let (p50, p95, n) = time_query(&server, &client, q).await;
+        let (p50, p95, n) = time_query(server, &client, q).await;
         worst = worst.max(p95);
         println!("{q:<70} {p50:>8.1} {p95:>8.1} {n:>6}");
     }
@@ -238,16 +253,9 @@ async fn main() {
         format!("{w}&response_body_contains=declined%20by"),
         format!("{w}&request_body_contains=blue%20order%20refund"),
     ] {
-        let (p50, p95, n) = time_query(&server, &client, &q).await;
+        let (p50, p95, n) = time_query(server, &client, &q).await;
         worst_search = worst_search.max(p95);
         println!("{q:<70} {p50:>8.1} {p95:>8.1} {n:>6}");
     }
     println!("worst search p95: {worst_search:.1} ms (target <= 250 ms)");
-
-    println!("\nsmall authenticated endpoint (GET /v1/project), 32 concurrent clients, 8 s each:");
-    let with = load(&server, 8, 32).await;
-    drop(server);
-    let plain = start(false).await;
-    let without = load(&plain, 8, 32).await;
-    println!("with logging: {with:.0} req/s; without: {without:.0} req/s; ratio {:.0}% (target >= 70%)", 100.0 * with / without);
 }

@@ -42,14 +42,58 @@ async fn connect_sqlite(options: SqliteConnectOptions, settings: &Settings) -> a
         .busy_timeout(Duration::from_secs(30))
         .foreign_keys(true)
         .pragma("temp_store", "memory")
+        // Checkpoints run in the background (below), not inside whichever commit crosses the limit.
+        .pragma("wal_autocheckpoint", "0")
         .pragma("cache_size", "-65536");
     let pool = SqlitePoolOptions::new()
         .max_connections(settings.db_pool_size)
         .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| Box::pin(async move { enable_stable_plans(conn).await }))
         .connect_with(options)
         .await
         .context("cannot open the SQLite database")?;
+    spawn_checkpointer(pool.clone());
     Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+}
+
+/// Copies the WAL back into the database file every second, off the request path. PASSIVE never
+/// waits for readers or blocks writers; what it cannot copy now it copies next time.
+fn spawn_checkpointer(pool: sqlx::SqlitePool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if pool.is_closed() {
+                return;
+            }
+            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                tracing::warn!(error = %err, "WAL checkpoint failed");
+            }
+        }
+    });
+}
+
+/// Turns on SQLite's query planner stability guarantee. Without it a statement whose plan could
+/// depend on a bound value (`LIMIT ?`, comparisons against partial-index conditions) is re-prepared
+/// on every execution, which profiling showed costing about an eighth of the CPU under load.
+async fn enable_stable_plans(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr();
+    // SAFETY: `db` is the live connection handle, locked for the duration of this call; the variadic
+    // arguments are the (int, int*) pair this option documents, and a null out-pointer is allowed.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db,
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            1 as std::ffi::c_int,
+            std::ptr::null_mut::<std::ffi::c_int>(),
+        )
+    };
+    if rc == libsqlite3_sys::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(sqlx::Error::Protocol(format!("cannot enable SQLite's stable query plans (code {rc})")))
+    }
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {

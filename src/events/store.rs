@@ -88,8 +88,8 @@ pub struct Writer {
     _guard: Option<OwnedMutexGuard<()>>,
 }
 
-/// Rows per INSERT statement: well under SQLite's 32,766 bound parameters at 10 columns a row.
-const INSERT_CHUNK: usize = 1000;
+/// Most rows per INSERT statement: well under SQLite's 32,766 bound parameters at 10 columns a row.
+const INSERT_CHUNK: usize = 512;
 
 impl Writer {
     /// The transaction, for reads that decide what to append.
@@ -123,7 +123,7 @@ impl Writer {
         }
 
         let mut seqs: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-        for chunk in rows.chunks(INSERT_CHUNK) {
+        for chunk in projections::pow2_chunks(&rows, INSERT_CHUNK) {
             let mut insert = Query::insert();
             insert.into_table(event_log::Entity).columns([
                 event_log::Column::EventId,

@@ -8,10 +8,10 @@ use sea_orm::{ConnectionTrait, DbErr, EntityTrait, IntoActiveModel};
 
 use crate::domain::log::LogRecord;
 
-const CHUNK: usize = 1000;
+const CHUNK: usize = 512;
 
 pub async fn insert(conn: &impl ConnectionTrait, records: &[(i64, &LogRecord)]) -> Result<(), DbErr> {
-    for chunk in records.chunks(CHUNK) {
+    for chunk in super::pow2_chunks(records, CHUNK) {
         let rows = chunk.iter().map(|(seq, r)| {
             log::Model {
                 id: r.id.clone(),
@@ -34,28 +34,36 @@ pub async fn insert(conn: &impl ConnectionTrait, records: &[(i64, &LogRecord)]) 
         });
         log::Entity::insert_many(rows).exec_without_returning(conn).await?;
 
-        let related = chunk.iter().flat_map(|(_, r)| {
-            r.related.iter().map(|rel| {
-                log_related::Model {
-                    log_id: r.id.clone(),
-                    related_id: rel.id.clone(),
-                    related_type: rel.kind.as_str().to_owned(),
-                    project_id: r.project_id.clone(),
-                }
-                .into_active_model()
+        let related: Vec<log_related::ActiveModel> = chunk
+            .iter()
+            .flat_map(|(_, r)| {
+                r.related.iter().map(|rel| {
+                    log_related::Model {
+                        log_id: r.id.clone(),
+                        related_id: rel.id.clone(),
+                        related_type: rel.kind.as_str().to_owned(),
+                        project_id: r.project_id.clone(),
+                    }
+                    .into_active_model()
+                })
             })
-        });
-        log_related::Entity::insert_many(related).exec_without_returning(conn).await?;
+            .collect();
+        for part in super::pow2_chunks(&related, CHUNK) {
+            log_related::Entity::insert_many(part.iter().cloned()).exec_without_returning(conn).await?;
+        }
 
         let endpoints: BTreeSet<(&str, &str)> = chunk
             .iter()
             .filter_map(|(_, r)| Some((r.project_id.as_deref()?, r.endpoint.as_str())))
             .collect();
-        if !endpoints.is_empty() {
-            let rows = endpoints.into_iter().map(|(project_id, endpoint)| {
+        let endpoints: Vec<log_endpoint::ActiveModel> = endpoints
+            .into_iter()
+            .map(|(project_id, endpoint)| {
                 log_endpoint::Model { project_id: project_id.to_owned(), endpoint: endpoint.to_owned() }.into_active_model()
-            });
-            log_endpoint::Entity::insert_many(rows)
+            })
+            .collect();
+        for part in super::pow2_chunks(&endpoints, CHUNK) {
+            log_endpoint::Entity::insert_many(part.iter().cloned())
                 .on_conflict_do_nothing_on([log_endpoint::Column::ProjectId, log_endpoint::Column::Endpoint])
                 .exec_without_returning(conn)
                 .await?;

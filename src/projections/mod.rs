@@ -31,6 +31,39 @@ pub async fn apply(conn: &impl ConnectionTrait, events: &[StoredEvent]) -> Resul
 
 const REBUILD_BATCH: u64 = 2000;
 
+/// Splits `items` into chunks of power-of-two sizes up to `max` (13 rows: 8 + 4 + 1). A multi-row
+/// INSERT's text depends on its row count; keeping to a few counts lets the prepared statements be
+/// reused from the connection's cache instead of parsed for every batch.
+pub fn pow2_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let mut size = max.min(items.len()).next_power_of_two();
+        if size > items.len() {
+            size /= 2;
+        }
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pow2_chunks;
+
+    #[test]
+    fn chunks_have_power_of_two_sizes_and_keep_every_item_in_order() {
+        let items: Vec<u32> = (0..1013).collect();
+        let chunks: Vec<&[u32]> = pow2_chunks(&items, 512).collect();
+        assert!(chunks.iter().all(|c| c.len().is_power_of_two() && c.len() <= 512));
+        assert_eq!(chunks.concat(), items);
+        assert_eq!(pow2_chunks(&items[..13], 512).map(<[u32]>::len).collect::<Vec<_>>(), vec![8, 4, 1]);
+        assert_eq!(pow2_chunks::<u32>(&[], 512).count(), 0);
+    }
+}
+
 /// Empties every projection and replays the log into it, in one transaction: readers keep seeing the
 /// old projections until the new ones are complete. Calls `progress(done, total)` as it goes.
 pub async fn rebuild(store: &EventStore, mut progress: impl FnMut(u64, u64)) -> Result<u64, StoreError> {
