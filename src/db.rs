@@ -56,8 +56,12 @@ async fn connect_sqlite(options: SqliteConnectOptions, settings: &Settings) -> a
     Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
 }
 
+/// WAL size (in pages) above which the checkpointer restarts the log instead of copying passively.
+const WAL_RESTART_PAGES: i64 = 16_384;
+
 /// Copies the WAL back into the database file every second, off the request path. PASSIVE never
-/// waits for readers or blocks writers; what it cannot copy now it copies next time.
+/// waits for readers or blocks writers, but under constant load it never lets the WAL start over, so
+/// once the WAL passes [`WAL_RESTART_PAGES`] a RESTART waits (briefly) for readers and resets it.
 fn spawn_checkpointer(pool: sqlx::SqlitePool) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -66,7 +70,14 @@ fn spawn_checkpointer(pool: sqlx::SqlitePool) {
             if pool.is_closed() {
                 return;
             }
-            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            let passive: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await;
+            let result = match passive {
+                Ok((_, wal_pages, _)) if wal_pages > WAL_RESTART_PAGES => {
+                    sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&pool).await.map(|_| ())
+                }
+                other => other.map(|_| ()),
+            };
+            if let Err(err) = result {
                 tracing::warn!(error = %err, "WAL checkpoint failed");
             }
         }

@@ -32,6 +32,12 @@ macro_rules! text_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// For names fixed in the code, which the tests check against the rules.
+            pub fn from_static(value: &'static str) -> Self {
+                debug_assert!(bounded_text(value.to_owned(), $max).is_ok(), "{value}");
+                Self(value.to_owned())
+            }
         }
 
         impl TryFrom<String> for $name {

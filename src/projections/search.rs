@@ -90,18 +90,7 @@ impl SearchIndexer {
             return Ok(0);
         }
         self.gap = None;
-        let table_columns = if backend == DbBackend::Postgres { "seq, request_body, response_body" } else { "rowid, request_body, response_body" };
-        for chunk in docs.chunks(300) {
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-            let mut tuples = Vec::with_capacity(chunk.len());
-            for (seq, req, res) in chunk {
-                let n = values.len();
-                tuples.push(format!("({}, {}, {})", ph(backend, n + 1), ph(backend, n + 2), ph(backend, n + 3)));
-                values.extend([Value::from(*seq), Value::from(req.clone()), Value::from(res.clone())]);
-            }
-            let sql = format!("INSERT INTO log_search ({table_columns}) VALUES {}", tuples.join(", "));
-            conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
-        }
+        insert_docs(conn, backend, &docs).await?;
         conn.execute_raw(Statement::from_sql_and_values(
             backend,
             format!("UPDATE projection_checkpoints SET last_seq = {} WHERE name = {}", ph(backend, 1), ph(backend, 2)),
@@ -122,6 +111,35 @@ impl SearchIndexer {
             }
         }
     }
+}
+
+/// Writes indexed bodies: on PostgreSQL one row per log, on SQLite one row per body and table.
+async fn insert_docs(conn: &impl ConnectionTrait, backend: DbBackend, docs: &[(i64, Option<String>, Option<String>)]) -> Result<(), DbErr> {
+    if backend == DbBackend::Postgres {
+        for chunk in docs.chunks(300) {
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+            let mut tuples = Vec::with_capacity(chunk.len());
+            for (seq, req, res) in chunk {
+                let n = values.len();
+                tuples.push(format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
+                values.extend([Value::from(*seq), Value::from(req.clone()), Value::from(res.clone())]);
+            }
+            let sql = format!("INSERT INTO log_search (seq, request_body, response_body) VALUES {}", tuples.join(", "));
+            conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+        }
+        return Ok(());
+    }
+    for (table, pick) in [("log_search_request", 0), ("log_search_response", 1)] {
+        let bodies: Vec<(i64, &String)> =
+            docs.iter().filter_map(|(seq, req, res)| Some((*seq, if pick == 0 { req.as_ref()? } else { res.as_ref()? }))).collect();
+        for chunk in crate::projections::pow2_chunks(&bodies, 256) {
+            let tuples = vec!["(?, ?)"; chunk.len()].join(", ");
+            let values: Vec<Value> = chunk.iter().flat_map(|(seq, body)| [Value::from(*seq), Value::from((*body).clone())]).collect();
+            let sql = format!("INSERT INTO {table} (rowid, body) VALUES {tuples}");
+            conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The position up to which the index is complete.
@@ -150,7 +168,12 @@ pub async fn lag(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
 
 /// Empties the index and rewinds its checkpoint, so the indexer rebuilds it from the log.
 pub async fn reset(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
-    conn.execute_unprepared("DELETE FROM log_search").await?;
+    if conn.get_database_backend() == DbBackend::Postgres {
+        conn.execute_unprepared("DELETE FROM log_search").await?;
+    } else {
+        conn.execute_unprepared("DELETE FROM log_search_request").await?;
+        conn.execute_unprepared("DELETE FROM log_search_response").await?;
+    }
     conn.execute_unprepared(&format!("UPDATE projection_checkpoints SET last_seq = 0 WHERE name = '{CHECKPOINT}'")).await?;
     Ok(())
 }
@@ -185,21 +208,23 @@ pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], project
     // Trigram lookups need at least three characters; a shorter needle searches the whole log.
     let covered = if needles.iter().any(|n| n.chars().count() < 3) { 0 } else { covered };
 
+    let extract = body_text(backend, column);
     let indexed = if covered == 0 {
         None
     } else if backend == DbBackend::Postgres {
         let likes: Vec<String> = patterns.iter().map(|p| format!("lower({column}) LIKE {} ESCAPE '!'", bind(p.clone().into()))).collect();
         Some(format!("SELECT seq FROM log_search WHERE ({}) AND seq <= {}", likes.join(" OR "), bind(covered.into())))
     } else {
-        let phrases: Vec<String> = needles.iter().map(|n| format!("\"{}\"", n.replace('"', "\"\""))).collect();
-        let query = format!("{column} : ({})", phrases.join(" OR "));
-        Some(format!("SELECT rowid AS seq FROM log_search WHERE log_search MATCH {} AND rowid <= {}", bind(query.into()), bind(covered.into())))
-    };
-    let extract = if backend == DbBackend::Postgres {
-        // `json`, not `jsonb`: it returns the stored text as written, as the index holds it.
-        format!("LOWER(CAST(payload AS json) ->> '{column}')")
-    } else {
-        format!("LOWER(json_extract(payload, '$.{column}'))")
+        // Candidates hold every trigram of a needle; the stored body decides.
+        let table = format!("log_search_{}", column.trim_end_matches("_body"));
+        let query = needles.iter().map(|n| format!("({})", trigram_query(n))).collect::<Vec<_>>().join(" OR ");
+        let candidates = format!("SELECT rowid FROM {table} WHERE {table} MATCH {} AND rowid <= {}", bind(query.into()), bind(covered.into()));
+        let project = bind(project_id.into());
+        let likes: Vec<String> = patterns.iter().map(|p| format!("{extract} LIKE {} ESCAPE '!'", bind(p.clone().into()))).collect();
+        Some(format!(
+            "SELECT seq FROM event_log WHERE seq IN ({candidates}) AND project_id = {project} AND ({})",
+            likes.join(" OR ")
+        ))
     };
     // Bound in text order: SQLite's `?` placeholders are positional.
     let (after, project) = (bind(covered.into()), bind(project_id.into()));
@@ -213,6 +238,44 @@ pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], project
         None => tail,
     };
     (sql, values)
+}
+
+/// Whether a log event's `column` contains any of `needles`, as a condition on the event row `e`
+/// of the log being filtered: for searches that match too many rows to list.
+pub fn row_matches(backend: DbBackend, body: Body, needles: &[String]) -> (String, Vec<Value>) {
+    let extract = body_text(backend, body.column()).replace("payload", "e.payload");
+    let mut values: Vec<Value> = Vec::new();
+    let likes: Vec<String> = needles
+        .iter()
+        .map(|n| {
+            values.push(format!("%{}%", escape_like(&n.to_lowercase())).into());
+            format!("{extract} LIKE {} ESCAPE '!'", ph(backend, values.len()))
+        })
+        .collect();
+    let sql = format!(
+        "EXISTS (SELECT 1 FROM event_log e WHERE e.seq = \"logs\".\"event_seq\" AND ({}))",
+        likes.join(" OR ")
+    );
+    (sql, values)
+}
+
+/// The lower-cased text of one body of a stored log event.
+fn body_text(backend: DbBackend, column: &str) -> String {
+    if backend == DbBackend::Postgres {
+        // `json`, not `jsonb`: it returns the stored text as written, as the index holds it.
+        format!("LOWER(CAST(payload AS json) ->> '{column}')")
+    } else {
+        format!("LOWER(json_extract(payload, '$.{column}'))")
+    }
+}
+
+/// An FTS5 query requiring every trigram of `needle` (at least three characters long).
+fn trigram_query(needle: &str) -> String {
+    let chars: Vec<char> = needle.to_lowercase().chars().collect();
+    let mut grams: Vec<String> = chars.windows(3).map(|w| w.iter().collect::<String>()).collect();
+    grams.sort();
+    grams.dedup();
+    grams.iter().map(|g| format!("\"{}\"", g.replace('"', "\"\""))).collect::<Vec<_>>().join(" AND ")
 }
 
 /// `!` is the LIKE escape character: a backslash reads differently in SQLite and PostgreSQL.

@@ -130,14 +130,14 @@ fn filter_condition(project_id: &str, f: &LogFilter, searches: &[BodyMatches]) -
     for search in searches {
         c = c.add(match search {
             BodyMatches::Few(seqs) => log::Column::EventSeq.is_in(seqs.iter().copied()),
-            BodyMatches::Many(sql, values) => Expr::cust_with_values(format!("\"logs\".\"event_seq\" IN ({sql})"), values.clone()),
+            BodyMatches::Many(sql, values) => Expr::cust_with_values(sql.clone(), values.clone()),
         });
     }
     c
 }
 
 /// The logs a body search matches: few enough to list (then the query is driven by them), or a
-/// subquery (then the newest-first scan checks each row against it).
+/// per-row condition (then the newest-first scan checks rows until the page is full).
 enum BodyMatches {
     Few(Vec<i64>),
     Many(String, Vec<sea_orm::Value>),
@@ -163,6 +163,7 @@ async fn body_searches(db: &DatabaseConnection, project_id: &str, f: &LogFilter)
             let seqs = rows.iter().map(|r| r.try_get::<i64>("", "seq")).collect::<Result<Vec<_>, _>>()?;
             out.push(BodyMatches::Few(seqs));
         } else {
+            let (sql, values) = search::row_matches(backend, body, needles);
             out.push(BodyMatches::Many(sql, values));
         }
     }

@@ -49,8 +49,9 @@ pub struct CreatedProject {
 
 pub async fn create(store: &EventStore, meta: &EventMetadata, new: NewProject) -> ApiResult<CreatedProject> {
     let id = new_id(IdKind::Project);
-    let (server_event, server_token) = key_event(&id, KeyKind::Server, "Default server key");
-    let (client_event, client_token) = key_event(&id, KeyKind::Client, "Default client key");
+    let (server_key, server_token) = new_key(&id, KeyKind::Server, KeyName::from_static("Default server key"));
+    let (client_key, client_token) = new_key(&id, KeyKind::Client, KeyName::from_static("Default client key"));
+    let (server_id, client_id) = (server_key.id.clone(), client_key.id.clone());
     let retention_days = new.retention_days.unwrap_or_else(|| new.plan.default_retention());
     let created = DomainEvent::ProjectCreated(ProjectCreated {
         id: id.clone(),
@@ -59,35 +60,35 @@ pub async fn create(store: &EventStore, meta: &EventMetadata, new: NewProject) -
         plan: new.plan,
         retention_days,
     });
-    store.append(meta, vec![created, server_event.clone(), client_event.clone()]).await?;
-    let project = find(store.db(), &id).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("project vanished")))?;
+    let events = vec![created, DomainEvent::ApiKeyCreated(server_key), DomainEvent::ApiKeyCreated(client_key)];
+    store.append(meta, events).await?;
+    let project = get(store.db(), &id).await?;
     Ok(CreatedProject {
         project,
-        server_key: issued(store.db(), server_event, server_token).await?,
-        client_key: issued(store.db(), client_event, client_token).await?,
+        server_key: issued(store.db(), &server_id, server_token).await?,
+        client_key: issued(store.db(), &client_id, client_token).await?,
     })
 }
 
-fn key_event(project_id: &str, kind: KeyKind, name: &str) -> (DomainEvent, String) {
+/// A new key's event and its token (only the hash goes into the event).
+fn new_key(project_id: &str, kind: KeyKind, name: KeyName) -> (ApiKeyCreated, String) {
     let token = token::generate(match kind {
         KeyKind::Server => TokenKind::Server,
         KeyKind::Client => TokenKind::Client,
     });
-    let event = DomainEvent::ApiKeyCreated(ApiKeyCreated {
+    let event = ApiKeyCreated {
         id: new_id(IdKind::ApiKey),
         project_id: project_id.to_owned(),
         kind,
-        // A fixed label or one already validated by the caller.
-        name: KeyName::try_from(name.to_owned()).unwrap_or_else(|_| KeyName::try_from("key".to_owned()).expect("valid")),
+        name,
         token_hash: token::hash(&token),
-    });
+    };
     (event, token)
 }
 
-async fn issued(db: &DatabaseConnection, event: DomainEvent, token: String) -> ApiResult<IssuedKey> {
-    let DomainEvent::ApiKeyCreated(e) = event else { unreachable!("key_event builds ApiKeyCreated") };
-    let row = api_key::Entity::find_by_id(e.id).one(db).await?;
-    let key = row.map(to_key).ok_or_else(|| ApiError::internal(anyhow::anyhow!("key vanished")))?;
+async fn issued(db: &DatabaseConnection, key_id: &str, token: String) -> ApiResult<IssuedKey> {
+    let row = api_key::Entity::find_by_id(key_id).one(db).await?;
+    let key = row.map(to_key).ok_or_else(|| ApiError::internal(anyhow::anyhow!("key {key_id} vanished")))?;
     Ok(IssuedKey { key, token })
 }
 
@@ -127,9 +128,10 @@ pub async fn update(store: &EventStore, meta: &EventMetadata, id: &str, changes:
 
 pub async fn create_key(store: &EventStore, meta: &EventMetadata, project_id: &str, kind: KeyKind, name: KeyName) -> ApiResult<IssuedKey> {
     get(store.db(), project_id).await?;
-    let (event, token) = key_event(project_id, kind, name.as_str());
-    store.append(meta, vec![event.clone()]).await?;
-    issued(store.db(), event, token).await
+    let (event, token) = new_key(project_id, kind, name);
+    let key_id = event.id.clone();
+    store.append(meta, vec![DomainEvent::ApiKeyCreated(event)]).await?;
+    issued(store.db(), &key_id, token).await
 }
 
 pub async fn list_keys(db: &DatabaseConnection, project_id: &str, limit: Limit, cursor: Option<&Cursor>) -> ApiResult<Page<ApiKey>> {
@@ -216,7 +218,7 @@ pub async fn bootstrap(store: &EventStore, admin_token_configured: bool) -> ApiR
         store,
         &meta,
         NewProject {
-            name: ProjectName::try_from("default".to_owned()).expect("valid name"),
+            name: ProjectName::from_static("default"),
             time_zone: ProjectTimeZone::utc(),
             plan: Plan::Shared,
             retention_days: None,
@@ -227,8 +229,8 @@ pub async fn bootstrap(store: &EventStore, admin_token_configured: bool) -> ApiR
         store,
         &meta,
         &project.project.id,
-        UserName::try_from("Admin".to_owned()).expect("valid name"),
-        Email::try_from("admin@localhost.localdomain".to_owned()).expect("valid e-mail"),
+        UserName::from_static("Admin"),
+        Email::try_from("admin@localhost.localdomain".to_owned()).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?,
     )
     .await?;
     Ok(Some(FirstStart { admin_token, project, user }))

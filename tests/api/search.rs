@@ -68,3 +68,27 @@ async fn without_an_indexer_search_is_still_complete_and_the_lag_is_exported() {
     let lag: i64 = lag_line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(lag >= 6, "{lag_line}");
 }
+
+#[tokio::test]
+async fn a_search_matching_thousands_of_logs_pages_through_all_of_them() {
+    let app = spawn_app().await;
+    let mut expected = Vec::new();
+    for batch in 0..3 {
+        let logs: Vec<_> = (0..700)
+            .map(|i| {
+                let mut e = entry(&format!("2026-11-20T10:{:02}:{:02}Z", batch * 10 + i / 60, i % 60));
+                e["channel"] = json!("search");
+                e["request_body"] = json!({"note": format!("a Common phrase #{i}")});
+                e
+            })
+            .collect();
+        expected.extend(app.ingest(logs).await);
+    }
+    ingest_bodies(&app, &[("rare", "ok"), ("other", "ok")]).await;
+    app.wait_for_search_index().await;
+    let mut found = search(&app, "request_body_contains=common%20PHRASE").await;
+    found.sort();
+    expected.sort();
+    assert_eq!(found.len(), 2100);
+    assert_eq!(found, expected);
+}
