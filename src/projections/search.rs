@@ -194,10 +194,12 @@ impl Body {
     }
 }
 
-/// SQL selecting the `seq` of every log event of `project_id` whose `body` contains any of
-/// `needles` (case-insensitive), with its bound values: the index up to `covered`, the log after.
+/// SQL selecting the `seq` of every log event whose `body` contains any of `needles`
+/// (case-insensitive), with its bound values: the index up to `covered`, the log after. It is not
+/// scoped to a project (the caller's query on `logs` is): the only access paths left are the index
+/// and the event positions, which keeps planners from scanning a project's whole log instead.
 /// Placeholders start at 1.
-pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], project_id: &str, covered: i64) -> (String, Vec<Value>) {
+pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered: i64) -> (String, Vec<Value>) {
     let column = body.column();
     let mut values: Vec<Value> = Vec::new();
     let mut bind = |v: Value| {
@@ -219,18 +221,14 @@ pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], project
         let table = format!("log_search_{}", column.trim_end_matches("_body"));
         let query = needles.iter().map(|n| format!("({})", trigram_query(n))).collect::<Vec<_>>().join(" OR ");
         let candidates = format!("SELECT rowid FROM {table} WHERE {table} MATCH {} AND rowid <= {}", bind(query.into()), bind(covered.into()));
-        let project = bind(project_id.into());
         let likes: Vec<String> = patterns.iter().map(|p| format!("{extract} LIKE {} ESCAPE '!'", bind(p.clone().into()))).collect();
-        Some(format!(
-            "SELECT seq FROM event_log WHERE seq IN ({candidates}) AND project_id = {project} AND ({})",
-            likes.join(" OR ")
-        ))
+        Some(format!("SELECT seq FROM event_log WHERE seq IN ({candidates}) AND ({})", likes.join(" OR ")))
     };
     // Bound in text order: SQLite's `?` placeholders are positional.
-    let (after, project) = (bind(covered.into()), bind(project_id.into()));
+    let after = bind(covered.into());
     let tail_likes: Vec<String> = patterns.iter().map(|p| format!("{extract} LIKE {} ESCAPE '!'", bind(p.clone().into()))).collect();
     let tail = format!(
-        "SELECT seq FROM event_log WHERE seq > {after} AND project_id = {project} AND event_type = '{LOG_EVENT}' AND ({})",
+        "SELECT seq FROM event_log WHERE seq > {after} AND event_type = '{LOG_EVENT}' AND ({})",
         tail_likes.join(" OR ")
     );
     let sql = match indexed {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use entity::{event_log, log, log_endpoint, log_related};
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::{mpsc, oneshot};
 
@@ -81,8 +81,9 @@ pub async fn list(
     limit: Limit,
     cursor: Option<&Cursor>,
 ) -> ApiResult<Page<log::Model>> {
-    let searches = body_searches(db, project_id, filter).await?;
-    let condition = filter_condition(project_id, filter, &searches);
+    let related = related_logs(db, project_id, &filter.related_id).await?;
+    let searches = body_searches(db, filter).await?;
+    let condition = filter_condition(project_id, filter, related.as_deref(), &searches);
     let query = log::Entity::find().filter(condition);
     let query = newest_first(query, log::Column::OccurredAtMs, log::Column::Id, limit, cursor);
     let rows = query.all(db).await?;
@@ -90,7 +91,7 @@ pub async fn list(
 }
 
 /// Every filter as one condition on `logs`, body searches already resolved.
-fn filter_condition(project_id: &str, f: &LogFilter, searches: &[BodyMatches]) -> Condition {
+fn filter_condition(project_id: &str, f: &LogFilter, related: Option<&[String]>, searches: &[BodyMatches]) -> Condition {
     let mut c = Condition::all().add(log::Column::ProjectId.eq(project_id));
     if let Some(after) = f.occurred_after {
         c = c.add(log::Column::OccurredAtMs.gte(after));
@@ -118,14 +119,8 @@ fn filter_condition(project_id: &str, f: &LogFilter, searches: &[BodyMatches]) -
     if success != failure {
         c = c.add(log::Column::Failed.eq(failure));
     }
-    if !f.related_id.is_empty() {
-        let related = Query::select()
-            .column(log_related::Column::LogId)
-            .from(log_related::Entity)
-            .and_where(log_related::Column::ProjectId.eq(project_id))
-            .and_where(log_related::Column::RelatedId.is_in(f.related_id.iter().cloned()))
-            .to_owned();
-        c = c.add(log::Column::Id.in_subquery(related));
+    if let Some(ids) = related {
+        c = c.add(log::Column::Id.is_in(ids.iter().cloned()));
     }
     for search in searches {
         c = c.add(match search {
@@ -134,6 +129,23 @@ fn filter_condition(project_id: &str, f: &LogFilter, searches: &[BodyMatches]) -
         });
     }
     c
+}
+
+/// The ids of the logs related to any of `related_ids`, looked up first: they are few, and
+/// listing them lets the query fetch exactly those rows instead of scanning by time.
+async fn related_logs(db: &DatabaseConnection, project_id: &str, related_ids: &[String]) -> ApiResult<Option<Vec<String>>> {
+    if related_ids.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<String> = log_related::Entity::find()
+        .select_only()
+        .column(log_related::Column::LogId)
+        .filter(log_related::Column::ProjectId.eq(project_id))
+        .filter(log_related::Column::RelatedId.is_in(related_ids.iter().cloned()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(Some(ids))
 }
 
 /// The logs a body search matches: few enough to list (then the query is driven by them), or a
@@ -147,7 +159,7 @@ enum BodyMatches {
 /// common one, and scanning by time for a rare term reads the whole window.
 const FEW_MATCHES: u64 = 2000;
 
-async fn body_searches(db: &DatabaseConnection, project_id: &str, f: &LogFilter) -> ApiResult<Vec<BodyMatches>> {
+async fn body_searches(db: &DatabaseConnection, f: &LogFilter) -> ApiResult<Vec<BodyMatches>> {
     let wanted = [(Body::Request, &f.request_body_contains), (Body::Response, &f.response_body_contains)];
     if wanted.iter().all(|(_, needles)| needles.is_empty()) {
         return Ok(Vec::new());
@@ -156,7 +168,7 @@ async fn body_searches(db: &DatabaseConnection, project_id: &str, f: &LogFilter)
     let covered = search::checkpoint(db).await?;
     let mut out = Vec::new();
     for (body, needles) in wanted.into_iter().filter(|(_, n)| !n.is_empty()) {
-        let (sql, values) = search::matching_seqs(backend, body, needles, project_id, covered);
+        let (sql, values) = search::matching_seqs(backend, body, needles, covered);
         let probe = format!("SELECT seq FROM ({sql}) AS m LIMIT {}", FEW_MATCHES + 1);
         let rows = db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, probe, values.clone())).await?;
         if rows.len() as u64 <= FEW_MATCHES {
