@@ -247,7 +247,17 @@ pub fn row_matches(backend: DbBackend, body: Body, needles: &[String]) -> (Strin
         .iter()
         .map(|n| {
             values.push(format!("%{}%", escape_like(&n.to_lowercase())).into());
-            format!("{extract} LIKE {} ESCAPE '!'", ph(backend, values.len()))
+            let exact = format!("{extract} LIKE {} ESCAPE '!'", ph(backend, values.len()));
+            if !appears_verbatim_in_json(n) {
+                return exact;
+            }
+            // A cheap test on the raw stored text first: it rules out most rows without decoding
+            // their JSON, and cannot rule out a match (the needle is stored unescaped).
+            let raw = match backend {
+                DbBackend::Postgres => format!("e.payload ILIKE {} ESCAPE '!'", ph(backend, values.len())),
+                _ => format!("e.payload LIKE {} ESCAPE '!'", ph(backend, values.len())),
+            };
+            format!("({raw} AND {exact})")
         })
         .collect();
     let sql = format!(
@@ -255,6 +265,12 @@ pub fn row_matches(backend: DbBackend, body: Body, needles: &[String]) -> (Strin
         likes.join(" OR ")
     );
     (sql, values)
+}
+
+/// Whether `needle` is written as is inside JSON text: serde_json escapes only `"`, `\` and control
+/// characters. (Case is not an issue: the raw test is case-insensitive like the exact one.)
+fn appears_verbatim_in_json(needle: &str) -> bool {
+    !needle.chars().any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
 /// The lower-cased text of one body of a stored log event.
