@@ -253,10 +253,14 @@ pub fn row_matches(backend: DbBackend, body: Body, needles: &[String]) -> (Strin
             }
             // A cheap test on the raw stored text first: it rules out most rows without decoding
             // their JSON, and cannot rule out a match (the needle is stored unescaped).
+            // SQLite's `?` binds one value per occurrence: bind the pattern a second time.
+            let pattern = values[values.len() - 1].clone();
+            values.push(pattern);
             let raw = match backend {
                 DbBackend::Postgres => format!("e.payload ILIKE {} ESCAPE '!'", ph(backend, values.len())),
                 _ => format!("e.payload LIKE {} ESCAPE '!'", ph(backend, values.len())),
             };
+            // Both placeholders carry the same pattern, so their order in the text does not matter.
             format!("({raw} AND {exact})")
         })
         .collect();
