@@ -215,7 +215,7 @@ pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered
         None
     } else if backend == DbBackend::Postgres {
         let likes: Vec<String> = patterns.iter().map(|p| format!("lower({column}) LIKE {} ESCAPE '!'", bind(p.clone().into()))).collect();
-        Some(format!("SELECT seq FROM log_search WHERE ({}) AND seq <= {}", likes.join(" OR "), bind(covered.into())))
+        Some(format!("SELECT seq FROM log_search WHERE {}", likes.join(" OR ")))
     } else {
         // Candidates hold every trigram of a needle; the stored body decides.
         let table = format!("log_search_{}", column.trim_end_matches("_body"));
@@ -232,7 +232,8 @@ pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered
         tail_likes.join(" OR ")
     );
     let sql = match indexed {
-        Some(indexed) => format!("{indexed} UNION ALL {tail}"),
+        // UNION, not UNION ALL: an indexer batch committing meanwhile may put a row in both.
+        Some(indexed) => format!("{indexed} UNION {tail}"),
         None => tail,
     };
     (sql, values)
