@@ -26,6 +26,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
                 .connect_with(options)
                 .await
                 .with_context(|| format!("cannot connect to PostgreSQL at {}", redact_url(url)))?;
+            spawn_analyzer(pool.clone());
             Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
         }
         Some(url) => connect_sqlite(SqliteConnectOptions::from_str(url)?, settings).await,
@@ -95,6 +96,27 @@ fn spawn_checkpointer(pool: sqlx::SqlitePool) {
             };
             if let Err(err) = result {
                 tracing::warn!(error = %err, "WAL checkpoint failed");
+            }
+        }
+    });
+}
+
+/// Refreshes PostgreSQL's planner statistics of the fast-growing tables every minute. Autovacuum
+/// does this too where it is on (it is off on some installations, this machine's among them), and
+/// without fresh statistics the planner took a selective filter pair for a rare one (measured
+/// 300 ms instead of 2 ms on a million logs).
+fn spawn_analyzer(pool: sqlx::PgPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if pool.is_closed() {
+                return;
+            }
+            let analyze = sqlx::query("ANALYZE event_log, logs, log_related, log_search").execute(&pool).await;
+            if let Err(err) = analyze {
+                tracing::warn!(error = %err, "ANALYZE failed");
             }
         }
     });
