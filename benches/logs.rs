@@ -33,7 +33,9 @@ struct Server {
 async fn database_url(dir: &tempfile::TempDir) -> String {
     match std::env::var("BENCH_DATABASE_URL") {
         Ok(base) if !base.is_empty() => {
-            let name = format!("lbbench_{}", std::process::id());
+            static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("lbbench_{}_{n}", std::process::id());
             let mut conn = sqlx::PgConnection::connect(&base).await.expect("BENCH_DATABASE_URL reachable");
             let drop = format!("DROP DATABASE IF EXISTS {name}");
             sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await.expect("drop");

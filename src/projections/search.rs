@@ -46,16 +46,8 @@ impl SearchIndexer {
         let writer = store.begin().await?;
         let conn = writer.conn();
         let backend = conn.get_database_backend();
-        // FOR UPDATE makes concurrent indexers on several nodes take turns instead of doubling work.
-        let lock = if backend == DbBackend::Postgres { " FOR UPDATE" } else { "" };
-        let row = conn
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                format!("SELECT last_seq FROM projection_checkpoints WHERE name = {}{lock}", ph(backend, 1)),
-                [CHECKPOINT.into()],
-            ))
-            .await?;
-        let last: i64 = row.map(|r| r.try_get("", "last_seq")).transpose()?.unwrap_or(0);
+        // Locked, so that concurrent indexers on several nodes take turns instead of doubling work.
+        let last = read_checkpoint(conn, true).await?;
         let rows = conn
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
@@ -144,11 +136,18 @@ async fn insert_docs(conn: &impl ConnectionTrait, backend: DbBackend, docs: &[(i
 
 /// The position up to which the index is complete.
 pub async fn checkpoint(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    read_checkpoint(conn, false).await
+}
+
+/// The checkpoint, optionally locked for the rest of the transaction (PostgreSQL; SQLite's single
+/// writer needs no row lock).
+async fn read_checkpoint(conn: &impl ConnectionTrait, lock: bool) -> Result<i64, DbErr> {
     let backend = conn.get_database_backend();
+    let lock = if lock && backend == DbBackend::Postgres { " FOR UPDATE" } else { "" };
     let row = conn
         .query_one_raw(Statement::from_sql_and_values(
             backend,
-            format!("SELECT last_seq FROM projection_checkpoints WHERE name = {}", ph(backend, 1)),
+            format!("SELECT last_seq FROM projection_checkpoints WHERE name = {}{lock}", ph(backend, 1)),
             [CHECKPOINT.into()],
         ))
         .await?;
