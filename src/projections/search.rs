@@ -231,8 +231,9 @@ pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered
         tail_likes.join(" OR ")
     );
     let sql = match indexed {
-        // UNION, not UNION ALL: an indexer batch committing meanwhile may put a row in both.
-        Some(indexed) => format!("{indexed} UNION {tail}"),
+        // UNION ALL lets a capped probe stop early; a row an indexer batch put in both parts
+        // meanwhile is a harmless duplicate in an IN list (and removed from listed matches).
+        Some(indexed) => format!("{indexed} UNION ALL {tail}"),
         None => tail,
     };
     (sql, values)

@@ -172,7 +172,9 @@ async fn body_searches(db: &DatabaseConnection, f: &LogFilter) -> ApiResult<Vec<
         let probe = format!("SELECT seq FROM ({sql}) AS m LIMIT {}", FEW_MATCHES + 1);
         let rows = db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, probe, values.clone())).await?;
         if rows.len() as u64 <= FEW_MATCHES {
-            let seqs = rows.iter().map(|r| r.try_get::<i64>("", "seq")).collect::<Result<Vec<_>, _>>()?;
+            let mut seqs = rows.iter().map(|r| r.try_get::<i64>("", "seq")).collect::<Result<Vec<_>, _>>()?;
+            seqs.sort_unstable();
+            seqs.dedup();
             out.push(BodyMatches::Few(seqs));
         } else {
             let (sql, values) = search::row_matches(backend, body, needles);
