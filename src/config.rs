@@ -95,6 +95,13 @@ pub struct Settings {
     /// Maximum database connections in the pool.
     #[arg(long, env = "LOGBOOK_DB_POOL_SIZE", global = true, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: u32,
+    /// How long a job may go without its worker's heartbeat before another worker takes it over
+    /// (after a crash). At least 3s.
+    #[arg(long, env = "LOGBOOK_JOB_LEASE", global = true, default_value = "60s", value_parser = parse_lease)]
+    pub job_lease: Duration,
+    /// When the daily retention purge runs, as a cron expression in UTC (seconds first).
+    #[arg(long, env = "LOGBOOK_RETENTION_SCHEDULE", global = true, default_value = "0 30 3 * * *", value_parser = parse_cron)]
+    pub retention_schedule: String,
     /// Log output format: `text` or `json`.
     #[arg(long, env = "LOGBOOK_LOG_FORMAT", global = true, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -121,6 +128,18 @@ fn parse_schedule(value: &str) -> Result<RetrySchedule, String> {
         return Err("needs 1 to 50 delays, e.g. 0s,5s,5m".into());
     }
     Ok(RetrySchedule(delays))
+}
+
+fn parse_lease(value: &str) -> Result<Duration, String> {
+    let lease = parse_duration(value)?;
+    if lease < Duration::from_secs(3) { Err("must be at least 3s".into()) } else { Ok(lease) }
+}
+
+fn parse_cron(value: &str) -> Result<String, String> {
+    value
+        .parse::<cron::Schedule>()
+        .map(|_| value.to_owned())
+        .map_err(|e| format!("'{value}' is not a cron expression such as `0 30 3 * * *` (sec min hour day month weekday): {e}"))
 }
 
 fn parse_database_url(value: &str) -> Result<String, String> {

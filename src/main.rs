@@ -45,10 +45,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Command::Worker => {
-            let store = EventStore::new(open_database(&settings).await?);
+            let db = open_database(&settings).await?;
+            let queue = jobs::JobQueue::new(&db);
             let metrics = std::sync::Arc::new(logbook::metrics::Metrics::default());
-            let workers = jobs::start(store, metrics);
-            tracing::info!("workers started: log search indexer");
+            let workers = jobs::start(EventStore::new(db), queue, metrics, &settings)?;
+            tracing::info!("workers started: imports, retention purges, daily retention schedule, log search indexer");
             shutdown_signal().await;
             drop(workers);
             Ok(())

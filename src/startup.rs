@@ -10,7 +10,7 @@ use sea_orm::DatabaseConnection;
 use crate::api;
 use crate::config::Settings;
 use crate::events::EventStore;
-use crate::jobs::{self, Workers};
+use crate::jobs::{self, JobQueue, Workers};
 use crate::services::logs::LogWriter;
 use crate::services::projects::{self, FirstStart};
 use crate::state::AppState;
@@ -28,6 +28,7 @@ pub struct Application {
 pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let db = crate::db::connect(settings).await?;
     crate::db::migrate(&db).await?;
+    JobQueue::new(&db).migrate().await.context("migrating the job queue tables failed")?;
     Ok(db)
 }
 
@@ -41,7 +42,10 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("first-start setup failed: {}", e.message))?;
         let (log_writer, _) = LogWriter::start(store.clone());
         let state = web::Data::new(AppState::new(db.clone(), settings, log_writer));
-        let workers = with_workers.then(|| jobs::start(store, state.metrics.clone()));
+        let workers = match with_workers {
+            true => Some(jobs::start(store, state.jobs.clone(), state.metrics.clone(), &state.settings)?),
+            false => None,
+        };
 
         let listener = TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
         let port = listener.local_addr()?.port();

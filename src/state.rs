@@ -5,6 +5,7 @@ use sea_orm::DatabaseConnection;
 use crate::config::Settings;
 use crate::domain::token;
 use crate::events::EventStore;
+use crate::jobs::JobQueue;
 use crate::metrics::Metrics;
 use crate::services::logs::LogWriter;
 
@@ -15,6 +16,7 @@ pub struct AppState {
     pub store: EventStore,
     pub settings: Arc<Settings>,
     pub log_writer: LogWriter,
+    pub jobs: JobQueue,
     pub metrics: Arc<Metrics>,
     /// Hash of `LOGBOOK_ADMIN_TOKEN`, if configured.
     pub admin_token_hash: Option<String>,
@@ -24,6 +26,7 @@ impl AppState {
     pub fn new(db: DatabaseConnection, settings: Settings, log_writer: LogWriter) -> Self {
         Self {
             store: EventStore::new(db.clone()),
+            jobs: JobQueue::new(&db),
             admin_token_hash: settings.admin_token.as_deref().map(token::hash),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),

@@ -7,8 +7,14 @@
 pub mod admin_token;
 pub mod api_key;
 pub mod event_log;
+pub mod file;
+pub mod file_chunk;
+pub mod import;
 pub mod log;
 pub mod log_endpoint;
 pub mod log_related;
 pub mod project;
+pub mod published_event;
+pub mod task;
+pub mod task_error;
 pub mod user;

@@ -16,7 +16,7 @@ use crate::domain::params::Params;
 use crate::domain::redact::{self, redact_header_map};
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc, now_ms, parse_instant};
 use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
-use crate::services::logs;
+use crate::services::{imports, logs};
 use crate::state::AppState;
 
 /// Filters of `GET /v1/logs`; each may repeat (values OR-ed), different ones are AND-ed.
@@ -161,6 +161,21 @@ async fn get_log(state: web::Data<AppState>, member: ProjectMember, id: web::Pat
         response_body_truncated: record.response_body_truncated,
         related: record.related,
     }))
+}
+
+#[utoipa::path(
+    operation_id = "download_log_file", tag = "logs", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The file uploaded by the logged request (an import), byte for byte", content(("application/octet-stream"))),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
+        (status = 404, description = "No such log, or its request uploaded no file", body = ErrorBody),
+    )
+)]
+#[get("/logs/{id}/file")]
+async fn download_log_file(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let import = imports::uploaded_by(&state.db, member.project_id(), &id).await?;
+    Ok(crate::api::imports::file_response(&state, import))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -337,5 +352,5 @@ async fn ingest_logs(
 }
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(list_logs).service(list_log_endpoints).service(get_log).service(ingest_logs);
+    cfg.service(list_logs).service(list_log_endpoints).service(get_log).service(download_log_file).service(ingest_logs);
 }

@@ -3,10 +3,12 @@
 pub mod auth;
 pub mod dto;
 pub mod extract;
+pub mod imports;
 pub mod logs;
 pub mod ops;
 pub mod projects;
 pub mod request_log;
+pub mod tasks;
 
 use std::time::Instant;
 
@@ -32,6 +34,8 @@ use crate::state::AppState;
     tags(
         (name = "projects", description = "Projects, API keys and users"),
         (name = "logs", description = "Request logs"),
+        (name = "tasks", description = "Background tasks: progress, errors, cancelling"),
+        (name = "imports", description = "CSV and NDJSON files whose rows become events"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -48,7 +52,13 @@ impl Modify for BearerAuth {
 
 /// Every route, for the server and for the generated OpenAPI document alike.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(utoipa_actix_web::scope("/v1").configure(projects::routes).configure(logs::routes));
+    cfg.service(
+        utoipa_actix_web::scope("/v1")
+            .configure(projects::routes)
+            .configure(logs::routes)
+            .configure(tasks::routes)
+            .configure(imports::routes),
+    );
     cfg.configure(ops::routes);
 }
 

@@ -1,17 +1,20 @@
 //! `/v1/projects`: projects, API keys and users (admin token).
 
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, ProjectMember};
 use crate::api::dto::ListOut;
 use crate::api::extract::{Json, paging};
+use crate::api::request_log;
+use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
 use crate::domain::project::{ApiKey, Email, KeyKind, KeyName, Plan, Project, ProjectName, RetentionDays, User, UserName};
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
 use crate::error::{ApiResult, ErrorBody};
 use crate::services::projects::{self, IssuedKey, NewProject, ProjectChanges};
+use crate::services::retention;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -321,6 +324,23 @@ async fn get_current_project(member: ProjectMember) -> web::Json<ProjectOut> {
     web::Json(member.access.project.into())
 }
 
+#[utoipa::path(
+    operation_id = "run_retention", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses(
+        (status = 202, description = "A retention_purge task for the project, scheduled now", body = crate::api::tasks::TaskOut),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody),
+    )
+)]
+#[post("/projects/{id}/retention/run")]
+async fn run_retention(state: web::Data<AppState>, admin: Admin, req: HttpRequest, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let project = projects::get(&state.db, &id).await?;
+    let task = retention::schedule(&state.store, &state.jobs, &project.id, &admin.meta).await?;
+    request_log::relate(&req, RelatedKind::Task, &task.id);
+    let out = crate::api::tasks::TaskOut::new(task, &project.time_zone, Some(Vec::new()));
+    Ok(HttpResponse::Accepted().json(out))
+}
+
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(create_project)
         .service(list_projects)
@@ -331,5 +351,6 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(revoke_api_key)
         .service(create_user)
         .service(list_users)
-        .service(get_current_project);
+        .service(get_current_project)
+        .service(run_retention);
 }

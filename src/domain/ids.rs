@@ -18,6 +18,8 @@ pub enum IdKind {
     Sendout,
     Attempt,
     AdminToken,
+    /// A stored upload's bytes (internal; users see the import).
+    File,
     /// Rows of the internal event log (not the user-facing events, which are `evt_`).
     LogEntry,
 }
@@ -37,6 +39,7 @@ impl IdKind {
             IdKind::Sendout => "snd",
             IdKind::Attempt => "att",
             IdKind::AdminToken => "adm",
+            IdKind::File => "file",
             IdKind::LogEntry => "ev",
         }
     }

@@ -3,12 +3,15 @@
 
 pub mod actor;
 pub mod channel;
+pub mod event;
 pub mod ids;
+pub mod import;
 pub mod log;
 pub mod pagination;
 pub mod params;
 pub mod project;
 pub mod redact;
+pub mod task;
 pub mod time;
 pub mod token;
 

@@ -3,9 +3,13 @@
 mod store;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::domain::actor::Actor;
-use crate::domain::log::LogRecord;
+use crate::domain::event::{EventType, SourceId};
+use crate::domain::import::ImportFormat;
+use crate::domain::log::{LogRecord, RelatedRef};
+use crate::domain::task::{ProcessingStatus, TaskError, TaskType};
 use crate::domain::project::{Email, KeyKind, KeyName, Plan, ProjectName, RetentionDays, UserName};
 use crate::domain::time::ProjectTimeZone;
 
@@ -32,6 +36,24 @@ pub enum DomainEvent {
     UserCreated(UserCreated),
     #[serde(rename = "request.logged.v1")]
     RequestLogged(Box<LogRecord>),
+    #[serde(rename = "task.scheduled.v1")]
+    TaskScheduled(TaskScheduled),
+    #[serde(rename = "task.started.v1")]
+    TaskStarted(TaskRef),
+    #[serde(rename = "task.progressed.v1")]
+    TaskProgressed(TaskProgressed),
+    #[serde(rename = "task.completed.v1")]
+    TaskCompleted(TaskCompleted),
+    #[serde(rename = "task.failed.v1")]
+    TaskFailed(TaskFailed),
+    #[serde(rename = "task.cancelled.v1")]
+    TaskCancelled(TaskRef),
+    #[serde(rename = "import.created.v1")]
+    ImportCreated(ImportCreated),
+    #[serde(rename = "event.published.v1")]
+    EventPublished(EventPublished),
+    #[serde(rename = "retention.daily_run.v1")]
+    DailyRetentionRun(DailyRetentionRun),
 }
 
 /// Marks that first-start set-up ran; its stream can hold one event only, so two nodes starting at
@@ -88,6 +110,86 @@ pub struct UserCreated {
     pub token_hash: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskScheduled {
+    pub id: String,
+    pub project_id: String,
+    pub task_type: TaskType,
+    pub created_by: Actor,
+    pub request_id: Option<String>,
+    pub related: Vec<RelatedRef>,
+    /// What the worker needs, e.g. `{"import_id": …}` or `{"cutoff_ms": …}`.
+    pub params: Value,
+    pub total: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRef {
+    pub id: String,
+    pub project_id: String,
+}
+
+/// A committed step of a running task. `checkpoint` is where a resumed worker carries on; the
+/// step's own items are in the same transaction, so a step happens entirely or not at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskProgressed {
+    pub id: String,
+    pub project_id: String,
+    pub processed: i64,
+    pub total: Option<i64>,
+    pub percent: i32,
+    pub checkpoint: Value,
+    /// The outcome so far (an import's row counts).
+    pub result: Value,
+    /// Errors of this step only.
+    pub errors: Vec<TaskError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskCompleted {
+    pub id: String,
+    pub project_id: String,
+    pub processing_status: ProcessingStatus,
+    pub processed: i64,
+    pub result: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskFailed {
+    pub id: String,
+    pub project_id: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportCreated {
+    pub id: String,
+    pub project_id: String,
+    pub task_id: String,
+    pub file_id: String,
+    pub file_name: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub format: ImportFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventPublished {
+    pub id: String,
+    pub project_id: String,
+    pub event_type: EventType,
+    pub source_id: Option<SourceId>,
+    pub data: Map<String, Value>,
+    pub created_at_ms: i64,
+}
+
+/// The daily retention run of one UTC day; its stream admits one event, so one node runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DailyRetentionRun {
+    pub day: String,
+}
+
 /// Which aggregate an event belongs to; versions are counted per stream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StreamRef {
@@ -106,6 +208,14 @@ impl DomainEvent {
             DomainEvent::ApiKeyRevoked(e) => ("api_key", e.id.as_str()),
             DomainEvent::UserCreated(e) => ("user", e.id.as_str()),
             DomainEvent::RequestLogged(e) => ("log", e.id.as_str()),
+            DomainEvent::TaskScheduled(e) => ("task", e.id.as_str()),
+            DomainEvent::TaskStarted(e) | DomainEvent::TaskCancelled(e) => ("task", e.id.as_str()),
+            DomainEvent::TaskProgressed(e) => ("task", e.id.as_str()),
+            DomainEvent::TaskCompleted(e) => ("task", e.id.as_str()),
+            DomainEvent::TaskFailed(e) => ("task", e.id.as_str()),
+            DomainEvent::ImportCreated(e) => ("import", e.id.as_str()),
+            DomainEvent::EventPublished(e) => ("event", e.id.as_str()),
+            DomainEvent::DailyRetentionRun(e) => ("retention_run", e.day.as_str()),
         };
         StreamRef { kind, id: id.to_owned() }
     }
@@ -114,13 +224,20 @@ impl DomainEvent {
     /// tenant scoping key on it.
     pub fn project_id(&self) -> Option<&str> {
         match self {
-            DomainEvent::Bootstrapped(_) | DomainEvent::AdminTokenCreated(_) => None,
+            DomainEvent::Bootstrapped(_) | DomainEvent::AdminTokenCreated(_) | DomainEvent::DailyRetentionRun(_) => None,
             DomainEvent::ProjectCreated(e) => Some(&e.id),
             DomainEvent::ProjectUpdated(e) => Some(&e.id),
             DomainEvent::ApiKeyCreated(e) => Some(&e.project_id),
             DomainEvent::ApiKeyRevoked(e) => Some(&e.project_id),
             DomainEvent::UserCreated(e) => Some(&e.project_id),
             DomainEvent::RequestLogged(e) => e.project_id.as_deref(),
+            DomainEvent::TaskScheduled(e) => Some(&e.project_id),
+            DomainEvent::TaskStarted(e) | DomainEvent::TaskCancelled(e) => Some(&e.project_id),
+            DomainEvent::TaskProgressed(e) => Some(&e.project_id),
+            DomainEvent::TaskCompleted(e) => Some(&e.project_id),
+            DomainEvent::TaskFailed(e) => Some(&e.project_id),
+            DomainEvent::ImportCreated(e) => Some(&e.project_id),
+            DomainEvent::EventPublished(e) => Some(&e.project_id),
         }
     }
 
@@ -134,6 +251,10 @@ impl DomainEvent {
                 | DomainEvent::ApiKeyCreated(_)
                 | DomainEvent::UserCreated(_)
                 | DomainEvent::RequestLogged(_)
+                | DomainEvent::TaskScheduled(_)
+                | DomainEvent::ImportCreated(_)
+                | DomainEvent::EventPublished(_)
+                | DomainEvent::DailyRetentionRun(_)
         )
     }
 }

@@ -1,32 +1,53 @@
 //! Read models built from the event log. Projectors run inside the appending transaction, so a read
 //! right after a write sees it; `rebuild` replays the whole log into fresh tables.
 
+mod events;
 mod logs;
 mod projects;
 pub mod search;
+mod tasks;
 
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait};
 
-use crate::events::{DomainEvent, EventStore, StoreError, StoredEvent, read_batch};
+use crate::domain::log::LogRecord;
+use crate::events::{DomainEvent, EventPublished, EventStore, StoreError, StoredEvent, read_batch};
 
 /// Every projection table, children before parents. `rebuild` empties exactly these.
-pub const TABLES: &[&str] = &["log_endpoints", "log_related", "logs", "users", "api_keys", "projects", "admin_tokens"];
+pub const TABLES: &[&str] = &[
+    "events", "imports", "task_errors", "tasks", "log_endpoints", "log_related", "logs", "users", "api_keys",
+    "projects", "admin_tokens",
+];
 
-/// Applies events in order. Consecutive request logs are written as one multi-row insert, which is
-/// what makes group-committed logging and `POST /v1/logs` cheap.
+/// Applies events in order. Consecutive request logs, and consecutive published events, are written
+/// as one multi-row insert each: that is what makes group-committed logging, `POST /v1/logs` and
+/// imports cheap.
 pub async fn apply(conn: &impl ConnectionTrait, events: &[StoredEvent]) -> Result<(), DbErr> {
     let mut logs = Vec::new();
+    let mut published = Vec::new();
     for stored in events {
         match &stored.event {
             DomainEvent::RequestLogged(record) => logs.push((stored.seq, record.as_ref())),
+            DomainEvent::EventPublished(event) => published.push((stored, event)),
             _ => {
-                logs::insert(conn, &logs).await?;
-                logs.clear();
+                flush(conn, &mut logs, &mut published).await?;
                 projects::apply(conn, stored).await?;
+                tasks::apply(conn, stored).await?;
             }
         }
     }
-    logs::insert(conn, &logs).await
+    flush(conn, &mut logs, &mut published).await
+}
+
+async fn flush<'a>(
+    conn: &impl ConnectionTrait,
+    logs: &mut Vec<(i64, &'a LogRecord)>,
+    published: &mut Vec<(&'a StoredEvent, &'a EventPublished)>,
+) -> Result<(), DbErr> {
+    logs::insert(conn, logs).await?;
+    events::insert(conn, published).await?;
+    logs.clear();
+    published.clear();
+    Ok(())
 }
 
 const REBUILD_BATCH: u64 = 2000;

@@ -8,7 +8,6 @@ use crate::events::{DomainEvent, StoredEvent};
 pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<(), DbErr> {
     let at = stored.recorded_at_ms;
     match &stored.event {
-        DomainEvent::Bootstrapped(_) | DomainEvent::RequestLogged(_) => {}
         DomainEvent::AdminTokenCreated(e) => {
             let row = admin_token::Model { id: e.id.clone(), token_hash: e.token_hash.clone(), created_at_ms: at };
             admin_token::Entity::insert(row.into_active_model()).exec_without_returning(conn).await?;
@@ -68,6 +67,8 @@ pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<
             };
             user::Entity::insert(row.into_active_model()).exec_without_returning(conn).await?;
         }
+        // Other events belong to other projectors.
+        _ => {}
     }
     Ok(())
 }

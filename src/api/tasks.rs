@@ -1,0 +1,174 @@
+//! `/v1/tasks`: background tasks, their progress and errors; cancelling.
+
+use actix_web::{HttpRequest, get, post, web};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::auth::ProjectMember;
+use crate::api::dto::ListOut;
+use crate::api::extract::paging;
+use crate::api::logs::query_errors;
+use crate::api::request_log;
+use crate::domain::actor::ActorKind;
+use crate::domain::log::{RelatedKind, RelatedRef};
+use crate::domain::params::Params;
+use crate::domain::task::{ProcessingStatus, TaskError, TaskFilter, TaskStatus, TaskType};
+use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc, now_ms};
+use crate::error::{ApiResult, ErrorBody};
+use crate::services::tasks;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct TaskListParams {
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    task_type: Option<Vec<TaskType>>,
+    status: Option<Vec<TaskStatus>>,
+    processing_status: Option<Vec<ProcessingStatus>>,
+    /// Inclusive: an RFC 3339 instant, or a local date-time or date in the project's zone.
+    created_after: Option<String>,
+    /// Exclusive, same forms.
+    created_before: Option<String>,
+    /// 1 to 1000, default 50.
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressOut {
+    pub processed: i64,
+    /// `null` while unknown (an import learns its row count as it reads).
+    pub total: Option<i64>,
+    pub percent: i32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedByOut {
+    /// `user`, `server_key` or `system`.
+    pub kind: String,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskOut {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub task_type: TaskType,
+    pub status: TaskStatus,
+    /// `null` until the task ends.
+    pub processing_status: Option<ProcessingStatus>,
+    pub progress: ProgressOut,
+    /// Time spent running: until now while running, until the end once finished.
+    pub processing_time_ms: Option<i64>,
+    pub created_at: String,
+    pub created_at_project: String,
+    pub started_at: Option<String>,
+    pub started_at_project: Option<String>,
+    pub finished_at: Option<String>,
+    pub finished_at_project: Option<String>,
+    pub created_by: CreatedByOut,
+    /// The log id of the request that scheduled the task.
+    pub request_id: Option<String>,
+    pub related: Vec<RelatedRef>,
+    /// The outcome so far: an import's row counts, a purge's removed counts.
+    #[schema(value_type = Object)]
+    pub result: Value,
+    pub error_count: i64,
+    /// The first 1,000 errors; only in `GET /v1/tasks/{id}` and cancel responses (lists carry
+    /// `error_count`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<TaskError>>,
+}
+
+impl TaskOut {
+    pub fn new(row: entity::task::Model, zone: &ProjectTimeZone, errors: Option<Vec<TaskError>>) -> Self {
+        let at = |ms: Option<i64>| ms.map(format_utc);
+        let at_project = |ms: Option<i64>| ms.map(|ms| format_in_zone(ms, zone));
+        let kind = match row.created_by_kind.as_str() {
+            "user" => ActorKind::User,
+            "server_key" => ActorKind::ServerKey,
+            _ => ActorKind::System,
+        };
+        let processing_time_ms = row.started_at_ms.map(|s| row.finished_at_ms.unwrap_or_else(now_ms) - s);
+        Self {
+            task_type: TaskType::parse(&row.task_type).unwrap_or(TaskType::Import),
+            status: tasks::status(&row),
+            processing_status: row.processing_status.as_deref().and_then(|s| ProcessingStatus::parse(s).ok()),
+            progress: ProgressOut { processed: row.processed, total: row.total, percent: row.percent },
+            processing_time_ms,
+            created_at: format_utc(row.created_at_ms),
+            created_at_project: format_in_zone(row.created_at_ms, zone),
+            started_at: at(row.started_at_ms),
+            started_at_project: at_project(row.started_at_ms),
+            finished_at: at(row.finished_at_ms),
+            finished_at_project: at_project(row.finished_at_ms),
+            created_by: CreatedByOut {
+                kind: serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                id: if kind == ActorKind::System { None } else { row.created_by_id },
+            },
+            request_id: row.request_id,
+            related: serde_json::from_str(&row.related).unwrap_or_default(),
+            result: serde_json::from_str(&row.result).unwrap_or(Value::Null),
+            error_count: row.error_count,
+            errors,
+            id: row.id,
+        }
+    }
+}
+
+/// A task with its kept errors, as the detail endpoints answer.
+pub async fn detail(state: &AppState, row: entity::task::Model, zone: &ProjectTimeZone) -> ApiResult<TaskOut> {
+    let errors = tasks::errors(&state.db, &row.id).await?;
+    Ok(TaskOut::new(row, zone, Some(errors)))
+}
+
+#[utoipa::path(
+    operation_id = "list_tasks", tag = "tasks", security(("bearer" = [])),
+    params(TaskListParams),
+    responses(
+        (status = 200, description = "OK", body = ListOut<TaskOut>),
+        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
+    )
+)]
+#[get("/tasks")]
+async fn list_tasks(state: web::Data<AppState>, member: ProjectMember, params: Params) -> ApiResult<web::Json<ListOut<TaskOut>>> {
+    let (limit, cursor) = paging(&params, TaskFilter::NAMES)?;
+    let zone = member.access.project.time_zone;
+    let filter = TaskFilter::parse(&params, &zone).map_err(query_errors)?;
+    let page = tasks::list(&state.db, member.project_id(), &filter, limit, cursor.as_ref()).await?;
+    Ok(web::Json(ListOut::from_page(page, |row| TaskOut::new(row, &zone, None))))
+}
+
+#[utoipa::path(
+    operation_id = "get_task", tag = "tasks", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "OK", body = TaskOut), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+)]
+#[get("/tasks/{id}")]
+async fn get_task(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<TaskOut>> {
+    let row = tasks::get(&state.db, member.project_id(), &id).await?;
+    Ok(web::Json(detail(&state, row, &member.access.project.time_zone).await?))
+}
+
+#[utoipa::path(
+    operation_id = "cancel_task", tag = "tasks", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "Cancelled: a scheduled task never starts, a running one stops at its next step", body = TaskOut),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
+        (status = 404, description = "Not found in this project", body = ErrorBody), (status = 409, description = "The task has already finished", body = ErrorBody),
+    )
+)]
+#[post("/tasks/{id}/cancel")]
+async fn cancel_task(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, id: web::Path<String>) -> ApiResult<web::Json<TaskOut>> {
+    request_log::relate(&req, RelatedKind::Task, &id);
+    let row = tasks::cancel(&state.store, member.project_id(), &id, &member.meta).await?;
+    Ok(web::Json(detail(&state, row, &member.access.project.time_zone).await?))
+}
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list_tasks).service(get_task).service(cancel_task);
+}

@@ -1,0 +1,139 @@
+//! Background tasks: what kind, how far, how it ended.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::Invalid;
+
+/// Declares a string enum with its wire names, `as_str` and `parse` from one list.
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Result<Self, Invalid> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(Invalid::new(format!(
+                        "must be one of: {}", [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+wire_enum!(
+    TaskType { Import = "import", Export = "export", WebhookRecovery = "webhook_recovery", RetentionPurge = "retention_purge" }
+);
+
+wire_enum!(
+    TaskStatus { Scheduled = "scheduled", InProgress = "in_progress", Done = "done", Failed = "failed", Cancelled = "cancelled" }
+);
+
+wire_enum!(
+    /// Set when a task ends: `success` if everything worked, `failure` if the task failed or some
+    /// of its items did.
+    ProcessingStatus { Success = "success", Failure = "failure" }
+);
+
+impl TaskStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(self, TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled)
+    }
+}
+
+/// One failed item of a task: an import row with its line number, or a message of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskError {
+    pub line: Option<i64>,
+    pub message: String,
+}
+
+/// How many errors a task keeps; `error_count` goes on counting past it.
+pub const MAX_KEPT_ERRORS: i64 = 1000;
+
+/// Percent done, whole and never 100 before the end.
+pub fn percent(done: u64, total: u64) -> i32 {
+    if total == 0 {
+        return 0;
+    }
+    ((done.min(total) * 100) / total).min(99) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_ones_are_refused() {
+        for t in TaskType::ALL {
+            assert_eq!(TaskType::parse(t.as_str()), Ok(*t));
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        for s in TaskStatus::ALL {
+            assert_eq!(TaskStatus::parse(s.as_str()), Ok(*s));
+        }
+        assert!(TaskStatus::parse("running").unwrap_err().0.contains("in_progress"));
+    }
+
+    #[test]
+    fn percent_stays_below_100_until_the_end() {
+        assert_eq!(percent(0, 0), 0);
+        assert_eq!(percent(50, 100), 50);
+        assert_eq!(percent(100, 100), 99);
+        assert_eq!(percent(200, 100), 99);
+    }
+}
+
+/// The filters of `GET /v1/tasks` (and of task exports).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub task_type: Vec<TaskType>,
+    pub status: Vec<TaskStatus>,
+    pub processing_status: Vec<ProcessingStatus>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+}
+
+impl TaskFilter {
+    pub const NAMES: &'static [&'static str] = &["type", "status", "processing_status", "created_after", "created_before"];
+
+    /// Reads the filters; every bad value is reported as `(parameter, message)`.
+    pub fn parse(params: &super::params::Params, zone: &super::time::ProjectTimeZone) -> Result<Self, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut date = |name: &str| {
+            let parsed = params.one(name).and_then(|v| v.map(|v| super::time::parse_filter(v, zone)).transpose());
+            parsed.unwrap_or_else(|e| {
+                errors.push((name.to_owned(), e.0));
+                None
+            })
+        };
+        let (created_after, created_before) = (date("created_after"), date("created_before"));
+        fn each<T>(params: &super::params::Params, name: &str, parse: fn(&str) -> Result<T, Invalid>, errors: &mut Vec<(String, String)>) -> Vec<T> {
+            params
+                .all(name)
+                .iter()
+                .filter_map(|v| parse(v).map_err(|e| errors.push((name.to_owned(), format!("'{v}' {}", e.0)))).ok())
+                .collect()
+        }
+        let filter = Self {
+            task_type: each(params, "type", TaskType::parse, &mut errors),
+            status: each(params, "status", TaskStatus::parse, &mut errors),
+            processing_status: each(params, "processing_status", ProcessingStatus::parse, &mut errors),
+            created_after,
+            created_before,
+        };
+        if errors.is_empty() { Ok(filter) } else { Err(errors) }
+    }
+}

@@ -1,0 +1,175 @@
+//! Uploaded files, stored byte for byte in the database in 1 MiB chunks, so that every node of a
+//! shared PostgreSQL deployment can read and serve them, and a worker can read one from any offset.
+
+use std::io::Read;
+
+use actix_web::web::Bytes;
+use entity::{file, file_chunk};
+use futures_util::{Stream, StreamExt};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};
+use sha2::{Digest, Sha256};
+
+use crate::domain::ids::{IdKind, new_id};
+use crate::domain::time::now_ms;
+use crate::events::EventStore;
+
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    pub id: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the file is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("the upload broke off: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Streams `body` into storage, hashing as it goes; holds one chunk in memory. On any error the
+/// partial file is removed.
+pub async fn store<E: std::fmt::Display>(
+    store: &EventStore,
+    project_id: &str,
+    body: impl Stream<Item = Result<Bytes, E>>,
+    max_bytes: u64,
+) -> Result<StoredFile, UploadError> {
+    let id = new_id(IdKind::File);
+    let row = file::Model { id: id.clone(), project_id: project_id.to_owned(), size_bytes: 0, complete: false, created_at_ms: now_ms() };
+    file::Entity::insert(row.into_active_model()).exec_without_returning(store.db()).await?;
+    let result = write_chunks(store, &id, body, max_bytes).await;
+    if result.is_err() {
+        let _ = delete(store.db(), std::slice::from_ref(&id)).await;
+    }
+    result
+}
+
+async fn write_chunks<E: std::fmt::Display>(
+    store: &EventStore,
+    id: &str,
+    body: impl Stream<Item = Result<Bytes, E>>,
+    max_bytes: u64,
+) -> Result<StoredFile, UploadError> {
+    let mut body = std::pin::pin!(body);
+    let (mut hasher, mut size, mut idx) = (Sha256::new(), 0u64, 0i32);
+    let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+    while let Some(bytes) = body.next().await {
+        let mut bytes = bytes.map_err(|e| UploadError::Body(e.to_string()))?;
+        size += bytes.len() as u64;
+        if size > max_bytes {
+            return Err(UploadError::TooLarge(max_bytes));
+        }
+        hasher.update(&bytes);
+        while !bytes.is_empty() {
+            let take = (CHUNK_BYTES - chunk.len()).min(bytes.len());
+            chunk.extend_from_slice(&bytes.split_to(take));
+            if chunk.len() == CHUNK_BYTES {
+                insert_chunk(store, id, idx, std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES))).await?;
+                idx += 1;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        insert_chunk(store, id, idx, chunk).await?;
+    }
+    let done = file::ActiveModel { id: Set(id.to_owned()), size_bytes: Set(size as i64), complete: Set(true), ..Default::default() };
+    file::Entity::update(done).exec(store.db()).await?;
+    Ok(StoredFile { id: id.to_owned(), size_bytes: size, sha256: hex(&hasher.finalize()) })
+}
+
+async fn insert_chunk(store: &EventStore, file_id: &str, idx: i32, data: Vec<u8>) -> Result<(), DbErr> {
+    // Through the store's writer so that, on SQLite, chunk writes queue fairly with other writers.
+    let writer = store.begin().await?;
+    let row = file_chunk::Model { file_id: file_id.to_owned(), idx, data };
+    file_chunk::Entity::insert(row.into_active_model()).exec_without_returning(writer.conn()).await?;
+    writer.commit().await
+}
+
+async fn read_chunk(db: &DatabaseConnection, file_id: &str, idx: i32) -> Result<Option<Vec<u8>>, DbErr> {
+    file_chunk::Entity::find()
+        .select_only()
+        .column(file_chunk::Column::Data)
+        .filter(file_chunk::Column::FileId.eq(file_id))
+        .filter(file_chunk::Column::Idx.eq(idx))
+        .into_tuple()
+        .one(db)
+        .await
+}
+
+/// The file's bytes in order, a chunk at a time, for downloads.
+pub fn stream(db: DatabaseConnection, file_id: String) -> impl Stream<Item = Result<Bytes, DbErr>> {
+    futures_util::stream::try_unfold(0i32, move |idx| {
+        let (db, file_id) = (db.clone(), file_id.clone());
+        async move { Ok(read_chunk(&db, &file_id, idx).await?.map(|data| (Bytes::from(data), idx + 1))) }
+    })
+}
+
+/// Removes files and their bytes (the retention purge, failed uploads).
+pub async fn delete(conn: &impl ConnectionTrait, ids: &[String]) -> Result<u64, DbErr> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    file_chunk::Entity::delete_many().filter(file_chunk::Column::FileId.is_in(ids.iter().cloned())).exec(conn).await?;
+    Ok(file::Entity::delete_many().filter(file::Column::Id.is_in(ids.iter().cloned())).exec(conn).await?.rows_affected)
+}
+
+/// Reads a stored file from a byte offset, for parsing on a blocking thread: each chunk is fetched
+/// when the previous one is used up, so memory stays at one chunk whatever the file's size.
+pub struct FileReader {
+    db: DatabaseConnection,
+    runtime: tokio::runtime::Handle,
+    file_id: String,
+    next_idx: i32,
+    chunk: Vec<u8>,
+    pos: usize,
+    /// Bytes to skip at the start of the first chunk fetched.
+    skip: usize,
+}
+
+impl FileReader {
+    /// Must be created on the runtime and read from a blocking thread (`spawn_blocking`).
+    pub fn open_at(db: DatabaseConnection, file_id: &str, offset: u64) -> Self {
+        let chunk_size = CHUNK_BYTES as u64;
+        Self {
+            db,
+            runtime: tokio::runtime::Handle::current(),
+            file_id: file_id.to_owned(),
+            next_idx: (offset / chunk_size) as i32,
+            chunk: Vec::new(),
+            pos: 0,
+            skip: (offset % chunk_size) as usize,
+        }
+    }
+}
+
+impl Read for FileReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.chunk.len() {
+            let fetched = self
+                .runtime
+                .block_on(read_chunk(&self.db, &self.file_id, self.next_idx))
+                .map_err(std::io::Error::other)?;
+            let Some(chunk) = fetched else { return Ok(0) };
+            self.next_idx += 1;
+            self.chunk = chunk;
+            self.pos = std::mem::take(&mut self.skip).min(self.chunk.len());
+            if self.pos >= self.chunk.len() {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

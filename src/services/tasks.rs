@@ -1,0 +1,266 @@
+//! Background tasks: scheduling, reading, cancelling, and the fenced steps that workers commit.
+//!
+//! A worker owns a task only as long as the task's checkpoint is the one it last committed: each
+//! step re-reads the task in the appending transaction and appends only if nothing else moved it
+//! (a cancel, or another worker that took over after a lease expired). On PostgreSQL two writers
+//! racing past that check both append the task's next stream version, and the loser's transaction
+//! fails on the unique version. So a step, with the events it publishes, happens exactly once.
+
+use entity::{task, task_error};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use serde_json::{Value, json};
+
+use super::newest_first;
+use crate::domain::event::{EventType, system};
+use crate::domain::ids::{IdKind, new_id};
+use crate::domain::log::RelatedRef;
+use crate::domain::pagination::{Cursor, Limit, Page};
+use crate::domain::task::{ProcessingStatus, TaskError, TaskFilter, TaskStatus, TaskType};
+use crate::domain::time::now_ms;
+use crate::error::{ApiError, ApiResult};
+use crate::events::{
+    DomainEvent, EventMetadata, EventPublished, EventStore, StoreError, TaskCompleted, TaskFailed, TaskProgressed, TaskRef,
+    TaskScheduled, Writer,
+};
+
+/// What a new task is about; the id is minted by [`scheduled`].
+pub struct NewTask {
+    pub project_id: String,
+    pub task_type: TaskType,
+    pub params: Value,
+    pub related: Vec<RelatedRef>,
+    pub total: Option<i64>,
+}
+
+/// The event that creates a task, with a fresh id.
+pub fn scheduled(meta: &EventMetadata, new: NewTask) -> TaskScheduled {
+    TaskScheduled {
+        id: new_id(IdKind::Task),
+        project_id: new.project_id,
+        task_type: new.task_type,
+        created_by: meta.actor.clone(),
+        request_id: meta.request_log_id.clone(),
+        related: new.related,
+        params: new.params,
+        total: new.total,
+    }
+}
+
+pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ApiResult<task::Model> {
+    task::Entity::find_by_id(id)
+        .filter(task::Column::ProjectId.eq(project_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("task"))
+}
+
+/// The kept errors of a task, in order.
+pub async fn errors(db: &DatabaseConnection, task_id: &str) -> ApiResult<Vec<TaskError>> {
+    let rows = task_error::Entity::find()
+        .filter(task_error::Column::TaskId.eq(task_id))
+        .order_by_asc(task_error::Column::Position)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| TaskError { line: r.line, message: r.message }).collect())
+}
+
+pub async fn list(db: &DatabaseConnection, project_id: &str, f: &TaskFilter, limit: Limit, cursor: Option<&Cursor>) -> ApiResult<Page<task::Model>> {
+    let mut c = Condition::all().add(task::Column::ProjectId.eq(project_id));
+    if let Some(after) = f.created_after {
+        c = c.add(task::Column::CreatedAtMs.gte(after));
+    }
+    if let Some(before) = f.created_before {
+        c = c.add(task::Column::CreatedAtMs.lt(before));
+    }
+    if !f.task_type.is_empty() {
+        c = c.add(task::Column::TaskType.is_in(f.task_type.iter().map(|t| t.as_str())));
+    }
+    if !f.status.is_empty() {
+        c = c.add(task::Column::Status.is_in(f.status.iter().map(|s| s.as_str())));
+    }
+    if !f.processing_status.is_empty() {
+        c = c.add(task::Column::ProcessingStatus.is_in(f.processing_status.iter().map(|s| s.as_str())));
+    }
+    let query = newest_first(task::Entity::find().filter(c), task::Column::CreatedAtMs, task::Column::Id, limit, cursor);
+    let rows = query.all(db).await?;
+    Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() }))
+}
+
+pub fn status(row: &task::Model) -> TaskStatus {
+    TaskStatus::parse(&row.status).unwrap_or(TaskStatus::Failed)
+}
+
+/// Cancels a scheduled task before it starts, or a running one at its next step (what it already
+/// committed stays). A finished task answers 409.
+pub async fn cancel(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ApiResult<task::Model> {
+    // A race with a worker's step is lost by one side on PostgreSQL; cancelling simply tries again.
+    for _ in 0..5 {
+        let writer = store.begin().await?;
+        let row = get(writer.conn(), project_id, id).await?;
+        let current = status(&row);
+        if current.is_finished() {
+            return Err(ApiError::conflict(format!("The task is already {}; only scheduled or running tasks can be cancelled.", current.as_str())));
+        }
+        let event = DomainEvent::TaskCancelled(TaskRef { id: id.to_owned(), project_id: project_id.to_owned() });
+        match writer.append(meta, vec![event]).await {
+            Ok(_) => {
+                let row = get(writer.conn(), project_id, id).await?;
+                writer.commit().await?;
+                return Ok(row);
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict("The task changed while cancelling it; try again."))
+}
+
+/// Why a worker stopped working on a task.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The task was cancelled, finished, or taken over; the worker lets go.
+    #[error("the task is no longer this worker's to run")]
+    Lost,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sea_orm::DbErr> for StepError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        StepError::Store(StoreError::Db(e))
+    }
+}
+
+/// A worker's hold on a running task; see the module comment.
+pub struct TaskRun {
+    store: EventStore,
+    pub task: task::Model,
+    meta: EventMetadata,
+}
+
+impl TaskRun {
+    /// Starts (or, after a crash, resumes) a task. `None` when it is finished or cancelled.
+    pub async fn start(store: &EventStore, task_id: &str) -> Result<Option<TaskRun>, StepError> {
+        let writer = store.begin().await?;
+        let Some(row) = task::Entity::find_by_id(task_id).one(writer.conn()).await? else { return Ok(None) };
+        if status(&row).is_finished() {
+            return Ok(None);
+        }
+        let meta = EventMetadata { actor: crate::domain::actor::Actor::system(), request_log_id: row.request_id.clone() };
+        let started = DomainEvent::TaskStarted(TaskRef { id: row.id.clone(), project_id: row.project_id.clone() });
+        match writer.append(&meta, vec![started]).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let task = task::Entity::find_by_id(task_id).one(writer.conn()).await?.unwrap_or(row);
+        writer.commit().await?;
+        Ok(Some(TaskRun { store: store.clone(), task, meta }))
+    }
+
+    pub fn checkpoint(&self) -> Option<Value> {
+        self.task.checkpoint.as_deref().and_then(|c| serde_json::from_str(c).ok())
+    }
+
+    pub fn params(&self) -> Value {
+        serde_json::from_str(&self.task.params).unwrap_or(Value::Null)
+    }
+
+    pub fn metadata(&self) -> &EventMetadata {
+        &self.meta
+    }
+
+    /// Opens a step's transaction if the task is still this worker's; the step's own writes go
+    /// through it, and [`TaskRun::finish_step`] commits them with the progress.
+    pub async fn begin_step(&self) -> Result<Writer, StepError> {
+        let writer = self.store.begin().await?;
+        let row = task::Entity::find_by_id(&self.task.id).one(writer.conn()).await?.ok_or(StepError::Lost)?;
+        if status(&row) != TaskStatus::InProgress || row.checkpoint != self.task.checkpoint {
+            return Err(StepError::Lost);
+        }
+        Ok(writer)
+    }
+
+    async fn commit(&mut self, writer: Writer, mut events: Vec<DomainEvent>, last: DomainEvent) -> Result<(), StepError> {
+        events.push(last);
+        match writer.append(&self.meta, events).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => return Err(StepError::Lost),
+            Err(e) => return Err(e.into()),
+        }
+        let row = task::Entity::find_by_id(&self.task.id).one(writer.conn()).await?.ok_or(StepError::Lost)?;
+        writer.commit().await?;
+        self.task = row;
+        Ok(())
+    }
+
+    /// Commits `events` (what this step did) with the task's new progress, all or nothing.
+    pub async fn step(&mut self, events: Vec<DomainEvent>, progress: Progress) -> Result<(), StepError> {
+        let writer = self.begin_step().await?;
+        self.finish_step(writer, events, progress).await
+    }
+
+    pub async fn finish_step(&mut self, writer: Writer, events: Vec<DomainEvent>, progress: Progress) -> Result<(), StepError> {
+        let last = DomainEvent::TaskProgressed(TaskProgressed {
+            id: self.task.id.clone(),
+            project_id: self.task.project_id.clone(),
+            processed: progress.processed,
+            total: progress.total,
+            percent: progress.percent,
+            checkpoint: progress.checkpoint,
+            result: progress.result,
+            errors: progress.errors,
+        });
+        self.commit(writer, events, last).await
+    }
+
+    /// Ends the task as done; `failure` if some items failed.
+    pub async fn complete(&mut self, events: Vec<DomainEvent>, processed: i64, failed_items: bool, result: Value) -> Result<(), StepError> {
+        let writer = self.begin_step().await?;
+        let processing_status = if failed_items || self.task.error_count > 0 { ProcessingStatus::Failure } else { ProcessingStatus::Success };
+        let last = DomainEvent::TaskCompleted(TaskCompleted {
+            id: self.task.id.clone(),
+            project_id: self.task.project_id.clone(),
+            processing_status,
+            processed,
+            result,
+        });
+        self.commit(writer, events, last).await
+    }
+
+    /// Ends the task as failed with `message`, and publishes `task.failed` (plus `events`).
+    pub async fn fail(&mut self, mut events: Vec<DomainEvent>, message: String) -> Result<(), StepError> {
+        let writer = self.begin_step().await?;
+        events.push(self.system_event(system::TASK_FAILED, json!({
+            "task_id": self.task.id, "type": self.task.task_type, "message": message,
+        })));
+        let last = DomainEvent::TaskFailed(TaskFailed { id: self.task.id.clone(), project_id: self.task.project_id.clone(), message });
+        self.commit(writer, events, last).await
+    }
+
+    /// An event the server publishes about this task (`import.done`, `task.failed`).
+    pub fn system_event(&self, event_type: &'static str, data: Value) -> DomainEvent {
+        let data = match data {
+            Value::Object(map) => map,
+            _ => Default::default(),
+        };
+        DomainEvent::EventPublished(EventPublished {
+            id: new_id(IdKind::Event),
+            project_id: self.task.project_id.clone(),
+            event_type: EventType::from_static(event_type),
+            source_id: None,
+            data,
+            created_at_ms: now_ms(),
+        })
+    }
+}
+
+/// A step's effect on the task.
+pub struct Progress {
+    pub processed: i64,
+    pub total: Option<i64>,
+    pub percent: i32,
+    pub checkpoint: Value,
+    pub result: Value,
+    pub errors: Vec<TaskError>,
+}
