@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod dto;
+pub mod events;
 pub mod extract;
 pub mod imports;
 pub mod logs;
@@ -36,6 +37,7 @@ use crate::state::AppState;
         (name = "logs", description = "Request logs"),
         (name = "tasks", description = "Background tasks: progress, errors, cancelling"),
         (name = "imports", description = "CSV and NDJSON files whose rows become events"),
+        (name = "events", description = "Events published by the project and by the server"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -57,7 +59,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(projects::routes)
             .configure(logs::routes)
             .configure(tasks::routes)
-            .configure(imports::routes),
+            .configure(imports::routes)
+            .configure(events::routes),
     );
     cfg.configure(ops::routes);
 }

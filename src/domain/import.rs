@@ -2,7 +2,10 @@
 //! from any `Read` positioned at a byte offset, so a resumed import starts where the last
 //! committed step ended, without reading what came before (except a CSV's header row).
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -198,14 +201,16 @@ pub struct RowReader<R: Read> {
 }
 
 enum Inner<R: Read> {
-    Csv { csv: csv::Reader<R>, header: CsvHeader, record: csv::ByteRecord },
+    Csv { csv: csv::Reader<LineIndex<R>>, lines: Rc<RefCell<Lines>>, header: CsvHeader, record: csv::ByteRecord },
     Ndjson { lines: BufReader<R>, offset: u64, line: u64, buf: Vec<u8>, seen_row: bool },
 }
 
 impl<R: Read> RowReader<R> {
     pub fn csv(reader: R, header: CsvHeader, start: Position) -> Self {
-        let csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(reader);
-        Self { inner: Inner::Csv { csv, header, record: csv::ByteRecord::new() }, base: start }
+        let lines = Rc::new(RefCell::new(Lines { pending: VecDeque::new(), line: start.line, read: start.offset }));
+        let indexed = LineIndex { inner: reader, lines: lines.clone() };
+        let csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(indexed);
+        Self { inner: Inner::Csv { csv, lines, header, record: csv::ByteRecord::new() }, base: start }
     }
 
     pub fn ndjson(reader: R, start: Position) -> Self {
@@ -230,22 +235,26 @@ impl<R: Read> RowReader<R> {
 
     fn position(&self) -> Position {
         match &self.inner {
-            Inner::Csv { csv, .. } => {
-                let p = csv.position();
-                Position { offset: self.base.offset + p.byte(), line: self.base.line + p.line() - 1 }
+            Inner::Csv { csv, lines, .. } => {
+                let offset = self.base.offset + csv.position().byte();
+                Position { offset, line: lines.borrow_mut().line_at(offset) }
             }
             Inner::Ndjson { offset, line, .. } => Position { offset: *offset, line: *line },
         }
     }
 
     fn next_row(&mut self) -> Result<Option<Row>, FileError> {
-        let base_line = self.base.line as i64;
+        let (base_line, base_offset) = (self.base.line as i64, self.base.offset);
         match &mut self.inner {
-            Inner::Csv { csv, header, record } => loop {
+            Inner::Csv { csv, lines, header, record } => loop {
                 match csv.read_byte_record(record) {
                     Ok(false) => return Ok(None),
                     Ok(true) => {
-                        let line = base_line + record.position().map_or(1, |p| p.line() as i64) - 1;
+                        // Counted back from the record's end: its start may sit before blank lines the
+                        // csv crate skipped.
+                        let end = base_offset + csv.position().byte();
+                        let inside = record.as_slice().iter().filter(|b| **b == b'\n').count() as u64;
+                        let line = lines.borrow_mut().record_line(end, inside) as i64;
                         // A lone empty line is no row.
                         if record.len() == 1 && record.get(0).is_some_and(<[u8]>::is_empty) {
                             continue;
@@ -257,7 +266,10 @@ impl<R: Read> RowReader<R> {
                     }
                     Err(e) if e.is_io_error() => return Err(FileError(format!("the file could not be read: {e}"))),
                     Err(e) => {
-                        let line = e.position().map_or(0, |p| base_line + p.line() as i64 - 1);
+                        let line = match e.position() {
+                            Some(p) => lines.borrow_mut().line_at(base_offset + p.byte()) as i64,
+                            None => base_line,
+                        };
                         return Ok(Some(Row::Bad(TaskError { line: Some(line), message: format!("is not valid CSV: {e}") })));
                     }
                 }
@@ -298,6 +310,58 @@ impl<R: Read> RowReader<R> {
                 };
             },
         }
+    }
+}
+
+/// Line numbers by byte offset. The csv crate does not count blank lines it skips, so the reader
+/// below notes where each newline is as bytes go by; the queue holds only those not yet passed,
+/// a read-ahead buffer's worth.
+struct Lines {
+    pending: VecDeque<u64>,
+    /// The line at the last offset asked for.
+    line: u64,
+    /// Bytes read so far, as an offset in the file.
+    read: u64,
+}
+
+impl Lines {
+    /// The line that `offset` lies on; offsets must not go backwards.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        self.pass(offset);
+        self.line
+    }
+
+    /// Moves past the newlines before `offset`; returns the offset of the last one passed.
+    fn pass(&mut self, offset: u64) -> Option<u64> {
+        let mut last = None;
+        while self.pending.front().is_some_and(|nl| *nl < offset) {
+            last = self.pending.pop_front();
+            self.line += 1;
+        }
+        last
+    }
+
+    /// The first line of a record that ends at `end` (after its terminator, if any) and holds
+    /// `inside` newlines in quoted fields.
+    fn record_line(&mut self, end: u64, inside: u64) -> u64 {
+        let terminated = self.pass(end).is_some_and(|nl| nl + 1 == end);
+        self.line - inside - u64::from(terminated)
+    }
+}
+
+struct LineIndex<R> {
+    inner: R,
+    lines: Rc<RefCell<Lines>>,
+}
+
+impl<R: Read> Read for LineIndex<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut lines = self.lines.borrow_mut();
+        let at = lines.read;
+        lines.pending.extend(buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| at + i as u64));
+        lines.read += n as u64;
+        Ok(n)
     }
 }
 

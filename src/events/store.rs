@@ -103,10 +103,20 @@ impl Writer {
 
     /// Appends events in order and projects them. All or nothing with the rest of the transaction.
     pub async fn append(&self, metadata: &EventMetadata, events: Vec<DomainEvent>) -> Result<Vec<StoredEvent>, StoreError> {
+        self.append_recorded_at(metadata, events, now_ms()).await
+    }
+
+    /// [`Writer::append`] with a given record time: for back-filling history from another system
+    /// (and for tests of what happens to old data).
+    pub async fn append_recorded_at(
+        &self,
+        metadata: &EventMetadata,
+        events: Vec<DomainEvent>,
+        recorded_at_ms: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let recorded_at_ms = now_ms();
         let metadata_json = serde_json::to_string(metadata).map_err(|source| StoreError::Decode { seq: 0, source })?;
         let mut next_version: HashMap<StreamRef, i64> = HashMap::new();
         let mut rows = Vec::with_capacity(events.len());

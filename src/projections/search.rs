@@ -52,11 +52,14 @@ impl SearchIndexer {
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
                 format!(
-                    "SELECT seq, event_type, payload FROM event_log WHERE seq > {} ORDER BY seq LIMIT {}",
+                    // Only request logs have bodies to index; other payloads are not even read.
+                    "SELECT seq, CASE WHEN event_type = {} THEN payload END AS payload FROM event_log \
+                     WHERE seq > {} ORDER BY seq LIMIT {}",
                     ph(backend, 1),
-                    ph(backend, 2)
+                    ph(backend, 2),
+                    ph(backend, 3)
                 ),
-                [last.into(), (batch as i64).into()],
+                [LOG_EVENT.into(), last.into(), (batch as i64).into()],
             ))
             .await?;
 
@@ -68,8 +71,7 @@ impl SearchIndexer {
                 break;
             }
             next = seq;
-            if row.try_get::<String>("", "event_type")? == LOG_EVENT {
-                let payload: String = row.try_get("", "payload")?;
+            if let Some(payload) = row.try_get::<Option<String>>("", "payload")? {
                 if let Ok(bodies) = serde_json::from_str::<Bodies>(&payload) {
                     let (req, res) = (text(bodies.request_body), text(bodies.response_body));
                     if req.is_some() || res.is_some() {

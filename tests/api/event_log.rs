@@ -68,6 +68,8 @@ async fn rebuilding_the_projections_reproduces_them_exactly() {
     app.ingest(batch).await;
     app.get("/v1/logs?status=failure", &app.server_key).await;
     app.get("/v1/logs", &app.client_key).await;
+    let import = app.upload("orders.csv", "text/csv", b"type,source_id,a.b\norder.created,o1,x\nBAD,o2,y\n".to_vec()).await;
+    app.wait_finished(import["task_id"].as_str().unwrap()).await;
 
     let before = dump(&app.db).await;
     // (admin_tokens stays empty: the tests configure LOGBOOK_ADMIN_TOKEN.)

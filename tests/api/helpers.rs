@@ -28,7 +28,7 @@ pub struct TestApp {
 }
 
 /// A fresh database URL for one test.
-async fn fresh_database(dir: &tempfile::TempDir) -> String {
+pub async fn fresh_database(dir: &tempfile::TempDir) -> String {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(base) if !base.is_empty() => {
             let name = format!("lbtest_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
@@ -67,6 +67,8 @@ async fn spawn_full(tweak: impl FnOnce(&mut Settings), workers: bool) -> TestApp
     settings.data_dir = dir.path().to_path_buf();
     settings.admin_token = Some(ADMIN_TOKEN.to_owned());
     settings.db_pool_size = 5;
+    // A crashed worker's jobs come back after this long.
+    settings.job_lease = std::time::Duration::from_secs(3);
     tweak(&mut settings);
     start(settings, dir, workers).await
 }
@@ -206,4 +208,89 @@ pub fn entry(occurred_at: &str) -> Value {
         "occurred_at": occurred_at, "channel": "shopify", "method": "GET", "path": "/orders",
         "http_status": 200, "duration_ms": 5
     })
+}
+
+impl TestApp {
+    /// Uploads `bytes` as a multipart import; returns the 202 body.
+    pub async fn upload(&self, name: &str, content_type: &str, bytes: Vec<u8>) -> Value {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()).mime_str(content_type).unwrap();
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let response = self
+            .client
+            .post(format!("{}/v1/imports", self.address))
+            .bearer_auth(&self.server_key)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload sent");
+        json_of(response, StatusCode::ACCEPTED).await
+    }
+
+    /// Polls the task until `done(task)` holds (at most a minute); returns it.
+    pub async fn wait_task(&self, task_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..600 {
+            let task = self.get_ok(&format!("/v1/tasks/{task_id}"), &self.server_key).await;
+            if done(&task) {
+                return task;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("task {task_id} did not get there");
+    }
+
+    /// Waits for the task to finish, whatever the outcome.
+    pub async fn wait_finished(&self, task_id: &str) -> Value {
+        self.wait_task(task_id, |t| ["done", "failed", "cancelled"].contains(&t["status"].as_str().unwrap_or_default())).await
+    }
+
+    /// Every event of `GET /v1/events?{query}`, following every page.
+    pub async fn events(&self, query: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/events?limit=1000&{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let page = self.get_ok(&path, &self.server_key).await;
+            all.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return all,
+            }
+        }
+    }
+
+    /// `(events, distinct source ids)` of the project, counted in the database: a row published
+    /// twice shows as more events than source ids.
+    pub async fn count_events(&self) -> (i64, i64) {
+        use sea_orm::{ConnectionTrait, Statement};
+        let backend = self.db.get_database_backend();
+        let sql = format!(
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT source_id) AS d FROM events WHERE project_id = '{}' AND event_type LIKE 'order.%'",
+            self.project_id
+        );
+        let row = self.db.query_one_raw(Statement::from_string(backend, sql)).await.unwrap().unwrap();
+        (row.try_get::<i64>("", "n").unwrap(), row.try_get::<i64>("", "d").unwrap())
+    }
+}
+
+/// A CSV of `rows` order events with unique source ids; every `bad_every`-th row has a bad type.
+pub fn orders_csv(rows: usize, bad_every: usize) -> Vec<u8> {
+    let mut csv = String::from("type,source_id,customer.email,amount\n");
+    for i in 1..=rows {
+        let kind = if bad_every > 0 && i % bad_every == 0 { "Not A Type" } else { "order.created" };
+        csv.push_str(&format!("{kind},o{i},c{i}@example.com,{}\n", i % 1000));
+    }
+    csv.into_bytes()
+}
+
+impl TestApp {
+    /// Creates another project with a server key; returns the key.
+    pub async fn other_project_key(&self, name: &str) -> String {
+        let project = self.create_project(name, "UTC").await;
+        let path = format!("/v1/projects/{}/api-keys", project["id"].as_str().unwrap());
+        let key = json_of(self.post(&path, &self.admin, serde_json::json!({"kind": "server", "name": "backend"})).await, StatusCode::CREATED).await;
+        key["token"].as_str().unwrap().to_owned()
+    }
 }

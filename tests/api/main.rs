@@ -3,7 +3,10 @@
 mod errors;
 mod event_log;
 mod helpers;
+mod imports;
 mod logs;
 mod openapi;
 mod projects;
+mod recovery;
+mod retention;
 mod search;
