@@ -6,6 +6,7 @@
 
 pub mod admin_token;
 pub mod api_key;
+pub mod event_idempotency;
 pub mod event_log;
 pub mod file;
 pub mod file_chunk;
@@ -15,6 +16,9 @@ pub mod log_endpoint;
 pub mod log_related;
 pub mod project;
 pub mod published_event;
+pub mod sendout;
+pub mod sendout_attempt;
 pub mod task;
 pub mod task_error;
 pub mod user;
+pub mod webhook;

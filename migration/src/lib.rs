@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_foundation;
 mod m20261123_000002_log_search;
 mod m20261124_000003_tasks;
+mod m20261124_000004_webhooks;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_foundation::Migration),
             Box::new(m20261123_000002_log_search::Migration),
             Box::new(m20261124_000003_tasks::Migration),
+            Box::new(m20261124_000004_webhooks::Migration),
         ]
     }
 }

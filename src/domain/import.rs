@@ -218,13 +218,18 @@ impl<R: Read> RowReader<R> {
         Self { inner: Inner::Ndjson { lines, offset: start.offset, line: start.line, buf: Vec::new(), seen_row: start.offset > 0 }, base: start }
     }
 
-    /// Up to `max` rows; `end` is `None` once the file is exhausted and nothing was read.
-    pub fn next_batch(&mut self, max: usize) -> Result<Batch, FileError> {
+    /// Up to `max_rows` rows, stopping early once `max_bytes` of the file are read; `end` is
+    /// `None` once the file is exhausted and nothing was read.
+    pub fn next_batch(&mut self, max_rows: usize, max_bytes: u64) -> Result<Batch, FileError> {
         let mut batch = Batch::default();
-        while batch.rows.len() < max {
+        let from = self.position().offset;
+        while batch.rows.len() < max_rows {
             match self.next_row()? {
                 Some(row) => batch.rows.push(row),
                 None => break,
+            }
+            if self.position().offset - from >= max_bytes {
+                break;
             }
         }
         if !batch.rows.is_empty() {
@@ -437,7 +442,7 @@ mod tests {
     fn csv_rows(text: &str) -> Result<Vec<Row>, FileError> {
         let (header, start) = read_csv_header(text.as_bytes())?;
         let mut reader = RowReader::csv(&text.as_bytes()[start.offset as usize..], header, start);
-        Ok(reader.next_batch(usize::MAX)?.rows)
+        Ok(reader.next_batch(usize::MAX, u64::MAX)?.rows)
     }
 
     fn event(row: &Row) -> &NewEvent {
@@ -479,16 +484,20 @@ mod tests {
         let text = "type,n\na.b,1\na.b,2\na.b,3\na.b,4\nBAD,5\n";
         let (header, start) = read_csv_header(text.as_bytes()).unwrap();
         let mut reader = RowReader::csv(&text.as_bytes()[start.offset as usize..], header.clone(), start);
-        let first = reader.next_batch(2).unwrap();
+        let first = reader.next_batch(2, u64::MAX).unwrap();
         assert_eq!(first.rows.len(), 2);
         let resume = first.end.unwrap();
         assert_eq!(resume.line, 4);
         let mut resumed = RowReader::csv(&text.as_bytes()[resume.offset as usize..], header, resume);
-        let rest = resumed.next_batch(100).unwrap();
+        let rest = resumed.next_batch(100, u64::MAX).unwrap();
         assert_eq!(rest.rows.len(), 3);
         assert_eq!(event(&rest.rows[0]).data["n"], "3");
         assert_eq!(bad_lines(&rest.rows)[0].0, 6);
-        assert!(resumed.next_batch(100).unwrap().end.is_none());
+        assert!(resumed.next_batch(100, u64::MAX).unwrap().end.is_none());
+        // A byte budget ends a batch early: the row that crosses it is the last.
+        let (header, start) = read_csv_header(text.as_bytes()).unwrap();
+        let mut budgeted = RowReader::csv(&text.as_bytes()[start.offset as usize..], header, start);
+        assert_eq!(budgeted.next_batch(100, 1).unwrap().rows.len(), 1);
     }
 
     #[test]
@@ -507,7 +516,7 @@ mod tests {
     fn ndjson_lines_become_events_and_bad_lines_are_recorded() {
         let text = "{\"type\":\"user.signed_up\",\"data\":{\"plan\":\"pro\"},\"source_id\":\"u1\"}\n\n{\"type\":\"x\"}\nnot json\n{\"type\":\"x\",\"data\":[1]}\n{\"type\":\"x\",\"extra\":1}\n{\"type\":\"y\"}";
         let mut reader = RowReader::ndjson(text.as_bytes(), Position::START);
-        let batch = reader.next_batch(100).unwrap();
+        let batch = reader.next_batch(100, u64::MAX).unwrap();
         assert_eq!(batch.rows.len(), 6);
         assert_eq!(event(&batch.rows[0]).data["plan"], "pro");
         assert_eq!(event(&batch.rows[1]).data, Map::new());
@@ -519,7 +528,7 @@ mod tests {
     #[test]
     fn ndjson_that_is_not_json_at_all_fails_the_file() {
         let mut reader = RowReader::ndjson("type,name\nx,y\n".as_bytes(), Position::START);
-        assert!(reader.next_batch(10).unwrap_err().0.contains("not a JSON object"));
+        assert!(reader.next_batch(10, u64::MAX).unwrap_err().0.contains("not a JSON object"));
     }
 
     #[test]

@@ -11,9 +11,11 @@ pub mod pagination;
 pub mod params;
 pub mod project;
 pub mod redact;
+pub mod sendout;
 pub mod task;
 pub mod time;
 pub mod token;
+pub mod webhook;
 
 /// Why a value was refused; the API layer turns it into a 422 detail naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

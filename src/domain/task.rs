@@ -9,7 +9,7 @@ use super::Invalid;
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }
@@ -21,10 +21,10 @@ macro_rules! wire_enum {
                 match self { $($name::$variant => $text),+ }
             }
 
-            pub fn parse(text: &str) -> Result<Self, Invalid> {
+            pub fn parse(text: &str) -> Result<Self, $crate::domain::Invalid> {
                 match text {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(Invalid::new(format!(
+                    _ => Err($crate::domain::Invalid::new(format!(
                         "must be one of: {}", [$($text),+].join(", ")
                     ))),
                 }
@@ -32,6 +32,7 @@ macro_rules! wire_enum {
         }
     };
 }
+pub(crate) use wire_enum;
 
 wire_enum!(
     TaskType { Import = "import", Export = "export", WebhookRecovery = "webhook_recovery", RetentionPurge = "retention_purge" }

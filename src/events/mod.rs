@@ -10,6 +10,7 @@ use crate::domain::event::{EventType, SourceId};
 use crate::domain::import::ImportFormat;
 use crate::domain::log::{LogRecord, RelatedRef};
 use crate::domain::task::{ProcessingStatus, TaskError, TaskType};
+use crate::domain::webhook::{EventTypePattern, WebhookUrl};
 use crate::domain::project::{Email, KeyKind, KeyName, Plan, ProjectName, RetentionDays, UserName};
 use crate::domain::time::ProjectTimeZone;
 
@@ -54,6 +55,22 @@ pub enum DomainEvent {
     EventPublished(EventPublished),
     #[serde(rename = "retention.daily_run.v1")]
     DailyRetentionRun(DailyRetentionRun),
+    #[serde(rename = "webhook.created.v1")]
+    WebhookCreated(WebhookCreated),
+    #[serde(rename = "webhook.updated.v1")]
+    WebhookUpdated(WebhookUpdated),
+    #[serde(rename = "webhook.deleted.v1")]
+    WebhookDeleted(WebhookRef),
+    #[serde(rename = "webhook.secret_rotated.v1")]
+    WebhookSecretRotated(WebhookSecretRotated),
+    #[serde(rename = "webhook.disabled.v1")]
+    WebhookDisabled(WebhookDisabled),
+    #[serde(rename = "sendout.created.v1")]
+    SendoutCreated(SendoutCreated),
+    #[serde(rename = "sendout.attempted.v1")]
+    SendoutAttempted(SendoutAttempted),
+    #[serde(rename = "sendout.retry_requested.v1")]
+    SendoutRetryRequested(SendoutRetryRequested),
 }
 
 /// Marks that first-start set-up ran; its stream can hold one event only, so two nodes starting at
@@ -182,6 +199,115 @@ pub struct EventPublished {
     pub source_id: Option<SourceId>,
     pub data: Map<String, Value>,
     pub created_at_ms: i64,
+    /// The `Idempotency-Key` it was published with, honoured for 24 hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// An endpoint as created; `secret` signs its deliveries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookCreated {
+    pub id: String,
+    pub project_id: String,
+    pub url: WebhookUrl,
+    pub event_types: Vec<EventTypePattern>,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub rate_limit_per_second: Option<i32>,
+    pub secret: String,
+}
+
+/// The endpoint's settings after a change, in full.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookUpdated {
+    pub id: String,
+    pub project_id: String,
+    pub url: WebhookUrl,
+    pub event_types: Vec<EventTypePattern>,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub rate_limit_per_second: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookRef {
+    pub id: String,
+    pub project_id: String,
+}
+
+/// A new secret; the one it replaces keeps signing until `previous_secret_until_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookSecretRotated {
+    pub id: String,
+    pub project_id: String,
+    pub secret: String,
+    pub previous_secret_until_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookDisabled {
+    pub id: String,
+    pub project_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendoutCreated {
+    pub id: String,
+    pub project_id: String,
+    pub webhook_id: String,
+    pub url: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub source_id: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// One HTTP attempt and what follows from it. `generation` is the attempt's delivery job; the
+/// next job, if any, has `generation + 1`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendoutAttempted {
+    pub id: String,
+    pub project_id: String,
+    pub webhook_id: String,
+    pub generation: i32,
+    pub attempt: Attempt,
+    pub outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub id: String,
+    pub attempted_at_ms: i64,
+    pub trigger: AttemptTrigger,
+    pub http_status: Option<i32>,
+    pub response_headers: Map<String, Value>,
+    pub response_body: Option<String>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptTrigger {
+    Scheduled,
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Delivered,
+    Retrying { next_attempt_at_ms: i64 },
+    Failed,
+}
+
+/// One more attempt now, by hand or by a recovery task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendoutRetryRequested {
+    pub id: String,
+    pub project_id: String,
+    pub generation: i32,
 }
 
 /// The daily retention run of one UTC day; its stream admits one event, so one node runs it.
@@ -216,6 +342,14 @@ impl DomainEvent {
             DomainEvent::ImportCreated(e) => ("import", e.id.as_str()),
             DomainEvent::EventPublished(e) => ("event", e.id.as_str()),
             DomainEvent::DailyRetentionRun(e) => ("retention_run", e.day.as_str()),
+            DomainEvent::WebhookCreated(e) => ("webhook", e.id.as_str()),
+            DomainEvent::WebhookUpdated(e) => ("webhook", e.id.as_str()),
+            DomainEvent::WebhookDeleted(e) => ("webhook", e.id.as_str()),
+            DomainEvent::WebhookSecretRotated(e) => ("webhook", e.id.as_str()),
+            DomainEvent::WebhookDisabled(e) => ("webhook", e.id.as_str()),
+            DomainEvent::SendoutCreated(e) => ("sendout", e.id.as_str()),
+            DomainEvent::SendoutAttempted(e) => ("sendout", e.id.as_str()),
+            DomainEvent::SendoutRetryRequested(e) => ("sendout", e.id.as_str()),
         };
         StreamRef { kind, id: id.to_owned() }
     }
@@ -238,6 +372,14 @@ impl DomainEvent {
             DomainEvent::TaskFailed(e) => Some(&e.project_id),
             DomainEvent::ImportCreated(e) => Some(&e.project_id),
             DomainEvent::EventPublished(e) => Some(&e.project_id),
+            DomainEvent::WebhookCreated(e) => Some(&e.project_id),
+            DomainEvent::WebhookUpdated(e) => Some(&e.project_id),
+            DomainEvent::WebhookDeleted(e) => Some(&e.project_id),
+            DomainEvent::WebhookSecretRotated(e) => Some(&e.project_id),
+            DomainEvent::WebhookDisabled(e) => Some(&e.project_id),
+            DomainEvent::SendoutCreated(e) => Some(&e.project_id),
+            DomainEvent::SendoutAttempted(e) => Some(&e.project_id),
+            DomainEvent::SendoutRetryRequested(e) => Some(&e.project_id),
         }
     }
 
@@ -255,6 +397,8 @@ impl DomainEvent {
                 | DomainEvent::ImportCreated(_)
                 | DomainEvent::EventPublished(_)
                 | DomainEvent::DailyRetentionRun(_)
+                | DomainEvent::WebhookCreated(_)
+                | DomainEvent::SendoutCreated(_)
         )
     }
 }

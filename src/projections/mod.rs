@@ -6,15 +6,16 @@ mod logs;
 mod projects;
 pub mod search;
 mod tasks;
+mod webhooks;
 
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait};
 
 use crate::domain::log::LogRecord;
-use crate::events::{DomainEvent, EventPublished, EventStore, StoreError, StoredEvent, read_batch};
+use crate::events::{DomainEvent, EventPublished, EventStore, SendoutCreated, StoreError, StoredEvent, read_batch};
 
 /// Every projection table, children before parents. `rebuild` empties exactly these.
 pub const TABLES: &[&str] = &[
-    "events", "imports", "task_errors", "tasks", "log_endpoints", "log_related", "logs", "users", "api_keys",
+    "event_idempotency", "sendout_attempts", "sendouts", "webhooks", "events", "imports", "task_errors", "tasks", "log_endpoints", "log_related", "logs", "users", "api_keys",
     "projects", "admin_tokens",
 ];
 
@@ -22,32 +23,47 @@ pub const TABLES: &[&str] = &[
 /// as one multi-row insert each: that is what makes group-committed logging, `POST /v1/logs` and
 /// imports cheap.
 pub async fn apply(conn: &impl ConnectionTrait, events: &[StoredEvent]) -> Result<(), DbErr> {
-    let mut logs = Vec::new();
-    let mut published = Vec::new();
+    let mut bulk = Bulk::default();
     for stored in events {
         match &stored.event {
-            DomainEvent::RequestLogged(record) => logs.push((stored.seq, record.as_ref())),
-            DomainEvent::EventPublished(event) => published.push((stored, event)),
+            DomainEvent::RequestLogged(record) => bulk.logs.push((stored.seq, record.as_ref())),
+            DomainEvent::EventPublished(event) => bulk.published.push((stored, event)),
+            DomainEvent::SendoutCreated(sendout) => bulk.sendouts.push((stored, sendout)),
             _ => {
-                flush(conn, &mut logs, &mut published).await?;
+                bulk.flush(conn).await?;
                 projects::apply(conn, stored).await?;
                 tasks::apply(conn, stored).await?;
+                webhooks::apply(conn, stored).await?;
             }
         }
     }
-    flush(conn, &mut logs, &mut published).await
+    bulk.flush(conn).await
 }
 
-async fn flush<'a>(
-    conn: &impl ConnectionTrait,
-    logs: &mut Vec<(i64, &'a LogRecord)>,
-    published: &mut Vec<(&'a StoredEvent, &'a EventPublished)>,
-) -> Result<(), DbErr> {
-    logs::insert(conn, logs).await?;
-    events::insert(conn, published).await?;
-    logs.clear();
-    published.clear();
-    Ok(())
+/// Events that arrive in runs and are written as multi-row inserts.
+#[derive(Default)]
+struct Bulk<'a> {
+    logs: Vec<(i64, &'a LogRecord)>,
+    published: Vec<(&'a StoredEvent, &'a EventPublished)>,
+    sendouts: Vec<(&'a StoredEvent, &'a SendoutCreated)>,
+}
+
+impl Bulk<'_> {
+    async fn flush(&mut self, conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+        logs::insert(conn, &self.logs).await?;
+        events::insert(conn, &self.published).await?;
+        let keys: Vec<(&str, &str, &str, i64)> = self
+            .published
+            .iter()
+            .filter_map(|(_, e)| Some((e.project_id.as_str(), e.idempotency_key.as_deref()?, e.id.as_str(), e.created_at_ms)))
+            .collect();
+        webhooks::insert_idempotency(conn, &keys).await?;
+        webhooks::insert_sendouts(conn, &self.sendouts).await?;
+        self.logs.clear();
+        self.published.clear();
+        self.sendouts.clear();
+        Ok(())
+    }
 }
 
 const REBUILD_BATCH: u64 = 2000;

@@ -27,6 +27,7 @@ pub fn published(project_id: &str, new: Vec<NewEvent>) -> Vec<DomainEvent> {
                 source_id: e.source_id,
                 data: e.data,
                 created_at_ms,
+                idempotency_key: None,
             })
         })
         .collect()

@@ -18,8 +18,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::{DomainEvent, EventMetadata, EventStore, ImportCreated};
 use crate::jobs::JobQueue;
 
-/// Rows per committed step: progress moves every few thousand rows.
+/// Rows per committed step: progress moves every few thousand rows...
 const STEP_ROWS: usize = 4096;
+/// ...or sooner when rows are large, so a step's memory stays bounded.
+const STEP_BYTES: u64 = 8 << 20;
 
 /// What the upload said about the file.
 pub struct Upload {
@@ -172,7 +174,7 @@ fn parse(db: DatabaseConnection, file_id: &str, format: ImportFormat, next: Opti
         }
     };
     loop {
-        let batch = rows.next_batch(STEP_ROWS);
+        let batch = rows.next_batch(STEP_ROWS, STEP_BYTES);
         let last = !matches!(&batch, Ok(b) if b.end.is_some());
         if tx.blocking_send(batch).is_err() || last {
             return;

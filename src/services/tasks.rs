@@ -251,6 +251,7 @@ impl TaskRun {
             source_id: None,
             data,
             created_at_ms: now_ms(),
+            idempotency_key: None,
         })
     }
 }

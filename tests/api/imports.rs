@@ -282,3 +282,24 @@ async fn cancelling_a_running_import_stops_it_and_keeps_what_was_published() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(app.count_events().await.0, imported);
 }
+
+#[tokio::test]
+async fn workers_on_several_nodes_share_the_queue_and_run_each_import_once() {
+    let app = spawn_app().await;
+    let (second, _) = crate::helpers::restart(&app).await;
+    let _second = second.spawn();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let mut csv = String::from("type,source_id\n");
+        for j in 0..500 {
+            csv.push_str(&format!("order.created,f{i}-{j}\n"));
+        }
+        tasks.push(app.upload(&format!("f{i}.csv"), "text/csv", csv.into_bytes()).await["task_id"].as_str().unwrap().to_owned());
+    }
+    for id in &tasks {
+        let task = app.wait_finished(id).await;
+        assert_eq!(task["status"], "done", "{task}");
+        assert_eq!(task["result"]["rows_imported"], 500);
+    }
+    assert_eq!(app.count_events().await, (3000, 3000));
+}

@@ -75,6 +75,7 @@ async fn back_date_history(app: &TestApp, days: i64) -> (String, String, String)
             source_id: Some(SourceId::try_from("o-old".to_owned()).unwrap()),
             data: Default::default(),
             created_at_ms: at,
+            idempotency_key: None,
         }),
     ];
     let mut all = vec![DomainEvent::TaskScheduled(purge.clone()), DomainEvent::TaskScheduled(import_task.clone())];

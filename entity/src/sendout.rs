@@ -1,0 +1,31 @@
+use sea_orm::entity::prelude::*;
+
+/// One event's delivery to one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "sendouts")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub project_id: String,
+    pub webhook_id: String,
+    pub url: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub source_id: Option<String>,
+    pub request_id: Option<String>,
+    pub status: String,
+    pub attempt_count: i32,
+    /// Which scheduled attempt the current delivery job is for.
+    pub generation: i32,
+    /// Attempts of the retry schedule used so far (manual retries do not count).
+    pub scheduled_attempts: i32,
+    pub next_attempt_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub sent_at_ms: Option<i64>,
+    pub delivered_at_ms: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

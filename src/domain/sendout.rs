@@ -1,0 +1,61 @@
+//! Sendouts: one event's delivery to one endpoint, and the schedule of its attempts.
+
+use std::time::Duration;
+
+use super::task::wire_enum;
+
+wire_enum!(
+    SendoutStatus { Pending = "pending", Retrying = "retrying", Delivered = "delivered", Failed = "failed" }
+);
+
+/// The delay before the next scheduled attempt after `done` of them, jittered by up to ±20% so
+/// that failures at the same moment do not retry in lockstep, and never earlier than the
+/// receiver's `Retry-After`. `None` once the schedule is used up.
+pub fn next_delay(schedule: &[Duration], done: usize, retry_after: Option<Duration>) -> Option<Duration> {
+    let base = *schedule.get(done)?;
+    let jitter = 0.8 + rand::random::<f64>() * 0.4;
+    let delay = base.mul_f64(jitter);
+    Some(retry_after.map_or(delay, |r| delay.max(r)))
+}
+
+/// `Retry-After` as seconds or an HTTP date, capped at a day.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let delay = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate_delay(value, now)?,
+    };
+    Some(delay.min(Duration::from_secs(86_400)))
+}
+
+fn httpdate_delay(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(at.timestamp().max(0) as u64);
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_follow_the_schedule_with_jitter_and_respect_retry_after() {
+        let schedule = [Duration::ZERO, Duration::from_secs(10), Duration::from_secs(100)];
+        for _ in 0..100 {
+            let d = next_delay(&schedule, 1, None).unwrap();
+            assert!(d >= Duration::from_secs(8) && d <= Duration::from_secs(12), "{d:?}");
+        }
+        assert_eq!(next_delay(&schedule, 0, None), Some(Duration::ZERO));
+        assert!(next_delay(&schedule, 1, Some(Duration::from_secs(60))).unwrap() >= Duration::from_secs(60));
+        assert_eq!(next_delay(&schedule, 3, None), None);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Tue, 14 Nov 2023 22:13:27 GMT", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("9999999", now), Some(Duration::from_secs(86_400)));
+    }
+}

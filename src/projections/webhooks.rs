@@ -1,0 +1,180 @@
+//! Webhook endpoints, sendouts and their attempts, and the idempotency keys of published events.
+
+use entity::{event_idempotency, sendout, sendout_attempt, webhook};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter};
+
+use crate::domain::sendout::SendoutStatus;
+use crate::events::{AttemptOutcome, AttemptTrigger, DomainEvent, StoredEvent};
+
+pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<(), DbErr> {
+    let at = stored.recorded_at_ms;
+    match &stored.event {
+        DomainEvent::WebhookCreated(e) => {
+            let row = webhook::Model {
+                id: e.id.clone(),
+                project_id: e.project_id.clone(),
+                url: e.url.as_str().to_owned(),
+                event_types: serde_json::to_string(&e.event_types).unwrap_or_default(),
+                description: e.description.clone(),
+                enabled: e.enabled,
+                disabled_reason: None,
+                rate_limit_per_second: e.rate_limit_per_second,
+                secret: e.secret.clone(),
+                previous_secret: None,
+                previous_secret_until_ms: None,
+                failing_since_ms: None,
+                created_at_ms: at,
+                updated_at_ms: at,
+            };
+            webhook::Entity::insert(row.into_active_model()).exec_without_returning(conn).await?;
+        }
+        DomainEvent::WebhookUpdated(e) => {
+            let mut row = webhook::ActiveModel {
+                id: Set(e.id.clone()),
+                url: Set(e.url.as_str().to_owned()),
+                event_types: Set(serde_json::to_string(&e.event_types).unwrap_or_default()),
+                description: Set(e.description.clone()),
+                enabled: Set(e.enabled),
+                rate_limit_per_second: Set(e.rate_limit_per_second),
+                updated_at_ms: Set(at),
+                ..Default::default()
+            };
+            if e.enabled {
+                // Enabling again starts afresh.
+                row.disabled_reason = Set(None);
+                row.failing_since_ms = Set(None);
+            }
+            webhook::Entity::update(row).exec(conn).await?;
+        }
+        DomainEvent::WebhookDeleted(e) => {
+            webhook::Entity::delete_by_id(&e.id).exec(conn).await?;
+        }
+        DomainEvent::WebhookSecretRotated(e) => {
+            webhook::Entity::update_many()
+                .col_expr(webhook::Column::PreviousSecret, Expr::col(webhook::Column::Secret).into())
+                .col_expr(webhook::Column::Secret, Expr::value(e.secret.clone()))
+                .col_expr(webhook::Column::PreviousSecretUntilMs, Expr::value(e.previous_secret_until_ms))
+                .col_expr(webhook::Column::UpdatedAtMs, Expr::value(at))
+                .filter(webhook::Column::Id.eq(&e.id))
+                .exec(conn)
+                .await?;
+        }
+        DomainEvent::WebhookDisabled(e) => {
+            let row = webhook::ActiveModel {
+                id: Set(e.id.clone()),
+                enabled: Set(false),
+                disabled_reason: Set(Some(e.reason.clone())),
+                updated_at_ms: Set(at),
+                ..Default::default()
+            };
+            webhook::Entity::update(row).exec(conn).await?;
+        }
+        DomainEvent::SendoutAttempted(e) => {
+            let a = &e.attempt;
+            let (status, next, delivered) = match e.outcome {
+                AttemptOutcome::Delivered => (SendoutStatus::Delivered, None, Some(a.attempted_at_ms)),
+                AttemptOutcome::Retrying { next_attempt_at_ms } => (SendoutStatus::Retrying, Some(next_attempt_at_ms), None),
+                AttemptOutcome::Failed => (SendoutStatus::Failed, None, None),
+            };
+            let scheduled = i32::from(a.trigger == AttemptTrigger::Scheduled);
+            let mut update = sendout::Entity::update_many()
+                .col_expr(sendout::Column::Status, Expr::value(status.as_str()))
+                .col_expr(sendout::Column::AttemptCount, Expr::col(sendout::Column::AttemptCount).add(1))
+                .col_expr(sendout::Column::ScheduledAttempts, Expr::col(sendout::Column::ScheduledAttempts).add(scheduled))
+                .col_expr(sendout::Column::Generation, Expr::value(e.generation + 1))
+                .col_expr(sendout::Column::NextAttemptAtMs, Expr::value(next))
+                .col_expr(sendout::Column::SentAtMs, Expr::col(sendout::Column::SentAtMs).if_null(a.attempted_at_ms));
+            if delivered.is_some() {
+                update = update.col_expr(sendout::Column::DeliveredAtMs, Expr::value(delivered));
+            }
+            update.filter(sendout::Column::Id.eq(&e.id)).exec(conn).await?;
+            let row = sendout_attempt::Model {
+                id: a.id.clone(),
+                sendout_id: e.id.clone(),
+                attempted_at_ms: a.attempted_at_ms,
+                trigger: match a.trigger {
+                    AttemptTrigger::Scheduled => "scheduled".into(),
+                    AttemptTrigger::Manual => "manual".into(),
+                },
+                http_status: a.http_status,
+                response_headers: serde_json::to_string(&a.response_headers).unwrap_or_default(),
+                response_body: a.response_body.clone(),
+                duration_ms: a.duration_ms,
+                error: a.error.clone(),
+            };
+            sendout_attempt::Entity::insert(row.into_active_model()).exec_without_returning(conn).await?;
+            // An endpoint's run of failures starts with its first failed attempt and ends with a success.
+            let failing = webhook::Entity::update_many();
+            let failing = match e.outcome {
+                AttemptOutcome::Delivered => failing.col_expr(webhook::Column::FailingSinceMs, Expr::value(None::<i64>)),
+                _ => failing.col_expr(webhook::Column::FailingSinceMs, Expr::col(webhook::Column::FailingSinceMs).if_null(a.attempted_at_ms)),
+            };
+            failing.filter(webhook::Column::Id.eq(&e.webhook_id)).exec(conn).await?;
+        }
+        DomainEvent::SendoutRetryRequested(e) => {
+            sendout::Entity::update_many()
+                .col_expr(sendout::Column::Status, Expr::value(SendoutStatus::Retrying.as_str()))
+                .col_expr(sendout::Column::Generation, Expr::value(e.generation))
+                .col_expr(sendout::Column::NextAttemptAtMs, Expr::value(at))
+                .filter(sendout::Column::Id.eq(&e.id))
+                .exec(conn)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+const CHUNK: usize = 512;
+
+/// Sendouts come in bulk (an import's rows fan out), so they are inserted many rows at a time.
+pub async fn insert_sendouts(conn: &impl ConnectionTrait, created: &[(&StoredEvent, &crate::events::SendoutCreated)]) -> Result<(), DbErr> {
+    for chunk in super::pow2_chunks(created, CHUNK) {
+        let rows = chunk.iter().map(|(stored, e)| {
+            sendout::Model {
+                id: e.id.clone(),
+                project_id: e.project_id.clone(),
+                webhook_id: e.webhook_id.clone(),
+                url: e.url.clone(),
+                event_id: e.event_id.clone(),
+                event_type: e.event_type.clone(),
+                source_id: e.source_id.clone(),
+                request_id: stored.metadata.request_log_id.clone(),
+                status: SendoutStatus::Pending.as_str().to_owned(),
+                attempt_count: 0,
+                generation: 1,
+                scheduled_attempts: 0,
+                next_attempt_at_ms: Some(e.created_at_ms),
+                created_at_ms: e.created_at_ms,
+                sent_at_ms: None,
+                delivered_at_ms: None,
+            }
+            .into_active_model()
+        });
+        sendout::Entity::insert_many(rows).exec_without_returning(conn).await?;
+    }
+    Ok(())
+}
+
+/// Remembers the idempotency keys of published events.
+pub async fn insert_idempotency(conn: &impl ConnectionTrait, keys: &[(&str, &str, &str, i64)]) -> Result<(), DbErr> {
+    for (project_id, key, event_id, at) in keys {
+        let row = event_idempotency::Model {
+            project_id: (*project_id).to_owned(),
+            idempotency_key: (*key).to_owned(),
+            event_id: (*event_id).to_owned(),
+            created_at_ms: *at,
+        };
+        // A key reused after its 24 hours points at the newer event.
+        event_idempotency::Entity::insert(row.into_active_model())
+            .on_conflict(
+                OnConflict::columns([event_idempotency::Column::ProjectId, event_idempotency::Column::IdempotencyKey])
+                    .update_columns([event_idempotency::Column::EventId, event_idempotency::Column::CreatedAtMs])
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
