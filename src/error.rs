@@ -27,6 +27,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// Valid JSON whose content breaks a rule; `details` says which fields.
     ValidationFailed,
+    /// A webhook URL that resolves to a loopback, private or otherwise internal address.
+    WebhookUrlNotAllowed,
     RateLimited,
     /// Something broke on our side; the cause is in the server log under the request's log id.
     Internal,
@@ -44,7 +46,7 @@ impl ErrorCode {
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ValidationFailed | ErrorCode::WebhookUrlNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,

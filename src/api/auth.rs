@@ -24,6 +24,12 @@ pub struct ProjectMember {
     pub meta: EventMetadata,
 }
 
+/// Any credential of a project, client keys included (for `POST /v1/events`).
+pub struct AnyProjectKey {
+    pub access: ProjectAccess,
+    pub meta: EventMetadata,
+}
+
 /// A server key only (for `POST /v1/logs`).
 pub struct ServerKey {
     pub access: ProjectAccess,
@@ -98,6 +104,21 @@ impl FromRequest for ProjectMember {
                     Credential::ClientKey(_) => Err(ApiError::forbidden(CLIENT_KEY_LIMIT)),
                     _ => Ok(ProjectMember { meta: metadata(&req, access.credential.actor()), access }),
                 },
+            }
+        })
+    }
+}
+
+impl FromRequest for AnyProjectKey {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match principal(&req).await? {
+                Principal::Project(access) => Ok(AnyProjectKey { meta: metadata(&req, access.credential.actor()), access }),
+                Principal::Admin => Err(ApiError::forbidden("The admin token manages projects; publish events with a project's key.")),
             }
         })
     }

@@ -1,17 +1,20 @@
 //! `/v1/events`: events published by the project (its imports' rows, the server's own notices).
 
-use actix_web::{get, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::auth::ProjectMember;
+use crate::api::auth::{AnyProjectKey, ProjectMember};
 use crate::api::dto::ListOut;
-use crate::api::extract::paging;
+use crate::api::extract::{Json, paging};
 use crate::api::logs::query_errors;
+use crate::api::request_log;
+use crate::domain::event::{EventType, NewEvent, SourceId};
+use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::services::events::{self, EventFilter, EventView};
 use crate::state::AppState;
 
@@ -89,6 +92,69 @@ async fn get_event(state: web::Data<AppState>, member: ProjectMember, id: web::P
     Ok(web::Json(EventOut::new(view, &member.access.project.time_zone)))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    #[schema(value_type = Object)]
+    pub data: Map<String, Value>,
+    pub source_id: Option<SourceId>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendoutRefOut {
+    pub id: String,
+    pub webhook_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventAcceptedOut {
+    #[serde(flatten)]
+    pub event: EventOut,
+    /// One per enabled endpoint whose patterns match, created with the event.
+    pub sendouts: Vec<SendoutRefOut>,
+}
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+#[utoipa::path(
+    operation_id = "publish_event", tag = "events", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A repeat within 24 hours answers with the first event and sends nothing again (1 to 255 characters)")),
+    request_body = EventIn,
+    responses(
+        (status = 202, description = "Published; deliveries are queued", body = EventAcceptedOut),
+        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody), (status = 422, description = "Invalid content; details name the fields", body = ErrorBody),
+    )
+)]
+#[post("/events")]
+async fn publish_event(state: web::Data<AppState>, key: AnyProjectKey, req: HttpRequest, body: Json<EventIn>) -> ApiResult<HttpResponse> {
+    let idempotency_key = match req.headers().get(IDEMPOTENCY_HEADER) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= 255 => Some(k.to_owned()),
+            _ => return Err(ApiError::malformed("The Idempotency-Key header must be 1 to 255 visible ASCII characters.")),
+        },
+    };
+    let new = NewEvent { event_type: body.0.event_type, source_id: body.0.source_id, data: body.0.data };
+    let project_id = key.access.project.id.clone();
+    let accepted = events::publish(&state.store, &state.jobs, &project_id, &key.meta, new, idempotency_key).await?;
+    request_log::relate(&req, RelatedKind::Event, &accepted.event.row.id);
+    for (id, _) in &accepted.sendouts {
+        request_log::relate(&req, RelatedKind::Sendout, id);
+    }
+    let out = EventAcceptedOut {
+        sendouts: accepted.sendouts.into_iter().map(|(id, webhook_id)| SendoutRefOut { id, webhook_id }).collect(),
+        event: EventOut::new(accepted.event, &key.access.project.time_zone),
+    };
+    let mut response = HttpResponse::Accepted();
+    if accepted.replayed {
+        response.insert_header(("idempotent-replayed", "true"));
+    }
+    Ok(response.json(out))
+}
+
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(list_events).service(get_event);
+    cfg.service(list_events).service(get_event).service(publish_event);
 }

@@ -9,7 +9,9 @@ pub mod logs;
 pub mod ops;
 pub mod projects;
 pub mod request_log;
+pub mod sendouts;
 pub mod tasks;
+pub mod webhooks;
 
 use std::time::Instant;
 
@@ -38,6 +40,8 @@ use crate::state::AppState;
         (name = "tasks", description = "Background tasks: progress, errors, cancelling"),
         (name = "imports", description = "CSV and NDJSON files whose rows become events"),
         (name = "events", description = "Events published by the project and by the server"),
+        (name = "webhooks", description = "Endpoints that receive events, signed per Standard Webhooks"),
+        (name = "sendouts", description = "Deliveries of events to endpoints, their attempts and retries"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -60,7 +64,9 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(logs::routes)
             .configure(tasks::routes)
             .configure(imports::routes)
-            .configure(events::routes),
+            .configure(events::routes)
+            .configure(webhooks::routes)
+            .configure(sendouts::routes),
     );
     cfg.configure(ops::routes);
 }

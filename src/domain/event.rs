@@ -88,6 +88,8 @@ pub mod system {
     pub const IMPORT_DONE: &str = "import.done";
     pub const IMPORT_FAILED: &str = "import.failed";
     pub const TASK_FAILED: &str = "task.failed";
+    pub const SENDOUT_FAILED: &str = "sendout.failed";
+    pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
 }
 
 /// Sets `value` at a dotted path (`customer.email`) inside `data`, creating objects on the way.

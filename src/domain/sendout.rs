@@ -59,3 +59,82 @@ mod tests {
         assert_eq!(parse_retry_after("9999999", now), Some(Duration::from_secs(86_400)));
     }
 }
+
+/// The filters of `GET /v1/webhook-sendouts`, of bulk retries and of recovery tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SendoutFilter {
+    pub status: Vec<SendoutStatus>,
+    pub event_type: Vec<String>,
+    pub webhook_id: Vec<String>,
+    pub source_id: Vec<String>,
+    pub request_id: Vec<String>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+}
+
+impl SendoutFilter {
+    pub const NAMES: &'static [&'static str] =
+        &["status", "event_type", "webhook_id", "source_id", "request_id", "created_after", "created_before"];
+
+    pub fn parse(params: &super::params::Params, zone: &super::time::ProjectTimeZone) -> Result<Self, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut date = |name: &str| {
+            let parsed = params.one(name).and_then(|v| v.map(|v| super::time::parse_filter(v, zone)).transpose());
+            parsed.unwrap_or_else(|e| {
+                errors.push((name.to_owned(), e.0));
+                None
+            })
+        };
+        let (created_after, created_before) = (date("created_after"), date("created_before"));
+        let mut status = Vec::new();
+        for value in params.all("status") {
+            match SendoutStatus::parse(&value) {
+                Ok(s) => status.push(s),
+                Err(e) => errors.push(("status".into(), format!("'{value}' {}", e.0))),
+            }
+        }
+        let filter = Self {
+            status,
+            event_type: params.all("event_type"),
+            webhook_id: params.all("webhook_id"),
+            source_id: params.all("source_id"),
+            request_id: params.all("request_id"),
+            created_after,
+            created_before,
+        };
+        if errors.is_empty() { Ok(filter) } else { Err(errors) }
+    }
+
+    /// Reads filters given as a JSON object (`{"status": "failed", "webhook_id": ["whk_…"]}`): the
+    /// list's parameter names, a repeated parameter as an array.
+    pub fn from_json(value: &serde_json::Value, zone: &super::time::ProjectTimeZone) -> Result<Self, Vec<(String, String)>> {
+        let Some(object) = value.as_object() else { return Err(vec![("filters".into(), "must be an object".into())]) };
+        let mut pairs = Vec::new();
+        let mut errors = Vec::new();
+        for (name, v) in object {
+            if !Self::NAMES.contains(&name.as_str()) {
+                errors.push((format!("filters.{name}"), format!("is not a sendout filter; use {}", Self::NAMES.join(", "))));
+                continue;
+            }
+            let texts: Vec<String> = match v {
+                serde_json::Value::String(s) => vec![s.clone()],
+                serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_string) => {
+                    items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect()
+                }
+                serde_json::Value::Null => Vec::new(),
+                _ => {
+                    errors.push((format!("filters.{name}"), "must be a string or an array of strings".into()));
+                    continue;
+                }
+            };
+            pairs.extend(texts.into_iter().map(|t| (name.clone(), t)));
+        }
+        let parsed = Self::parse(&super::params::Params::from_pairs(pairs), zone)
+            .map_err(|e| e.into_iter().map(|(f, m)| (format!("filters.{f}"), m)).collect::<Vec<_>>());
+        match parsed {
+            Ok(filter) if errors.is_empty() => Ok(filter),
+            Ok(_) => Err(errors),
+            Err(more) => Err(errors.into_iter().chain(more).collect()),
+        }
+    }
+}

@@ -9,11 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apalis::prelude::{BoxDynError, Data, Monitor, TaskBuilder, WorkerBuilder};
+use apalis::prelude::{BackendExt, BoxDynError, Data, TaskBuilder, WorkerBuilder};
+use apalis::prelude::{PollSnapshot, PollStrategy};
 use apalis_cron::{CronScheduler, Tick};
 use prometheus_client::metrics::counter::Counter;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QuerySelect};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
@@ -22,16 +24,23 @@ use crate::domain::time::now_ms;
 use crate::events::EventStore;
 use crate::metrics::Metrics;
 use crate::projections::search::SearchIndexer;
+use crate::services::delivery::Deliverer;
 use crate::services::tasks::{StepError, TaskRun};
-use crate::services::{imports, retention};
+use crate::services::{imports, retention, sendouts};
 
 /// Events the search indexer takes per transaction: small enough that on SQLite, where it shares the
 /// one write lock with request logging, it never holds writers back for long.
 const SEARCH_BATCH: u64 = 1000;
 /// The task types that have a worker so far.
-const QUEUES: &[TaskType] = &[TaskType::Import, TaskType::RetentionPurge];
-/// How often an idle worker looks for jobs.
+const QUEUES: &[TaskType] = &[TaskType::Import, TaskType::RetentionPurge, TaskType::WebhookRecovery];
+/// How often an idle task worker looks for jobs.
 const POLL: Duration = Duration::from_millis(200);
+/// Deliveries are polled for more often: publish-to-first-attempt latency is a promise.
+const DELIVERY_POLL: Duration = Duration::from_millis(20);
+/// Tasks of one type run at once per process, and deliveries in flight per process.
+const TASK_CONCURRENCY: usize = 2;
+const DELIVERY_CONCURRENCY: usize = 256;
+const DELIVERY_BATCH: usize = 64;
 /// A scheduled task without a running job for this long is queued again.
 const SWEEP_AFTER_MS: i64 = 10_000;
 
@@ -40,6 +49,17 @@ const SWEEP_AFTER_MS: i64 = 10_000;
 pub struct TaskJob {
     pub task_id: String,
 }
+
+/// A delivery job: one attempt of a sendout. `generation` names the attempt it was queued for; a
+/// job whose sendout has moved on (retried by hand meanwhile) does nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryJob {
+    pub sendout_id: String,
+    pub generation: i32,
+    pub manual: bool,
+}
+
+const DELIVERY_QUEUE: &str = "logbook.delivery";
 
 /// Queues jobs into apalis' tables in the application's database.
 #[derive(Clone)]
@@ -81,15 +101,49 @@ impl JobQueue {
     async fn push(&self, task_type: TaskType, task_id: &str) -> Result<(), BoxDynError> {
         let args = serde_json::to_vec(&TaskJob { task_id: task_id.to_owned() })?;
         let task = TaskBuilder::new(args).idempotency_key(task_id).max_attempts(10).build();
-        let queue = queue_name(task_type);
+        self.push_all(&queue_name(task_type), vec![task]).await
+    }
+
+    /// Queues the first attempt of new sendouts.
+    pub async fn enqueue_deliveries(&self, sendout_ids: &[String]) {
+        let jobs: Vec<DeliveryJob> = sendout_ids.iter().map(|id| DeliveryJob { sendout_id: id.clone(), generation: 1, manual: false }).collect();
+        self.enqueue_delivery_jobs(jobs, None).await;
+    }
+
+    /// Queues delivery attempts, at `run_at_ms` or now. The idempotency key is the sendout and
+    /// generation, so queueing one attempt twice makes one job. Failures are logged; the sweeper
+    /// queues due sendouts again.
+    pub async fn enqueue_delivery_jobs(&self, jobs: Vec<DeliveryJob>, run_at_ms: Option<i64>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let mut tasks = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let Ok(args) = serde_json::to_vec(job) else { continue };
+            let mut builder = TaskBuilder::new(args).idempotency_key(format!("{}:{}", job.sendout_id, job.generation)).max_attempts(5);
+            if let Some(at) = run_at_ms {
+                let delay = (at - now_ms()).max(0) as u64;
+                builder = builder.run_after(Duration::from_millis(delay));
+            }
+            tasks.push(builder.build());
+        }
+        for chunk in tasks.chunks(1000) {
+            if let Err(err) = self.push_all(DELIVERY_QUEUE, chunk.to_vec()).await {
+                tracing::warn!(error = %err, "queueing deliveries failed; the sweeper will retry");
+            }
+        }
+    }
+
+    async fn push_all(&self, queue: &str, tasks: Vec<apalis::prelude::Task<Vec<u8>>>) -> Result<(), BoxDynError> {
         match self {
             Self::Sqlite(pool) => {
-                let mut conn = pool.acquire().await?;
-                apalis_sqlite::queries::push_tasks(&mut *conn, &queue, &[task]).await?;
+                let mut conn = pool.begin().await?;
+                apalis_sqlite::queries::push_tasks(&mut *conn, queue, &tasks).await?;
+                conn.commit().await?;
             }
             Self::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
-                apalis_postgres::queries::push_tasks(&mut *conn, &queue, vec![task]).await?;
+                apalis_postgres::queries::push_tasks(&mut *conn, queue, tasks).await?;
             }
         }
         Ok(())
@@ -101,6 +155,10 @@ impl JobQueue {
 struct JobContext {
     store: EventStore,
     queue: JobQueue,
+    deliverer: Arc<Deliverer>,
+    /// apalis runs every fetched job at once; these bound the work in flight per process.
+    task_slots: Arc<Semaphore>,
+    delivery_slots: Arc<Semaphore>,
 }
 
 /// Background tasks of this process; dropping it stops them. A job cut off mid-step loses only
@@ -119,74 +177,117 @@ pub fn start(store: EventStore, queue: JobQueue, metrics: Arc<Metrics>, settings
     let indexed = Counter::default();
     metrics.register("search_indexed_events", "Events consumed by the log search indexer", indexed.clone());
     let schedule: cron::Schedule = settings.retention_schedule.parse()?;
-    let ctx = JobContext { store: store.clone(), queue: queue.clone() };
-    let monitor = monitor(ctx.clone(), settings.job_lease, schedule);
-    let run_monitor = async move {
-        if let Err(err) = monitor.run().await {
-            tracing::error!(error = %err, "job workers stopped");
-        }
+    let deliverer = Arc::new(Deliverer::new(store.clone(), queue.clone(), settings)?);
+    let ctx = JobContext {
+        store: store.clone(),
+        queue: queue.clone(),
+        deliverer,
+        task_slots: Arc::new(Semaphore::new(TASK_CONCURRENCY)),
+        delivery_slots: Arc::new(Semaphore::new(DELIVERY_CONCURRENCY)),
     };
-    Ok(Workers {
-        tasks: vec![
-            tokio::spawn(run_search_indexer(store, indexed)),
-            tokio::spawn(run_monitor),
-            tokio::spawn(run_sweeper(ctx)),
-        ],
-    })
+    let mut tasks = vec![tokio::spawn(run_search_indexer(store, indexed)), tokio::spawn(run_sweeper(ctx.clone()))];
+    tasks.extend(spawn_workers(ctx, settings.job_lease, schedule));
+    Ok(Workers { tasks })
 }
 
-/// One apalis worker per queue on this process, plus the daily retention schedule.
-fn monitor(ctx: JobContext, lease: Duration, schedule: cron::Schedule) -> Monitor {
+/// Wakes an idle worker every `period` to look for jobs. (apalis' own `IntervalStrategy` re-arms
+/// its timer without polling it, so a worker whose fetch completes at once is never woken again.)
+struct Every {
+    period: Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Every {
+    fn new(period: Duration) -> Self {
+        Self { period, sleep: Box::pin(tokio::time::sleep(period)) }
+    }
+}
+
+impl PollStrategy for Every {
+    fn poll_drive(&mut self, cx: &mut std::task::Context<'_>, _: &PollSnapshot) -> std::task::Poll<Option<()>> {
+        let mut fired = false;
+        // Re-arming and polling again registers the waker for the next tick.
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            fired = true;
+            let next = tokio::time::Instant::now() + self.period;
+            self.sleep.as_mut().reset(next);
+        }
+        if fired { std::task::Poll::Ready(Some(())) } else { std::task::Poll::Pending }
+    }
+}
+
+/// Runs a worker until it stops, logging why.
+async fn supervise<F, E>(name: String, run: F)
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    if let Err(err) = run.await {
+        tracing::error!(worker = name, error = %err, "job worker stopped");
+    }
+}
+
+/// One apalis worker per queue on this process, each in a task of its own, plus the daily
+/// retention schedule.
+fn spawn_workers(ctx: JobContext, lease: Duration, schedule: cron::Schedule) -> Vec<JoinHandle<()>> {
     // Worker names are unique per process, so a restarted node never inherits a dead one's jobs by
     // name: they come back when the dead worker's heartbeat is older than the lease.
     let node = crate::domain::ids::new_id(crate::domain::ids::IdKind::Task).replacen("task_", "", 1);
     let heartbeat = lease / 3;
-    let mut monitor = Monitor::new();
+    let mut handles = Vec::new();
     for &task_type in QUEUES {
         let name = format!("{}@{node}", queue_name(task_type));
-        let ctx = ctx.clone();
-        monitor = match &ctx.queue {
+        let queue = queue_name(task_type);
+        handles.push(match &ctx.queue {
             JobQueue::Sqlite(pool) => {
-                let config = apalis_sqlite::Config::default()
-                    .queue(queue_name(task_type))
-                    .heartbeat_interval(heartbeat)
-                    .missed_heartbeats(3)
-                    .batch_size(1);
-                let backend = apalis_sqlite::SqliteStorage::<TaskJob>::new(pool).with_config(config);
-                monitor.register(move |_| {
-                    WorkerBuilder::new(name.clone())
-                        .backend(apalis::prelude::BackendExt::poll_with_interval(backend.clone(), POLL))
-                        .data(ctx.clone())
-                        .build(run_task)
-                })
+                let config = apalis_sqlite::Config::default().queue(queue).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
+                let backend = apalis_sqlite::SqliteStorage::<TaskJob>::new(pool).with_config(config).poll_with_strategy(Every::new(POLL));
+                let worker = WorkerBuilder::new(name.clone()).backend(backend).data(ctx.clone()).build(run_task);
+                tokio::spawn(supervise(name, worker.run()))
             }
             JobQueue::Postgres(pool) => {
-                let config = apalis_postgres::Config::default()
-                    .queue(queue_name(task_type))
-                    .heartbeat_interval(heartbeat)
-                    .missed_heartbeats(3)
-                    .batch_size(1);
-                let backend = apalis_postgres::PostgresStorage::<TaskJob>::new(pool).with_config(config);
-                monitor.register(move |_| {
-                    WorkerBuilder::new(name.clone())
-                        .backend(apalis::prelude::BackendExt::poll_with_interval(backend.clone(), POLL))
-                        .data(ctx.clone())
-                        .build(run_task)
-                })
+                let config = apalis_postgres::Config::default().queue(queue).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
+                let backend = apalis_postgres::PostgresStorage::<TaskJob>::new(pool).with_config(config).poll_with_strategy(Every::new(POLL));
+                let worker = WorkerBuilder::new(name.clone()).backend(backend).data(ctx.clone()).build(run_task);
+                tokio::spawn(supervise(name, worker.run()))
             }
-        };
+        });
     }
-    let cron_name = format!("logbook.retention_daily@{node}");
-    monitor.register(move |_| {
-        WorkerBuilder::new(cron_name.clone()).backend(CronScheduler::new(schedule.clone())).data(ctx.clone()).build(daily_retention)
-    })
+    let name = format!("{DELIVERY_QUEUE}@{node}");
+    handles.push(match &ctx.queue {
+        JobQueue::Sqlite(pool) => {
+            let config =
+                apalis_sqlite::Config::default().queue(DELIVERY_QUEUE).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(DELIVERY_BATCH);
+            let backend = apalis_sqlite::SqliteStorage::<DeliveryJob>::new(pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
+            let worker = WorkerBuilder::new(name.clone()).backend(backend).data(ctx.clone()).build(run_delivery);
+            tokio::spawn(supervise(name, worker.run()))
+        }
+        JobQueue::Postgres(pool) => {
+            let config =
+                apalis_postgres::Config::default().queue(DELIVERY_QUEUE).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(DELIVERY_BATCH);
+            let backend = apalis_postgres::PostgresStorage::<DeliveryJob>::new(pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
+            let worker = WorkerBuilder::new(name.clone()).backend(backend).data(ctx.clone()).build(run_delivery);
+            tokio::spawn(supervise(name, worker.run()))
+        }
+    });
+    let name = format!("logbook.retention_daily@{node}");
+    let worker = WorkerBuilder::new(name.clone()).backend(CronScheduler::new(schedule)).data(ctx).build(daily_retention);
+    handles.push(tokio::spawn(supervise(name, worker.run())));
+    handles
+}
+
+async fn run_delivery(job: DeliveryJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    let _slot = ctx.delivery_slots.acquire().await?;
+    ctx.deliverer.deliver(job).await.map_err(Into::into)
 }
 
 async fn run_task(job: TaskJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    let Some(run) = TaskRun::start(&ctx.store, &job.task_id).await? else { return Ok(()) };
+    let _slot = ctx.task_slots.acquire().await?;
+    let Some(run) = TaskRun::start(&ctx.store, &ctx.queue, &job.task_id).await? else { return Ok(()) };
     let outcome = match TaskType::parse(&run.task.task_type) {
         Ok(TaskType::Import) => imports::run(&ctx.store, run).await,
         Ok(TaskType::RetentionPurge) => retention::run(&ctx.store, run).await,
+        Ok(TaskType::WebhookRecovery) => sendouts::run_recovery(&ctx.store, &ctx.queue, run).await,
         _ => {
             let mut run = run;
             run.fail(Vec::new(), "this task type has no worker yet".into()).await
@@ -227,10 +328,26 @@ async fn run_sweeper(ctx: JobContext) {
                 ctx.queue.enqueue(task_type, &id).await;
             }
         }
+        requeue_due_deliveries(&ctx).await;
         if let Err(err) = retention::remove_abandoned_uploads(&ctx.store).await {
             tracing::warn!(error = %err, "removing abandoned uploads failed");
         }
     }
+}
+
+/// Sendouts due for a while without their attempt: the process died between committing them and
+/// queueing the job. Queueing again is harmless (the job's idempotency key is the attempt's).
+async fn requeue_due_deliveries(ctx: &JobContext) {
+    let due: Result<Vec<(String, i32)>, _> = entity::sendout::Entity::find()
+        .select_only()
+        .columns([entity::sendout::Column::Id, entity::sendout::Column::Generation])
+        .filter(entity::sendout::Column::NextAttemptAtMs.lt(now_ms() - SWEEP_AFTER_MS))
+        .limit(1000)
+        .into_tuple()
+        .all(ctx.store.db())
+        .await;
+    let jobs = due.unwrap_or_default().into_iter().map(|(sendout_id, generation)| DeliveryJob { sendout_id, generation, manual: false }).collect();
+    ctx.queue.enqueue_delivery_jobs(jobs, None).await;
 }
 
 async fn run_search_indexer(store: EventStore, indexed: Counter) {

@@ -1,9 +1,9 @@
 //! Publishing events: the one path for `POST /v1/events`, import rows and the server's own events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use entity::{event_log, published_event};
-use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use entity::{event_idempotency, event_log, published_event, sendout, webhook};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::Value;
 
 use super::newest_first;
@@ -12,8 +12,10 @@ use crate::domain::ids::{IdKind, new_id};
 use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, now_ms, parse_filter};
+use crate::domain::webhook::EventTypePattern;
 use crate::error::{ApiError, ApiResult};
-use crate::events::{DomainEvent, EventPublished};
+use crate::events::{DomainEvent, EventMetadata, EventPublished, EventStore, SendoutCreated};
+use crate::jobs::JobQueue;
 
 /// The events that publish `new` in `project_id`, ready to append (webhook fan-out hooks in here).
 pub fn published(project_id: &str, new: Vec<NewEvent>) -> Vec<DomainEvent> {
@@ -129,4 +131,132 @@ fn data_of(payload: Option<String>) -> Value {
         .and_then(|p| serde_json::from_str::<EventPublished>(&p).ok())
         .map(|e| Value::Object(e.data))
         .unwrap_or(Value::Null)
+}
+
+/// Adds to `events`, for every published event among them, one sendout per enabled endpoint of its
+/// project whose patterns match: all in the caller's transaction, so no accepted event ever lacks
+/// its sendouts. Returns the events to append and the sendouts to queue after commit.
+pub async fn with_sendouts(conn: &impl ConnectionTrait, events: Vec<DomainEvent>) -> Result<(Vec<DomainEvent>, Vec<String>), DbErr> {
+    let projects: HashSet<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            DomainEvent::EventPublished(p) => Some(p.project_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    if projects.is_empty() {
+        return Ok((events, Vec::new()));
+    }
+    let endpoints: Vec<(webhook::Model, Vec<EventTypePattern>)> = webhook::Entity::find()
+        .filter(webhook::Column::ProjectId.is_in(projects))
+        .filter(webhook::Column::Enabled.eq(true))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|w| {
+            let patterns = serde_json::from_str(&w.event_types).unwrap_or_default();
+            (w, patterns)
+        })
+        .collect();
+    if endpoints.is_empty() {
+        return Ok((events, Vec::new()));
+    }
+    let mut sendouts = Vec::new();
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        let created: Vec<DomainEvent> = match &event {
+            DomainEvent::EventPublished(p) => endpoints
+                .iter()
+                .filter(|(w, patterns)| w.project_id == p.project_id && patterns.iter().any(|pat| pat.matches(p.event_type.as_str())))
+                .map(|(w, _)| {
+                    let id = new_id(IdKind::Sendout);
+                    sendouts.push(id.clone());
+                    DomainEvent::SendoutCreated(SendoutCreated {
+                        id,
+                        project_id: p.project_id.clone(),
+                        webhook_id: w.id.clone(),
+                        url: w.url.clone(),
+                        event_id: p.id.clone(),
+                        event_type: p.event_type.as_str().to_owned(),
+                        source_id: p.source_id.as_ref().map(|s| s.as_str().to_owned()),
+                        created_at_ms: p.created_at_ms,
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        out.push(event);
+        out.extend(created);
+    }
+    Ok((out, sendouts))
+}
+
+/// What `POST /v1/events` answers: the event and its sendouts.
+pub struct Accepted {
+    pub event: EventView,
+    pub sendouts: Vec<(String, String)>,
+    /// True when an earlier request with the same `Idempotency-Key` published it.
+    pub replayed: bool,
+}
+
+/// How long an `Idempotency-Key` is honoured.
+const IDEMPOTENCY_MS: i64 = 24 * 3_600_000;
+
+/// Publishes one event for `POST /v1/events`. A repeat of an `Idempotency-Key` within 24 hours
+/// answers with the first event and publishes nothing.
+pub async fn publish(
+    store: &EventStore,
+    jobs: &JobQueue,
+    project_id: &str,
+    meta: &EventMetadata,
+    new: NewEvent,
+    idempotency_key: Option<String>,
+) -> ApiResult<Accepted> {
+    let writer = store.begin().await?;
+    if let Some(key) = &idempotency_key
+        && writer.conn().get_database_backend() == sea_orm::DbBackend::Postgres
+    {
+        // Two requests with one key take turns (SQLite's writer lock already serialises them).
+        let lock = sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            [format!("{project_id}/{key}").into()],
+        );
+        writer.conn().execute_raw(lock).await?;
+    }
+    if let Some(key) = &idempotency_key
+        && let Some(seen) = event_idempotency::Entity::find_by_id((project_id.to_owned(), key.clone())).one(writer.conn()).await?
+        && seen.created_at_ms > now_ms() - IDEMPOTENCY_MS
+    {
+        drop(writer);
+        return accepted(store.db(), project_id, &seen.event_id, true).await;
+    }
+    let mut events = published(project_id, vec![new]);
+    if let Some(DomainEvent::EventPublished(e)) = events.first_mut() {
+        e.idempotency_key = idempotency_key;
+    }
+    let event_id = match events.first() {
+        Some(DomainEvent::EventPublished(e)) => e.id.clone(),
+        _ => unreachable!("published() makes one event per input"),
+    };
+    let (events, sendouts) = with_sendouts(writer.conn(), events).await?;
+    match writer.append(meta, events).await {
+        Ok(_) => writer.commit().await?,
+        Err(e) => return Err(e.into()),
+    }
+    jobs.enqueue_deliveries(&sendouts).await;
+    accepted(store.db(), project_id, &event_id, false).await
+}
+
+async fn accepted(db: &DatabaseConnection, project_id: &str, event_id: &str, replayed: bool) -> ApiResult<Accepted> {
+    let event = get(db, project_id, event_id).await?;
+    let sendouts = sendout::Entity::find()
+        .select_only()
+        .columns([sendout::Column::Id, sendout::Column::WebhookId])
+        .filter(sendout::Column::EventId.eq(event_id))
+        .order_by_asc(sendout::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(Accepted { event, sendouts, replayed })
 }

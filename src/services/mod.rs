@@ -1,13 +1,16 @@
 //! Use cases. Handlers and jobs call these; they read projections and append events.
 
 pub mod auth;
+pub mod delivery;
 pub mod events;
 pub mod files;
 pub mod imports;
 pub mod logs;
 pub mod projects;
 pub mod retention;
+pub mod sendouts;
 pub mod tasks;
+pub mod webhooks;
 
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 

@@ -2,7 +2,7 @@
 //! entries included, in small batches (each its own transaction) so writers are never held back
 //! for long. A batch and the task's progress commit together, so a resumed purge counts right.
 
-use entity::{event_log, file, import, log, log_related, published_event, task, task_error};
+use entity::{event_idempotency, event_log, file, import, log, log_related, published_event, sendout, sendout_attempt, task, task_error};
 use sea_orm::sea_query::{ExprTrait, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement};
 use serde::{Deserialize, Serialize};
@@ -74,18 +74,20 @@ struct Removed {
     imports: i64,
     files: i64,
     tasks: i64,
+    sendouts: i64,
     event_log_entries: i64,
 }
 
 impl Removed {
     fn total(&self) -> i64 {
-        self.logs + self.events + self.imports + self.tasks
+        self.logs + self.events + self.imports + self.tasks + self.sendouts
     }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Logs,
+    Sendouts,
     Events,
     Imports,
     Tasks,
@@ -100,7 +102,7 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
         v["cutoff"] = Value::String(format_utc(cutoff_ms));
         v
     };
-    for kind in [Kind::Logs, Kind::Events, Kind::Imports, Kind::Tasks] {
+    for kind in [Kind::Logs, Kind::Sendouts, Kind::Events, Kind::Imports, Kind::Tasks] {
         loop {
             let writer = run.begin_step().await?;
             let n = purge_batch(&writer, store.db().get_database_backend(), kind, &project_id, &run.task.id, cutoff_ms, &mut removed).await?;
@@ -152,6 +154,25 @@ async fn purge_batch(
             removed.logs += ids.len() as i64;
             ids.len()
         }
+        Kind::Sendouts => {
+            // Only finished ones: a sendout still retrying keeps its schedule.
+            let ids: Vec<String> = sendout::Entity::find()
+                .select_only()
+                .column(sendout::Column::Id)
+                .filter(sendout::Column::ProjectId.eq(project_id))
+                .filter(sendout::Column::CreatedAtMs.lt(cutoff_ms))
+                .filter(sendout::Column::Status.is_in(["delivered", "failed"]))
+                .limit(BATCH)
+                .into_tuple()
+                .all(conn)
+                .await?;
+            sendout_attempt::Entity::delete_many().filter(sendout_attempt::Column::SendoutId.is_in(ids.clone())).exec(conn).await?;
+            sendout::Entity::delete_many().filter(sendout::Column::Id.is_in(ids.clone())).exec(conn).await?;
+            let stream = event_log::Column::StreamType.eq("sendout").and(event_log::Column::StreamId.is_in(ids.clone()));
+            removed.event_log_entries += delete_events(conn, project_id, stream).await? as i64;
+            removed.sendouts += ids.len() as i64;
+            ids.len()
+        }
         Kind::Events => {
             let rows: Vec<(String, i64)> = published_event::Entity::find()
                 .select_only()
@@ -164,6 +185,7 @@ async fn purge_batch(
                 .await?;
             let (ids, seqs): (Vec<String>, Vec<i64>) = rows.into_iter().unzip();
             published_event::Entity::delete_many().filter(published_event::Column::Id.is_in(ids.clone())).exec(conn).await?;
+            event_idempotency::Entity::delete_many().filter(event_idempotency::Column::EventId.is_in(ids.clone())).exec(conn).await?;
             removed.event_log_entries += delete_events(conn, project_id, event_log::Column::Seq.is_in(seqs)).await? as i64;
             removed.events += ids.len() as i64;
             ids.len()

@@ -10,6 +10,7 @@ use entity::{task, task_error};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 
+use super::events::with_sendouts;
 use super::newest_first;
 use crate::domain::event::{EventType, system};
 use crate::domain::ids::{IdKind, new_id};
@@ -22,6 +23,7 @@ use crate::events::{
     DomainEvent, EventMetadata, EventPublished, EventStore, StoreError, TaskCompleted, TaskFailed, TaskProgressed, TaskRef,
     TaskScheduled, Writer,
 };
+use crate::jobs::JobQueue;
 
 /// What a new task is about; the id is minted by [`scheduled`].
 pub struct NewTask {
@@ -134,13 +136,14 @@ impl From<sea_orm::DbErr> for StepError {
 /// A worker's hold on a running task; see the module comment.
 pub struct TaskRun {
     store: EventStore,
+    jobs: JobQueue,
     pub task: task::Model,
     meta: EventMetadata,
 }
 
 impl TaskRun {
     /// Starts (or, after a crash, resumes) a task. `None` when it is finished or cancelled.
-    pub async fn start(store: &EventStore, task_id: &str) -> Result<Option<TaskRun>, StepError> {
+    pub async fn start(store: &EventStore, jobs: &JobQueue, task_id: &str) -> Result<Option<TaskRun>, StepError> {
         let writer = store.begin().await?;
         let Some(row) = task::Entity::find_by_id(task_id).one(writer.conn()).await? else { return Ok(None) };
         if status(&row).is_finished() {
@@ -155,7 +158,7 @@ impl TaskRun {
         }
         let task = task::Entity::find_by_id(task_id).one(writer.conn()).await?.unwrap_or(row);
         writer.commit().await?;
-        Ok(Some(TaskRun { store: store.clone(), task, meta }))
+        Ok(Some(TaskRun { store: store.clone(), jobs: jobs.clone(), task, meta }))
     }
 
     pub fn checkpoint(&self) -> Option<Value> {
@@ -181,8 +184,11 @@ impl TaskRun {
         Ok(writer)
     }
 
+    /// Appends the step's events (published ones with their sendouts) and commits; then queues the
+    /// new sendouts' deliveries.
     async fn commit(&mut self, writer: Writer, mut events: Vec<DomainEvent>, last: DomainEvent) -> Result<(), StepError> {
         events.push(last);
+        let (events, sendouts) = with_sendouts(writer.conn(), events).await?;
         match writer.append(&self.meta, events).await {
             Ok(_) => {}
             Err(StoreError::Conflict(_)) => return Err(StepError::Lost),
@@ -191,6 +197,7 @@ impl TaskRun {
         let row = task::Entity::find_by_id(&self.task.id).one(writer.conn()).await?.ok_or(StepError::Lost)?;
         writer.commit().await?;
         self.task = row;
+        self.jobs.enqueue_deliveries(&sendouts).await;
         Ok(())
     }
 

@@ -1,0 +1,202 @@
+//! `/v1/webhook-sendouts`: every delivery of an event to an endpoint, its attempts, and retries.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::auth::ProjectMember;
+use crate::api::dto::ListOut;
+use crate::api::extract::{Json, paging};
+use crate::api::logs::query_errors;
+use crate::api::request_log;
+use crate::api::tasks::TaskOut;
+use crate::domain::log::RelatedKind;
+use crate::domain::params::Params;
+use crate::domain::sendout::{SendoutFilter, SendoutStatus};
+use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
+use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::events::AttemptTrigger;
+use crate::services::{sendouts, webhooks};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SendoutListParams {
+    status: Option<Vec<SendoutStatus>>,
+    event_type: Option<Vec<String>>,
+    webhook_id: Option<Vec<String>>,
+    /// The event's source object.
+    source_id: Option<Vec<String>>,
+    /// The log id of the request that published the event.
+    request_id: Option<Vec<String>>,
+    /// Inclusive: an RFC 3339 instant, or a local date-time or date in the project's zone.
+    created_after: Option<String>,
+    /// Exclusive, same forms.
+    created_before: Option<String>,
+    /// 1 to 1000, default 50.
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptOut {
+    pub id: String,
+    pub attempted_at: String,
+    pub attempted_at_project: String,
+    pub trigger: AttemptTrigger,
+    /// `null` when no answer came (timeout, connection refused, address not allowed).
+    pub http_status: Option<i32>,
+    #[schema(value_type = Object)]
+    pub response_headers: Value,
+    /// The first 4 KiB of the answer.
+    pub response_body: Option<String>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendoutOut {
+    pub id: String,
+    pub webhook_id: String,
+    pub url: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub source_id: Option<String>,
+    pub request_id: Option<String>,
+    pub status: SendoutStatus,
+    pub attempt_count: i32,
+    pub next_attempt_at: Option<String>,
+    pub next_attempt_at_project: Option<String>,
+    pub created_at: String,
+    pub created_at_project: String,
+    /// The first attempt.
+    pub sent_at: Option<String>,
+    pub sent_at_project: Option<String>,
+    pub delivered_at: Option<String>,
+    pub delivered_at_project: Option<String>,
+    /// Every attempt, oldest first; only in the detail view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptOut>>,
+}
+
+impl SendoutOut {
+    fn new(row: entity::sendout::Model, zone: &ProjectTimeZone, attempts: Option<Vec<entity::sendout_attempt::Model>>) -> Self {
+        let at = |ms: Option<i64>| ms.map(format_utc);
+        let at_project = |ms: Option<i64>| ms.map(|ms| format_in_zone(ms, zone));
+        Self {
+            status: SendoutStatus::parse(&row.status).unwrap_or(SendoutStatus::Pending),
+            next_attempt_at: at(row.next_attempt_at_ms),
+            next_attempt_at_project: at_project(row.next_attempt_at_ms),
+            created_at: format_utc(row.created_at_ms),
+            created_at_project: format_in_zone(row.created_at_ms, zone),
+            sent_at: at(row.sent_at_ms),
+            sent_at_project: at_project(row.sent_at_ms),
+            delivered_at: at(row.delivered_at_ms),
+            delivered_at_project: at_project(row.delivered_at_ms),
+            attempts: attempts.map(|list| {
+                list.into_iter()
+                    .map(|a| AttemptOut {
+                        attempted_at: format_utc(a.attempted_at_ms),
+                        attempted_at_project: format_in_zone(a.attempted_at_ms, zone),
+                        trigger: if a.trigger == "manual" { AttemptTrigger::Manual } else { AttemptTrigger::Scheduled },
+                        http_status: a.http_status,
+                        response_headers: serde_json::from_str(&a.response_headers).unwrap_or_default(),
+                        response_body: a.response_body,
+                        duration_ms: a.duration_ms,
+                        error: a.error,
+                        id: a.id,
+                    })
+                    .collect()
+            }),
+            id: row.id,
+            webhook_id: row.webhook_id,
+            url: row.url,
+            event_id: row.event_id,
+            event_type: row.event_type,
+            source_id: row.source_id,
+            request_id: row.request_id,
+            attempt_count: row.attempt_count,
+        }
+    }
+}
+
+#[utoipa::path(
+    operation_id = "list_sendouts", tag = "sendouts", security(("bearer" = [])),
+    params(SendoutListParams),
+    responses(
+        (status = 200, description = "OK", body = ListOut<SendoutOut>),
+        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
+    )
+)]
+#[get("/webhook-sendouts")]
+async fn list_sendouts(state: web::Data<AppState>, member: ProjectMember, params: Params) -> ApiResult<web::Json<ListOut<SendoutOut>>> {
+    let (limit, cursor) = paging(&params, SendoutFilter::NAMES)?;
+    let zone = member.access.project.time_zone;
+    let filter = SendoutFilter::parse(&params, &zone).map_err(query_errors)?;
+    let page = sendouts::list(&state.db, member.project_id(), &filter, limit, cursor.as_ref()).await?;
+    Ok(web::Json(ListOut::from_page(page, |row| SendoutOut::new(row, &zone, None))))
+}
+
+#[utoipa::path(
+    operation_id = "get_sendout", tag = "sendouts", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "OK", body = SendoutOut), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+)]
+#[get("/webhook-sendouts/{id}")]
+async fn get_sendout(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<SendoutOut>> {
+    let row = sendouts::get(&state.db, member.project_id(), &id).await?;
+    let attempts = sendouts::attempts(&state.db, &row.id).await?;
+    Ok(web::Json(SendoutOut::new(row, &member.access.project.time_zone, Some(attempts))))
+}
+
+#[utoipa::path(
+    operation_id = "retry_sendout", tag = "sendouts", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses(
+        (status = 202, description = "One more attempt is queued now, whatever the status", body = SendoutOut),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody),
+    )
+)]
+#[post("/webhook-sendouts/{id}/retry")]
+async fn retry_sendout(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    request_log::relate(&req, RelatedKind::Sendout, &id);
+    let row = sendouts::retry(&state.store, &state.jobs, member.project_id(), &id, &member.meta).await?;
+    Ok(HttpResponse::Accepted().json(SendoutOut::new(row, &member.access.project.time_zone, None)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRetryIn {
+    /// The list's filters, a repeated one as an array; `status` defaults to `failed`.
+    #[schema(value_type = Object)]
+    pub filters: Value,
+}
+
+#[utoipa::path(
+    operation_id = "retry_sendouts", tag = "sendouts", security(("bearer" = [])),
+    request_body = BulkRetryIn,
+    responses(
+        (status = 202, description = "A webhook_recovery task that sends every matching sendout again", body = TaskOut),
+        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
+        (status = 422, description = "Unknown filter or bad value; details name them", body = ErrorBody),
+    )
+)]
+#[post("/webhook-sendouts/retry")]
+async fn retry_sendouts(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, body: Json<BulkRetryIn>) -> ApiResult<HttpResponse> {
+    let zone = member.access.project.time_zone;
+    let mut filter = SendoutFilter::from_json(&body.0.filters, &zone)
+        .map_err(|errors| ApiError::validation(errors.into_iter().map(|(field, message)| FieldError { field, message }).collect()))?;
+    if filter.status.is_empty() {
+        filter.status = vec![SendoutStatus::Failed];
+    }
+    let task = webhooks::schedule_recovery(&state.store, &state.jobs, member.project_id(), &member.meta, filter, Vec::new()).await?;
+    request_log::relate(&req, RelatedKind::Task, &task.id);
+    Ok(HttpResponse::Accepted().json(TaskOut::new(task, &zone, Some(Vec::new()))))
+}
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    // The bulk retry before `{id}`, so that `retry` is not read as an id.
+    cfg.service(retry_sendouts).service(list_sendouts).service(get_sendout).service(retry_sendout);
+}

@@ -1,0 +1,354 @@
+//! Webhook delivery: one attempt of a sendout, signed per Standard Webhooks, through one shared
+//! HTTP client whose resolver refuses internal addresses at connection time (so a DNS answer that
+//! changed since the endpoint was created cannot slip through), redirects not followed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use entity::{event_log, published_event, sendout, webhook};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use sea_orm::{EntityTrait, QuerySelect};
+use serde_json::{Map, Value, json};
+
+use super::events::with_sendouts;
+use super::webhooks::signing_secrets;
+use crate::config::Settings;
+use crate::domain::actor::Actor;
+use crate::domain::event::system;
+use crate::domain::ids::{IdKind, new_id};
+use crate::domain::sendout::{next_delay, parse_retry_after};
+use crate::domain::time::{format_utc, now_ms};
+use crate::domain::webhook::{refused_address, sign};
+use crate::events::{
+    Attempt, AttemptOutcome, AttemptTrigger, DomainEvent, EventMetadata, EventPublished, EventStore, SendoutAttempted, StoreError,
+    WebhookDisabled,
+};
+use crate::jobs::{DeliveryJob, JobQueue};
+
+/// Response bodies are kept up to this many bytes.
+const MAX_RESPONSE_BODY: usize = 4096;
+
+pub struct Deliverer {
+    store: EventStore,
+    jobs: JobQueue,
+    client: reqwest::Client,
+    allow_private: bool,
+    schedule: Vec<Duration>,
+    timeout: Duration,
+    disable_after_ms: i64,
+    /// Requests per endpoint in the current second, for endpoints with a rate limit.
+    windows: Mutex<HashMap<String, (u64, i32)>>,
+}
+
+/// Resolves host names and refuses any that reaches an internal address.
+struct VettingResolver;
+
+impl Resolve for VettingResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(why) = found.iter().find_map(|a| refused_address(a.ip())) {
+                return Err(format!("{host} resolves to {why}; only public addresses are allowed").into());
+            }
+            Ok(Box::new(found.into_iter()) as Addrs)
+        })
+    }
+}
+
+impl Deliverer {
+    pub fn new(store: EventStore, jobs: JobQueue, settings: &Settings) -> anyhow::Result<Self> {
+        // reqwest is built without a bundled crypto provider; ring is the one rustls already uses here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.webhook_timeout)
+            .connect_timeout(settings.webhook_timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(256)
+            .user_agent(concat!("Logbook-Webhooks/", env!("CARGO_PKG_VERSION")));
+        if !settings.webhook_allow_private {
+            builder = builder.dns_resolver(Arc::new(VettingResolver));
+        }
+        Ok(Self {
+            store,
+            jobs,
+            client: builder.build()?,
+            allow_private: settings.webhook_allow_private,
+            schedule: settings.webhook_retry_schedule.0.clone(),
+            timeout: settings.webhook_timeout,
+            disable_after_ms: settings.webhook_disable_after.as_millis() as i64,
+            windows: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Makes the attempt a job stands for, records it, and queues what follows.
+    pub async fn deliver(&self, job: DeliveryJob) -> Result<(), StoreError> {
+        let db = self.store.db();
+        let Some(row) = sendout::Entity::find_by_id(&job.sendout_id).one(db).await? else { return Ok(()) };
+        if row.generation != job.generation {
+            return Ok(()); // Superseded: retried by hand, or already attempted.
+        }
+        let endpoint = webhook::Entity::find_by_id(&row.webhook_id).one(db).await?;
+        let trigger = if job.manual { AttemptTrigger::Manual } else { AttemptTrigger::Scheduled };
+        let (attempt, retry_after) = match &endpoint {
+            None => (self.no_request(trigger, "the endpoint was deleted"), None),
+            Some(w) if !w.enabled && !job.manual => {
+                let reason = w.disabled_reason.as_deref().unwrap_or("disabled by a user");
+                (self.no_request(trigger, &format!("the endpoint is disabled ({reason})")), None)
+            }
+            Some(w) => {
+                self.wait_for_rate_limit(w).await;
+                self.post(&row, w, trigger).await?
+            }
+        };
+        let delivered = attempt.http_status.is_some_and(|s| (200..300).contains(&s));
+        let scheduled_done = row.scheduled_attempts as usize + usize::from(trigger == AttemptTrigger::Scheduled);
+        let outcome = if delivered {
+            AttemptOutcome::Delivered
+        } else if endpoint.as_ref().is_none_or(|w| !w.enabled && !job.manual) {
+            AttemptOutcome::Failed
+        } else {
+            match next_delay(&self.schedule, scheduled_done, retry_after) {
+                Some(delay) => AttemptOutcome::Retrying { next_attempt_at_ms: now_ms() + delay.as_millis() as i64 },
+                None => AttemptOutcome::Failed,
+            }
+        };
+        self.record(&row, endpoint.as_ref(), job.generation, attempt, outcome).await
+    }
+
+    fn no_request(&self, trigger: AttemptTrigger, why: &str) -> Attempt {
+        Attempt {
+            id: new_id(IdKind::Attempt),
+            attempted_at_ms: now_ms(),
+            trigger,
+            http_status: None,
+            response_headers: Map::new(),
+            response_body: None,
+            duration_ms: 0,
+            error: Some(why.to_owned()),
+        }
+    }
+
+    /// Holds the attempt until the endpoint's per-second budget allows it.
+    async fn wait_for_rate_limit(&self, w: &webhook::Model) {
+        let Some(limit) = w.rate_limit_per_second.filter(|l| *l > 0) else { return };
+        loop {
+            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            let second = now.as_secs();
+            let admitted = {
+                let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+                let window = windows.entry(w.id.clone()).or_insert((second, 0));
+                if window.0 != second {
+                    *window = (second, 0);
+                }
+                window.1 += 1;
+                window.1 <= limit
+            };
+            if admitted {
+                return;
+            }
+            tokio::time::sleep(Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()))).await;
+        }
+    }
+
+    async fn post(&self, row: &sendout::Model, w: &webhook::Model, trigger: AttemptTrigger) -> Result<(Attempt, Option<Duration>), StoreError> {
+        let body = self.body(row).await?;
+        let started = Instant::now();
+        let attempted_at_ms = now_ms();
+        let timestamp = attempted_at_ms / 1000;
+        let signatures: Vec<String> = signing_secrets(w, attempted_at_ms).into_iter().map(|s| sign(s, &row.id, timestamp, &body)).collect();
+        let mut attempt = Attempt {
+            id: new_id(IdKind::Attempt),
+            attempted_at_ms,
+            trigger,
+            http_status: None,
+            response_headers: Map::new(),
+            response_body: None,
+            duration_ms: 0,
+            error: None,
+        };
+        // IP literals never reach the resolver, so they are vetted here.
+        if !self.allow_private
+            && let Ok(url) = url::Url::parse(&w.url)
+            && let Some(why) = match url.host() {
+                Some(url::Host::Ipv4(ip)) => refused_address(ip.into()),
+                Some(url::Host::Ipv6(ip)) => refused_address(ip.into()),
+                _ => None,
+            }
+        {
+            attempt.error = Some(format!("the URL reaches {why}; only public addresses are allowed"));
+            return Ok((attempt, None));
+        }
+        let request = self
+            .client
+            .post(&w.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &row.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signatures.join(" "))
+            .body(body);
+        let mut retry_after = None;
+        match request.send().await {
+            Ok(mut response) => {
+                attempt.http_status = Some(i32::from(response.status().as_u16()));
+                for (name, value) in response.headers() {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    match attempt.response_headers.get_mut(name.as_str()) {
+                        Some(Value::String(existing)) => {
+                            existing.push_str(", ");
+                            existing.push_str(&value);
+                        }
+                        _ => {
+                            attempt.response_headers.insert(name.as_str().to_owned(), Value::String(value));
+                        }
+                    }
+                }
+                retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let mut kept = Vec::new();
+                loop {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => {
+                            kept.extend_from_slice(&chunk[..chunk.len().min(MAX_RESPONSE_BODY - kept.len())]);
+                            if kept.len() >= MAX_RESPONSE_BODY {
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            attempt.error = Some(format!("reading the response failed: {}", error_text(&e)));
+                            break;
+                        }
+                    }
+                }
+                attempt.response_body = Some(String::from_utf8_lossy(&kept).into_owned());
+                if !response.status().is_success() && attempt.error.is_none() {
+                    attempt.error = Some(format!("the endpoint answered {}", response.status()));
+                }
+            }
+            Err(e) if e.is_timeout() => attempt.error = Some(format!("no answer within {}s", self.timeout.as_secs_f64())),
+            Err(e) => attempt.error = Some(error_text(&e)),
+        }
+        attempt.duration_ms = started.elapsed().as_millis() as i64;
+        Ok((attempt, retry_after))
+    }
+
+    /// The delivered body: `{"id", "type", "timestamp", "data"}` of the sendout's event.
+    async fn body(&self, row: &sendout::Model) -> Result<Vec<u8>, StoreError> {
+        let db = self.store.db();
+        let seq: Option<i64> = published_event::Entity::find_by_id(&row.event_id)
+            .select_only()
+            .column(published_event::Column::EventSeq)
+            .into_tuple()
+            .one(db)
+            .await?;
+        let payload: Option<String> = match seq {
+            Some(seq) => event_log::Entity::find_by_id(seq).select_only().column(event_log::Column::Payload).into_tuple().one(db).await?,
+            None => None,
+        };
+        let event: Option<EventPublished> = payload.and_then(|p| serde_json::from_str(&p).ok());
+        let (data, created_at_ms) = event.map(|e| (Value::Object(e.data), e.created_at_ms)).unwrap_or((Value::Null, row.created_at_ms));
+        let body = json!({ "id": row.event_id, "type": row.event_type, "timestamp": format_utc(created_at_ms), "data": data });
+        Ok(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// Records the attempt if the sendout is still at this generation (a worker that lost its
+    /// lease may have attempted it too; the first record wins), and queues the next attempt.
+    async fn record(
+        &self,
+        row: &sendout::Model,
+        endpoint: Option<&webhook::Model>,
+        generation: i32,
+        attempt: Attempt,
+        outcome: AttemptOutcome,
+    ) -> Result<(), StoreError> {
+        let meta = EventMetadata { actor: Actor::system(), request_log_id: row.request_id.clone() };
+        let writer = self.store.begin().await?;
+        let current: Option<i32> = sendout::Entity::find_by_id(&row.id)
+            .select_only()
+            .column(sendout::Column::Generation)
+            .into_tuple()
+            .one(writer.conn())
+            .await?;
+        if current != Some(generation) {
+            return Ok(());
+        }
+        let failed = matches!(outcome, AttemptOutcome::Failed);
+        let retry_at = match outcome {
+            AttemptOutcome::Retrying { next_attempt_at_ms } => Some(next_attempt_at_ms),
+            _ => None,
+        };
+        let mut events = vec![DomainEvent::SendoutAttempted(SendoutAttempted {
+            id: row.id.clone(),
+            project_id: row.project_id.clone(),
+            webhook_id: row.webhook_id.clone(),
+            generation,
+            attempt: attempt.clone(),
+            outcome,
+        })];
+        // Notices about notices are not sent again, so two failing endpoints cannot feed each other.
+        let about_a_notice = [system::SENDOUT_FAILED, system::WEBHOOK_DISABLED].contains(&row.event_type.as_str());
+        if failed && !about_a_notice {
+            events.push(system_event(&row.project_id, system::SENDOUT_FAILED, json!({
+                "sendout_id": row.id, "webhook_id": row.webhook_id, "event_id": row.event_id,
+                "event_type": row.event_type, "url": row.url, "attempt_count": row.attempt_count + 1,
+            })));
+        }
+        if attempt.http_status.is_none_or(|s| !(200..300).contains(&s))
+            && let Some(w) = endpoint.filter(|w| w.enabled)
+        {
+            let since = w.failing_since_ms.unwrap_or(attempt.attempted_at_ms);
+            if attempt.attempted_at_ms - since >= self.disable_after_ms {
+                let reason = format!("every attempt failed since {}", format_utc(since));
+                events.push(DomainEvent::WebhookDisabled(WebhookDisabled { id: w.id.clone(), project_id: w.project_id.clone(), reason: reason.clone() }));
+                if !about_a_notice {
+                    events.push(system_event(&w.project_id, system::WEBHOOK_DISABLED, json!({ "webhook_id": w.id, "url": w.url, "reason": reason })));
+                }
+            }
+        }
+        let (events, sendouts) = with_sendouts(writer.conn(), events).await?;
+        match writer.append(&meta, events).await {
+            Ok(_) => writer.commit().await?,
+            Err(StoreError::Conflict(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.jobs.enqueue_deliveries(&sendouts).await;
+        if let Some(at) = retry_at {
+            let next = DeliveryJob { sendout_id: row.id.clone(), generation: generation + 1, manual: false };
+            self.jobs.enqueue_delivery_jobs(vec![next], Some(at)).await;
+        }
+        Ok(())
+    }
+}
+
+fn system_event(project_id: &str, event_type: &'static str, data: Value) -> DomainEvent {
+    DomainEvent::EventPublished(EventPublished {
+        id: new_id(IdKind::Event),
+        project_id: project_id.to_owned(),
+        event_type: crate::domain::event::EventType::from_static(event_type),
+        source_id: None,
+        data: match data {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        },
+        created_at_ms: now_ms(),
+        idempotency_key: None,
+    })
+}
+
+/// An error with its causes, which is where reqwest keeps the useful part.
+fn error_text(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

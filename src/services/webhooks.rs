@@ -1,0 +1,205 @@
+//! Webhook endpoints: CRUD, secrets and their rotation, the address check, recovery tasks.
+
+use entity::webhook;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde_json::json;
+
+use super::newest_first;
+use super::tasks::{self, NewTask};
+use crate::domain::ids::{IdKind, new_id};
+use crate::domain::log::{RelatedKind, RelatedRef};
+use crate::domain::pagination::{Cursor, Limit, Page};
+use crate::domain::sendout::{SendoutFilter, SendoutStatus};
+use crate::domain::task::TaskType;
+use crate::domain::time::now_ms;
+use crate::domain::webhook::{EventTypePattern, WebhookUrl, new_secret, refused_address};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::events::{DomainEvent, EventMetadata, EventStore, WebhookCreated, WebhookRef, WebhookSecretRotated, WebhookUpdated};
+use crate::jobs::JobQueue;
+
+/// How long a rotated-out secret keeps signing beside the new one.
+const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
+
+/// An endpoint's settings, validated.
+pub struct Settings {
+    pub url: WebhookUrl,
+    pub event_types: Vec<EventTypePattern>,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub rate_limit_per_second: Option<i32>,
+}
+
+/// Refuses URLs whose host is or resolves to an internal address (unless private addresses are
+/// allowed). Deliveries check again when they connect: DNS may answer differently by then.
+pub async fn check_url(url: &WebhookUrl, allow_private: bool) -> ApiResult<()> {
+    if allow_private {
+        return Ok(());
+    }
+    let parsed = url.parsed();
+    let refused = |why: &str| {
+        ApiError::new(ErrorCode::WebhookUrlNotAllowed, format!("The webhook URL reaches {why}; only public addresses are allowed."))
+            .with_detail("url", format!("reaches {why}"))
+    };
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let addresses: Vec<std::net::IpAddr> = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => vec![ip.into()],
+        Some(url::Host::Ipv6(ip)) => vec![ip.into()],
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") {
+                return Err(refused("loopback"));
+            }
+            let found = tokio::net::lookup_host((name.as_str(), port))
+                .await
+                .map_err(|_| ApiError::invalid_field("url", format!("the host {name} cannot be resolved")))?;
+            found.map(|a| a.ip()).collect()
+        }
+        None => return Err(ApiError::invalid_field("url", "must name a host")),
+    };
+    match addresses.into_iter().find_map(refused_address) {
+        Some(why) => Err(refused(why)),
+        None => Ok(()),
+    }
+}
+
+pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, s: Settings) -> ApiResult<webhook::Model> {
+    let id = new_id(IdKind::Webhook);
+    let event = DomainEvent::WebhookCreated(WebhookCreated {
+        id: id.clone(),
+        project_id: project_id.to_owned(),
+        url: s.url,
+        event_types: s.event_types,
+        description: s.description,
+        enabled: s.enabled,
+        rate_limit_per_second: s.rate_limit_per_second,
+        secret: new_secret(),
+    });
+    store.append(meta, vec![event]).await?;
+    get(store.db(), project_id, &id).await
+}
+
+pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ApiResult<webhook::Model> {
+    webhook::Entity::find_by_id(id)
+        .filter(webhook::Column::ProjectId.eq(project_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))
+}
+
+pub async fn list(db: &DatabaseConnection, project_id: &str, limit: Limit, cursor: Option<&Cursor>) -> ApiResult<Page<webhook::Model>> {
+    let query = webhook::Entity::find().filter(webhook::Column::ProjectId.eq(project_id));
+    let rows = newest_first(query, webhook::Column::CreatedAtMs, webhook::Column::Id, limit, cursor).all(db).await?;
+    Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() }))
+}
+
+/// Applies `change` to the endpoint's current settings; an error from it changes nothing.
+pub async fn update(
+    store: &EventStore,
+    project_id: &str,
+    id: &str,
+    meta: &EventMetadata,
+    change: impl FnOnce(Settings) -> ApiResult<Settings>,
+) -> ApiResult<webhook::Model> {
+    let writer = store.begin().await?;
+    let row = get(writer.conn(), project_id, id).await?;
+    let current = Settings {
+        url: WebhookUrl::try_from(row.url.clone()).map_err(ApiError::internal)?,
+        event_types: serde_json::from_str(&row.event_types).map_err(ApiError::internal)?,
+        description: row.description.clone(),
+        enabled: row.enabled,
+        rate_limit_per_second: row.rate_limit_per_second,
+    };
+    let s = change(current)?;
+    let event = DomainEvent::WebhookUpdated(WebhookUpdated {
+        id: id.to_owned(),
+        project_id: project_id.to_owned(),
+        url: s.url,
+        event_types: s.event_types,
+        description: s.description,
+        enabled: s.enabled,
+        rate_limit_per_second: s.rate_limit_per_second,
+    });
+    writer.append(meta, vec![event]).await?;
+    let row = get(writer.conn(), project_id, id).await?;
+    writer.commit().await?;
+    Ok(row)
+}
+
+/// Removes the endpoint; its pending sendouts fail at their next attempt.
+pub async fn delete(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ApiResult<()> {
+    let writer = store.begin().await?;
+    get(writer.conn(), project_id, id).await?;
+    writer.append(meta, vec![DomainEvent::WebhookDeleted(WebhookRef { id: id.to_owned(), project_id: project_id.to_owned() })]).await?;
+    writer.commit().await?;
+    Ok(())
+}
+
+/// A new secret; the old one signs beside it for 24 hours.
+pub async fn rotate_secret(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ApiResult<webhook::Model> {
+    let writer = store.begin().await?;
+    get(writer.conn(), project_id, id).await?;
+    let event = DomainEvent::WebhookSecretRotated(WebhookSecretRotated {
+        id: id.to_owned(),
+        project_id: project_id.to_owned(),
+        secret: new_secret(),
+        previous_secret_until_ms: now_ms() + ROTATION_OVERLAP_MS,
+    });
+    writer.append(meta, vec![event]).await?;
+    let row = get(writer.conn(), project_id, id).await?;
+    writer.commit().await?;
+    Ok(row)
+}
+
+/// The secrets that sign now: the current one, and a rotated-out one within its overlap.
+pub fn signing_secrets(row: &webhook::Model, now: i64) -> Vec<&str> {
+    let mut secrets = vec![row.secret.as_str()];
+    if let (Some(previous), Some(until)) = (&row.previous_secret, row.previous_secret_until_ms)
+        && until > now
+    {
+        secrets.push(previous);
+    }
+    secrets
+}
+
+/// Schedules a `webhook_recovery` task that sends again every sendout matching `filter`.
+pub async fn schedule_recovery(
+    store: &EventStore,
+    jobs: &JobQueue,
+    project_id: &str,
+    meta: &EventMetadata,
+    filter: SendoutFilter,
+    related: Vec<RelatedRef>,
+) -> ApiResult<entity::task::Model> {
+    let task = tasks::scheduled(meta, NewTask {
+        project_id: project_id.to_owned(),
+        task_type: TaskType::WebhookRecovery,
+        params: json!({ "filter": filter }),
+        related,
+        total: None,
+    });
+    let id = task.id.clone();
+    store.append(meta, vec![DomainEvent::TaskScheduled(task)]).await?;
+    jobs.enqueue(TaskType::WebhookRecovery, &id).await;
+    tasks::get(store.db(), project_id, &id).await
+}
+
+/// `POST /v1/webhooks/{id}/recover`: the endpoint's failed sendouts in `[since, until)`.
+pub async fn recover(
+    store: &EventStore,
+    jobs: &JobQueue,
+    project_id: &str,
+    id: &str,
+    meta: &EventMetadata,
+    since: i64,
+    until: Option<i64>,
+) -> ApiResult<entity::task::Model> {
+    get(store.db(), project_id, id).await?;
+    let filter = SendoutFilter {
+        status: vec![SendoutStatus::Failed],
+        webhook_id: vec![id.to_owned()],
+        created_after: Some(since),
+        created_before: until,
+        ..Default::default()
+    };
+    schedule_recovery(store, jobs, project_id, meta, filter, vec![RelatedRef { kind: RelatedKind::Webhook, id: id.to_owned() }]).await
+}
