@@ -41,6 +41,7 @@ fn rss_kb(pid: u32) -> (u64, u64) {
 
 #[tokio::main]
 async fn main() {
+    logbook::startup::install_tls();
     let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let url = database_url(&dir).await;

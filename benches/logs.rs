@@ -191,6 +191,7 @@ async fn load(server: &Server, seconds: u64, concurrency: usize) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    logbook::startup::install_tls();
     let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let backend = if std::env::var("BENCH_DATABASE_URL").is_ok_and(|v| !v.is_empty()) { "PostgreSQL" } else { "SQLite" };
     println!("# Logs benchmark on {backend}, {rows} logs");

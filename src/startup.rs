@@ -24,6 +24,12 @@ pub struct Application {
     pub first_start: Option<FirstStart>,
 }
 
+/// Makes ring the process' TLS provider (reqwest is built without one of its own, so that a single
+/// crypto library is linked). Call before creating an HTTP client; repeated calls are harmless.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Connects and applies migrations.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let db = crate::db::connect(settings).await?;
@@ -35,6 +41,7 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnec
 impl Application {
     /// Binds `listen` (port 0 picks a free port; see [`Application::port`]).
     pub async fn build(settings: Settings, listen: &str, with_workers: bool) -> anyhow::Result<Self> {
+        install_tls();
         let db = open_database(&settings).await?;
         let store = EventStore::new(db.clone());
         let first_start = projects::bootstrap(&store, settings.admin_token.is_some())

@@ -60,8 +60,7 @@ impl Resolve for VettingResolver {
 
 impl Deliverer {
     pub fn new(store: EventStore, jobs: JobQueue, settings: &Settings) -> anyhow::Result<Self> {
-        // reqwest is built without a bundled crypto provider; ring is the one rustls already uses here.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::startup::install_tls();
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.webhook_timeout)
@@ -89,6 +88,13 @@ impl Deliverer {
         let Some(row) = sendout::Entity::find_by_id(&job.sendout_id).one(db).await? else { return Ok(()) };
         if row.generation != job.generation {
             return Ok(()); // Superseded: retried by hand, or already attempted.
+        }
+        // The queue schedules in whole seconds; a retry due within the next second waits here.
+        if let Some(due) = row.next_attempt_at_ms.filter(|_| !job.manual) {
+            let wait = due - now_ms();
+            if (1..2000).contains(&wait) {
+                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+            }
         }
         let endpoint = webhook::Entity::find_by_id(&row.webhook_id).one(db).await?;
         let trigger = if job.manual { AttemptTrigger::Manual } else { AttemptTrigger::Scheduled };

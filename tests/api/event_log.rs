@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 
-use crate::helpers::{entry, json_of, spawn_app};
+use crate::helpers::{entry, json_of, quick_webhooks, spawn_app, spawn_with};
 
 #[tokio::test]
 async fn the_database_refuses_to_update_or_delete_events() {
@@ -54,7 +54,7 @@ fn row_json(row: &sea_orm::QueryResult) -> Value {
 
 #[tokio::test]
 async fn rebuilding_the_projections_reproduces_them_exactly() {
-    let app = spawn_app().await;
+    let app = spawn_with(quick_webhooks).await;
     // A varied workload: projects, keys, revocation, users, patches, requests, ingested logs.
     let other = app.create_project("Other", "America/New_York").await;
     let other_id = other["id"].as_str().unwrap();
@@ -70,6 +70,27 @@ async fn rebuilding_the_projections_reproduces_them_exactly() {
     app.get("/v1/logs", &app.client_key).await;
     let import = app.upload("orders.csv", "text/csv", b"type,source_id,a.b\norder.created,o1,x\nBAD,o2,y\n".to_vec()).await;
     app.wait_finished(import["task_id"].as_str().unwrap()).await;
+    // Webhooks: an endpoint that never answers, changed, rotated; an event with an idempotency
+    // key whose sendout fails, is retried by hand and fails again.
+    let webhook = app.create_webhook(&format!("http://127.0.0.1:{}/hook", crate::receiver::free_port()), &["order.*"]).await;
+    let webhook_id = webhook["id"].as_str().unwrap();
+    app.request(Method::PATCH, &format!("/v1/webhooks/{webhook_id}"), Some(&app.server_key), Some(json!({"description": "dead"}))).await;
+    app.post(&format!("/v1/webhooks/{webhook_id}/secret/rotate"), &app.server_key, json!({})).await;
+    let published = app
+        .client
+        .post(format!("{}/v1/events", app.address))
+        .bearer_auth(&app.server_key)
+        .header("idempotency-key", "k-1")
+        .json(&json!({"type": "order.created", "data": {"n": 1}, "source_id": "o-1"}))
+        .send()
+        .await
+        .unwrap();
+    let published = json_of(published, StatusCode::ACCEPTED).await;
+    let sendout = published["sendouts"][0]["id"].as_str().unwrap();
+    let failed = |s: &Value| s["status"] == "failed";
+    app.wait_sendout(sendout, failed).await;
+    app.request(Method::POST, &format!("/v1/webhook-sendouts/{sendout}/retry"), Some(&app.server_key), None).await;
+    app.wait_sendout(sendout, |s| failed(s) && s["attempt_count"] == 4).await;
 
     let before = dump(&app.db).await;
     // (admin_tokens stays empty: the tests configure LOGBOOK_ADMIN_TOKEN.)

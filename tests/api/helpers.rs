@@ -57,6 +57,7 @@ pub async fn spawn_without_workers() -> TestApp {
 }
 
 async fn spawn_full(tweak: impl FnOnce(&mut Settings), workers: bool) -> TestApp {
+    logbook::startup::install_tls();
     // Quiet unless asked: TEST_LOG=1 (with RUST_LOG) shows the server's logs.
     if std::env::var_os("TEST_LOG").is_some() {
         logbook::telemetry::init("text");
@@ -293,4 +294,41 @@ impl TestApp {
         let key = json_of(self.post(&path, &self.admin, serde_json::json!({"kind": "server", "name": "backend"})).await, StatusCode::CREATED).await;
         key["token"].as_str().unwrap().to_owned()
     }
+}
+
+impl TestApp {
+    /// Creates a webhook endpoint; returns the 201 body (with its secret).
+    pub async fn create_webhook(&self, url: &str, event_types: &[&str]) -> Value {
+        let body = serde_json::json!({ "url": url, "event_types": event_types });
+        json_of(self.post("/v1/webhooks", &self.server_key, body).await, StatusCode::CREATED).await
+    }
+
+    /// Publishes an event with the server key; returns the 202 body.
+    pub async fn publish(&self, event_type: &str, data: Value) -> Value {
+        let body = serde_json::json!({ "type": event_type, "data": data });
+        json_of(self.post("/v1/events", &self.server_key, body).await, StatusCode::ACCEPTED).await
+    }
+
+    /// Polls the sendout until `done(sendout)` holds; returns it with its attempts.
+    pub async fn wait_sendout(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..600 {
+            let sendout = self.get_ok(&format!("/v1/webhook-sendouts/{id}"), &self.server_key).await;
+            if done(&sendout) {
+                return sendout;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("sendout {id} did not get there");
+    }
+}
+
+/// Test settings for webhooks: private addresses allowed (the receiver is on loopback) and a quick
+/// retry schedule.
+pub fn quick_webhooks(s: &mut Settings) {
+    s.webhook_allow_private = true;
+    s.webhook_retry_schedule = logbook::config::RetrySchedule(vec![
+        std::time::Duration::ZERO,
+        std::time::Duration::from_millis(300),
+        std::time::Duration::from_millis(300),
+    ]);
 }

@@ -7,6 +7,8 @@ mod imports;
 mod logs;
 mod openapi;
 mod projects;
+mod receiver;
 mod recovery;
 mod retention;
 mod search;
+mod webhooks;

@@ -73,6 +73,7 @@ async fn task(client: &reqwest::Client, base: &str, key: &str, id: &str) -> Valu
 
 #[tokio::test]
 async fn an_import_killed_mid_way_finishes_after_a_restart_with_every_row_exactly_once() {
+    logbook::startup::install_tls();
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database(&dir).await;
     let client = reqwest::Client::new();
