@@ -114,22 +114,29 @@ impl Writer {
         events: Vec<DomainEvent>,
         recorded_at_ms: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.append_all(events.into_iter().map(|e| (metadata.clone(), e)).collect(), recorded_at_ms).await
+    }
+
+    /// Appends events that each carry their own metadata (the records of many deliveries, each
+    /// caused by its own request), as one batch.
+    pub async fn append_each(&self, events: Vec<(EventMetadata, DomainEvent)>) -> Result<Vec<StoredEvent>, StoreError> {
+        self.append_all(events, now_ms()).await
+    }
+
+    async fn append_all(&self, events: Vec<(EventMetadata, DomainEvent)>, recorded_at_ms: i64) -> Result<Vec<StoredEvent>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let metadata_json = serde_json::to_string(metadata).map_err(|source| StoreError::Decode { seq: 0, source })?;
-        let mut next_version: HashMap<StreamRef, i64> = HashMap::new();
+        let mut next_version = self.current_versions(&events).await?;
         let mut rows = Vec::with_capacity(events.len());
-        for event in &events {
+        for (metadata, event) in &events {
             let stream = event.stream();
-            let version = match next_version.get(&stream) {
-                Some(v) => *v,
-                None if event.starts_stream() => 1,
-                None => self.current_version(&stream).await? + 1,
-            };
+            // A stream not found is a new one.
+            let version = next_version.get(&stream).copied().unwrap_or(1);
             next_version.insert(stream.clone(), version + 1);
             let (event_type, schema_version, payload) = encode(event);
-            rows.push((new_id(IdKind::LogEntry), stream, version, event_type, schema_version, payload, event.project_id().map(str::to_owned)));
+            let metadata_json = serde_json::to_string(metadata).map_err(|source| StoreError::Decode { seq: 0, source })?;
+            rows.push((new_id(IdKind::LogEntry), stream, version, event_type, schema_version, payload, event.project_id().map(str::to_owned), metadata_json));
         }
 
         let mut seqs: HashMap<String, i64> = HashMap::with_capacity(rows.len());
@@ -147,7 +154,7 @@ impl Writer {
                 event_log::Column::Metadata,
                 event_log::Column::RecordedAtMs,
             ]);
-            for (event_id, stream, version, event_type, schema_version, payload, project_id) in chunk {
+            for (event_id, stream, version, event_type, schema_version, payload, project_id, metadata_json) in chunk {
                 insert.values_panic([
                     event_id.clone().into(),
                     project_id.clone().into(),
@@ -176,11 +183,11 @@ impl Writer {
         let stored: Vec<StoredEvent> = rows
             .into_iter()
             .zip(events)
-            .map(|(row, event)| StoredEvent {
+            .map(|(row, (metadata, event))| StoredEvent {
                 seq: seqs.get(&row.0).copied().unwrap_or_default(),
                 event_id: row.0,
                 recorded_at_ms,
-                metadata: metadata.clone(),
+                metadata,
                 event,
             })
             .collect();
@@ -188,16 +195,38 @@ impl Writer {
         Ok(stored)
     }
 
-    async fn current_version(&self, stream: &StreamRef) -> Result<i64, DbErr> {
-        let max: Option<Option<i64>> = event_log::Entity::find()
-            .select_only()
-            .column_as(Expr::expr(Func::max(Expr::col(event_log::Column::StreamVersion))), "v")
-            .filter(event_log::Column::StreamType.eq(stream.kind))
-            .filter(event_log::Column::StreamId.eq(stream.id.as_str()))
-            .into_tuple()
-            .one(&self.txn)
-            .await?;
-        Ok(max.flatten().unwrap_or(0))
+    /// The next version of every existing stream the events continue, in one query per stream
+    /// kind (new streams start at 1 without a lookup).
+    async fn current_versions(&self, events: &[(EventMetadata, DomainEvent)]) -> Result<HashMap<StreamRef, i64>, DbErr> {
+        let mut by_kind: HashMap<&'static str, Vec<String>> = HashMap::new();
+        for (_, event) in events {
+            if !event.starts_stream() {
+                let stream = event.stream();
+                let ids = by_kind.entry(stream.kind).or_default();
+                if !ids.contains(&stream.id) {
+                    ids.push(stream.id);
+                }
+            }
+        }
+        let mut next = HashMap::new();
+        for (kind, ids) in by_kind {
+            for chunk in ids.chunks(500) {
+                let found: Vec<(String, Option<i64>)> = event_log::Entity::find()
+                    .select_only()
+                    .column(event_log::Column::StreamId)
+                    .column_as(Expr::expr(Func::max(Expr::col(event_log::Column::StreamVersion))), "v")
+                    .filter(event_log::Column::StreamType.eq(kind))
+                    .filter(event_log::Column::StreamId.is_in(chunk.iter().cloned()))
+                    .group_by(event_log::Column::StreamId)
+                    .into_tuple()
+                    .all(&self.txn)
+                    .await?;
+                for (id, max) in found {
+                    next.insert(StreamRef { kind, id }, max.unwrap_or(0) + 1);
+                }
+            }
+        }
+        Ok(next)
     }
 }
 

@@ -11,7 +11,7 @@ mod webhooks;
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait};
 
 use crate::domain::log::LogRecord;
-use crate::events::{DomainEvent, EventPublished, EventStore, SendoutCreated, StoreError, StoredEvent, read_batch};
+use crate::events::{DomainEvent, EventPublished, EventStore, SendoutAttempted, SendoutCreated, StoreError, StoredEvent, read_batch};
 
 /// Every projection table, children before parents. `rebuild` empties exactly these.
 pub const TABLES: &[&str] = &[
@@ -29,6 +29,7 @@ pub async fn apply(conn: &impl ConnectionTrait, events: &[StoredEvent]) -> Resul
             DomainEvent::RequestLogged(record) => bulk.logs.push((stored.seq, record.as_ref())),
             DomainEvent::EventPublished(event) => bulk.published.push((stored, event)),
             DomainEvent::SendoutCreated(sendout) => bulk.sendouts.push((stored, sendout)),
+            DomainEvent::SendoutAttempted(attempt) => bulk.attempts.push((stored, attempt)),
             _ => {
                 bulk.flush(conn).await?;
                 projects::apply(conn, stored).await?;
@@ -46,6 +47,7 @@ struct Bulk<'a> {
     logs: Vec<(i64, &'a LogRecord)>,
     published: Vec<(&'a StoredEvent, &'a EventPublished)>,
     sendouts: Vec<(&'a StoredEvent, &'a SendoutCreated)>,
+    attempts: Vec<(&'a StoredEvent, &'a SendoutAttempted)>,
 }
 
 impl Bulk<'_> {
@@ -59,7 +61,9 @@ impl Bulk<'_> {
             .collect();
         webhooks::insert_idempotency(conn, &keys).await?;
         webhooks::insert_sendouts(conn, &self.sendouts).await?;
+        webhooks::record_attempts(conn, &self.attempts).await?;
         self.logs.clear();
+        self.attempts.clear();
         self.published.clear();
         self.sendouts.clear();
         Ok(())

@@ -5,7 +5,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter};
 
 use crate::domain::sendout::SendoutStatus;
-use crate::events::{AttemptOutcome, AttemptTrigger, DomainEvent, StoredEvent};
+use crate::events::{AttemptOutcome, AttemptTrigger, DomainEvent, SendoutAttempted, StoredEvent};
 
 pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<(), DbErr> {
     let at = stored.recorded_at_ms;
@@ -70,48 +70,6 @@ pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<
             };
             webhook::Entity::update(row).exec(conn).await?;
         }
-        DomainEvent::SendoutAttempted(e) => {
-            let a = &e.attempt;
-            let (status, next, delivered) = match e.outcome {
-                AttemptOutcome::Delivered => (SendoutStatus::Delivered, None, Some(a.attempted_at_ms)),
-                AttemptOutcome::Retrying { next_attempt_at_ms } => (SendoutStatus::Retrying, Some(next_attempt_at_ms), None),
-                AttemptOutcome::Failed => (SendoutStatus::Failed, None, None),
-            };
-            let scheduled = i32::from(a.trigger == AttemptTrigger::Scheduled);
-            let mut update = sendout::Entity::update_many()
-                .col_expr(sendout::Column::Status, Expr::value(status.as_str()))
-                .col_expr(sendout::Column::AttemptCount, Expr::col(sendout::Column::AttemptCount).add(1))
-                .col_expr(sendout::Column::ScheduledAttempts, Expr::col(sendout::Column::ScheduledAttempts).add(scheduled))
-                .col_expr(sendout::Column::Generation, Expr::value(e.generation + 1))
-                .col_expr(sendout::Column::NextAttemptAtMs, Expr::value(next))
-                .col_expr(sendout::Column::SentAtMs, Expr::col(sendout::Column::SentAtMs).if_null(a.attempted_at_ms));
-            if delivered.is_some() {
-                update = update.col_expr(sendout::Column::DeliveredAtMs, Expr::value(delivered));
-            }
-            update.filter(sendout::Column::Id.eq(&e.id)).exec(conn).await?;
-            let row = sendout_attempt::Model {
-                id: a.id.clone(),
-                sendout_id: e.id.clone(),
-                attempted_at_ms: a.attempted_at_ms,
-                trigger: match a.trigger {
-                    AttemptTrigger::Scheduled => "scheduled".into(),
-                    AttemptTrigger::Manual => "manual".into(),
-                },
-                http_status: a.http_status,
-                response_headers: serde_json::to_string(&a.response_headers).unwrap_or_default(),
-                response_body: a.response_body.clone(),
-                duration_ms: a.duration_ms,
-                error: a.error.clone(),
-            };
-            sendout_attempt::Entity::insert(row.into_active_model()).exec_without_returning(conn).await?;
-            // An endpoint's run of failures starts with its first failed attempt and ends with a success.
-            let failing = webhook::Entity::update_many();
-            let failing = match e.outcome {
-                AttemptOutcome::Delivered => failing.col_expr(webhook::Column::FailingSinceMs, Expr::value(None::<i64>)),
-                _ => failing.col_expr(webhook::Column::FailingSinceMs, Expr::col(webhook::Column::FailingSinceMs).if_null(a.attempted_at_ms)),
-            };
-            failing.filter(webhook::Column::Id.eq(&e.webhook_id)).exec(conn).await?;
-        }
         DomainEvent::SendoutRetryRequested(e) => {
             sendout::Entity::update_many()
                 .col_expr(sendout::Column::Status, Expr::value(SendoutStatus::Retrying.as_str()))
@@ -127,6 +85,94 @@ pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<
 }
 
 const CHUNK: usize = 512;
+
+/// What a run of attempts does to an endpoint's `failing_since_ms`, composed in order.
+#[derive(Clone, Copy)]
+enum Failing {
+    /// A success: the endpoint is not failing.
+    Clear,
+    /// A failure: failing since this attempt, unless it already was.
+    StartIfHealthy(i64),
+    /// A success and then a failure: failing since that failure.
+    Start(i64),
+}
+
+impl Failing {
+    fn then(self, next: Failing) -> Failing {
+        match (self, next) {
+            (_, Failing::Clear) => Failing::Clear,
+            (Failing::Clear, Failing::StartIfHealthy(t)) => Failing::Start(t),
+            (earlier @ (Failing::StartIfHealthy(_) | Failing::Start(_)), Failing::StartIfHealthy(_)) => earlier,
+            (_, Failing::Start(t)) => Failing::Start(t),
+        }
+    }
+}
+
+/// Records attempts: each sendout's new state, the attempts as one multi-row insert, and one
+/// update per endpoint whose run of failures started or ended.
+pub async fn record_attempts(conn: &impl ConnectionTrait, attempts: &[(&StoredEvent, &SendoutAttempted)]) -> Result<(), DbErr> {
+    let mut failing: Vec<(&str, Failing)> = Vec::new();
+    for (_, e) in attempts {
+        let a = &e.attempt;
+        let (status, next, delivered) = match e.outcome {
+            AttemptOutcome::Delivered => (SendoutStatus::Delivered, None, Some(a.attempted_at_ms)),
+            AttemptOutcome::Retrying { next_attempt_at_ms } => (SendoutStatus::Retrying, Some(next_attempt_at_ms), None),
+            AttemptOutcome::Failed => (SendoutStatus::Failed, None, None),
+        };
+        let scheduled = i32::from(a.trigger == AttemptTrigger::Scheduled);
+        let mut update = sendout::Entity::update_many()
+            .col_expr(sendout::Column::Status, Expr::value(status.as_str()))
+            .col_expr(sendout::Column::AttemptCount, Expr::col(sendout::Column::AttemptCount).add(1))
+            .col_expr(sendout::Column::ScheduledAttempts, Expr::col(sendout::Column::ScheduledAttempts).add(scheduled))
+            .col_expr(sendout::Column::Generation, Expr::value(e.generation + 1))
+            .col_expr(sendout::Column::NextAttemptAtMs, Expr::value(next))
+            .col_expr(sendout::Column::SentAtMs, Expr::col(sendout::Column::SentAtMs).if_null(a.attempted_at_ms));
+        if delivered.is_some() {
+            update = update.col_expr(sendout::Column::DeliveredAtMs, Expr::value(delivered));
+        }
+        update.filter(sendout::Column::Id.eq(&e.id)).exec(conn).await?;
+        let op = match e.outcome {
+            AttemptOutcome::Delivered => Failing::Clear,
+            _ => Failing::StartIfHealthy(a.attempted_at_ms),
+        };
+        match failing.iter_mut().find(|(id, _)| *id == e.webhook_id) {
+            Some((_, composed)) => *composed = composed.then(op),
+            None => failing.push((&e.webhook_id, op)),
+        }
+    }
+    for chunk in super::pow2_chunks(attempts, CHUNK) {
+        let rows = chunk.iter().map(|(_, e)| {
+            let a = &e.attempt;
+            sendout_attempt::Model {
+                id: a.id.clone(),
+                sendout_id: e.id.clone(),
+                attempted_at_ms: a.attempted_at_ms,
+                trigger: match a.trigger {
+                    AttemptTrigger::Scheduled => "scheduled".into(),
+                    AttemptTrigger::Manual => "manual".into(),
+                },
+                http_status: a.http_status,
+                response_headers: serde_json::to_string(&a.response_headers).unwrap_or_default(),
+                response_body: a.response_body.clone(),
+                duration_ms: a.duration_ms,
+                error: a.error.clone(),
+            }
+            .into_active_model()
+        });
+        sendout_attempt::Entity::insert_many(rows).exec_without_returning(conn).await?;
+    }
+    // Written only when it changes: most attempts succeed on a healthy endpoint.
+    for (id, op) in failing {
+        let update = webhook::Entity::update_many().filter(webhook::Column::Id.eq(id));
+        let update = match op {
+            Failing::Clear => update.col_expr(webhook::Column::FailingSinceMs, Expr::value(None::<i64>)).filter(webhook::Column::FailingSinceMs.is_not_null()),
+            Failing::StartIfHealthy(t) => update.col_expr(webhook::Column::FailingSinceMs, Expr::value(t)).filter(webhook::Column::FailingSinceMs.is_null()),
+            Failing::Start(t) => update.col_expr(webhook::Column::FailingSinceMs, Expr::value(t)),
+        };
+        update.exec(conn).await?;
+    }
+    Ok(())
+}
 
 /// Sendouts come in bulk (an import's rows fan out), so they are inserted many rows at a time.
 pub async fn insert_sendouts(conn: &impl ConnectionTrait, created: &[(&StoredEvent, &crate::events::SendoutCreated)]) -> Result<(), DbErr> {

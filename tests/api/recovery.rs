@@ -35,6 +35,7 @@ fn start(url: &str, dir: &std::path::Path) -> (Node, std::sync::mpsc::Receiver<O
         .env("LOGBOOK_DATA_DIR", dir)
         .env("LOGBOOK_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("LOGBOOK_JOB_LEASE", "3s")
+        .env("LOGBOOK_WEBHOOK_ALLOW_PRIVATE", "true")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -134,4 +135,57 @@ async fn an_import_killed_mid_way_finishes_after_a_restart_with_every_row_exactl
     let (n, d) = (row.try_get::<i64>("", "n").unwrap(), row.try_get::<i64>("", "d").unwrap());
     assert_eq!((n, d), (ROWS as i64 - bad, ROWS as i64 - bad));
     assert!(finished["progress"]["processed"].as_i64() == Some(ROWS as i64));
+}
+
+#[tokio::test]
+async fn a_delivery_cut_off_by_a_crash_is_attempted_again_with_the_same_webhook_id() {
+    logbook::startup::install_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(&dir).await;
+    let client = reqwest::Client::new();
+    let receiver = crate::receiver::Receiver::start().await;
+
+    let (node, printed) = start(&url, dir.path());
+    let key = printed.recv_timeout(Duration::from_secs(60)).ok().flatten().expect("the first start prints a server key");
+    wait_ready(&client, &node.base).await;
+    let webhook: Value = client
+        .post(format!("{}/v1/webhooks", node.base))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({ "url": receiver.url(), "event_types": ["*"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The receiver holds the first request for 3 s: the server dies while it waits.
+    receiver.configure(serde_json::json!({ "secrets": [webhook["secret"]], "delay": 3.0 })).await;
+    let event: Value = client
+        .post(format!("{}/v1/events", node.base))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({ "type": "order.created", "data": {} }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sendout_id = event["sendouts"][0]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    drop(node); // SIGKILL mid-delivery
+    receiver.configure(serde_json::json!({ "secrets": [webhook["secret"]], "delay": 0.0 })).await;
+
+    let (node, _) = start(&url, dir.path());
+    wait_ready(&client, &node.base).await;
+    let mut sendout = Value::Null;
+    for _ in 0..300 {
+        sendout = client.get(format!("{}/v1/webhook-sendouts/{sendout_id}", node.base)).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+        if sendout["status"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sendout["status"], "delivered", "{sendout}");
+    let records = receiver.wait_for(2).await;
+    assert!(records.iter().all(|r| r["webhook_id"] == sendout_id.as_str() && r["verified_with"] == serde_json::json!([0])), "{records:?}");
 }

@@ -1,0 +1,186 @@
+//! Webhook delivery benchmark (issue 5): 100,000 events to one endpoint served by a fast local
+//! receiver. Reports deliveries per second sustained, and publish-to-first-attempt latency while
+//! otherwise idle. The server is the release binary in a process of its own.
+//!
+//!     cargo bench --bench webhooks                                 # SQLite
+//!     BENCH_DATABASE_URL='postgres://postgres@localhost/postgres?host=/var/run/postgresql' cargo bench --bench webhooks
+//!     BENCH_ROWS=20000 cargo bench --bench webhooks                # a quicker run
+//!
+//! The 100,000 events are published by one NDJSON import (each row an event, fanned out to the
+//! endpoint in the import's own transactions), so the delivery rate is measured, not the rate of
+//! `POST /v1/events` calls.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+const ADMIN: &str = "adm_bench_0123456789abcdefghijklmnop";
+
+/// When each event id arrived, and how many deliveries came.
+#[derive(Default)]
+struct Seen {
+    arrivals: HashMap<String, Instant>,
+    count: usize,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+async fn receive(seen: web::Data<Arc<Mutex<Seen>>>, body: web::Bytes) -> HttpResponse {
+    let now = Instant::now();
+    let id = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["id"].as_str().map(str::to_owned)).unwrap_or_default();
+    let mut seen = seen.lock().unwrap();
+    seen.count += 1;
+    seen.first.get_or_insert(now);
+    seen.last = Some(now);
+    seen.arrivals.entry(id).or_insert(now);
+    HttpResponse::NoContent().finish()
+}
+
+async fn database_url(dir: &tempfile::TempDir) -> String {
+    match std::env::var("BENCH_DATABASE_URL") {
+        Ok(base) if !base.is_empty() => {
+            let name = format!("lbbench_whk_{}", std::process::id());
+            let mut conn = sqlx::PgConnection::connect(&base).await.expect("BENCH_DATABASE_URL reachable");
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut conn).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+            let mut url = url::Url::parse(&base).unwrap();
+            url.set_path(&name);
+            url.to_string()
+        }
+        _ => format!("sqlite://{}", dir.path().join("bench.db").display()),
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[actix_web::main]
+async fn main() {
+    logbook::startup::install_tls();
+    let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(&dir).await;
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let data = web::Data::new(seen.clone());
+    let receiver = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(receive)))
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let receiver_port = receiver.addrs()[0].port();
+    actix_web::rt::spawn(receiver.run());
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_logbook"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", &url)
+        .env("LOGBOOK_DATA_DIR", dir.path())
+        .env("LOGBOOK_ADMIN_TOKEN", ADMIN)
+        .env("LOGBOOK_WEBHOOK_ALLOW_PRIVATE", "true")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("release binary starts");
+    let mut key = None;
+    for line in BufReader::new(server.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        if let Some(k) = line.trim().strip_prefix("server key:") {
+            key = Some(k.trim().to_owned());
+            break;
+        }
+    }
+    let key = key.expect("server key printed");
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hook = json!({ "url": format!("http://127.0.0.1:{receiver_port}/hook"), "event_types": ["bench.*"] });
+    let created = client.post(format!("{base}/v1/webhooks")).bearer_auth(&key).json(&hook).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+
+    // Latency while idle: one event at a time, publish to first attempt.
+    let mut latencies = Vec::new();
+    for i in 0..200 {
+        let sent = Instant::now();
+        let event: Value = client
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(&key)
+            .json(&json!({ "type": "bench.ping", "data": { "i": i } }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = event["id"].as_str().unwrap().to_owned();
+        let arrived = loop {
+            if let Some(at) = seen.lock().unwrap().arrivals.get(&id) {
+                break *at;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        latencies.push(arrived.duration_since(sent).as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies.sort_by(f64::total_cmp);
+
+    // Throughput: an import publishes `rows` events at once.
+    *seen.lock().unwrap() = Seen::default();
+    let mut ndjson = String::new();
+    for i in 0..rows {
+        ndjson.push_str(&format!("{{\"type\":\"bench.order\",\"source_id\":\"o{i}\",\"data\":{{\"n\":{i},\"note\":\"delivery benchmark\"}}}}\n"));
+    }
+    let started = Instant::now();
+    let import = client
+        .post(format!("{base}/v1/imports"))
+        .bearer_auth(&key)
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(import.status(), 202);
+    let mut last_report = Instant::now();
+    loop {
+        let count = seen.lock().unwrap().count;
+        if count >= rows {
+            break;
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            println!("  … {count} delivered after {:.0} s", started.elapsed().as_secs_f64());
+            last_report = Instant::now();
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            println!("gave up after 30 minutes with {count} delivered");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = seen.lock().unwrap();
+    let span = s.last.unwrap().duration_since(s.first.unwrap()).as_secs_f64();
+    println!("backend: {}", if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" });
+    println!("publish to first attempt, idle, 200 events: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies[latencies.len() - 1]);
+    println!("{} deliveries of {rows} events: {:.0} deliveries/s between the first and the last ({span:.1} s); upload to last delivery {:.1} s",
+        s.count, s.count as f64 / span, started.elapsed().as_secs_f64());
+    drop(s);
+    let _ = server.kill();
+    let _ = server.wait();
+    if let Ok(base) = std::env::var("BENCH_DATABASE_URL")
+        && !base.is_empty()
+    {
+        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+        let name = format!("lbbench_whk_{}", std::process::id());
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut conn).await;
+    }
+}
