@@ -9,13 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use apalis::layers::WorkerBuilderExt;
 use apalis::prelude::{BackendExt, BoxDynError, Data, TaskBuilder, WorkerBuilder};
 use apalis::prelude::{PollSnapshot, PollStrategy};
 use apalis_cron::{CronScheduler, Tick};
 use prometheus_client::metrics::counter::Counter;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QuerySelect};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
@@ -37,12 +37,15 @@ const QUEUES: &[TaskType] = &[TaskType::Import, TaskType::RetentionPurge, TaskTy
 const POLL: Duration = Duration::from_millis(200);
 /// Deliveries are polled for more often: publish-to-first-attempt latency is a promise.
 const DELIVERY_POLL: Duration = Duration::from_millis(20);
-/// Tasks of one type run at once per process, and deliveries in flight per process.
+/// Tasks of one type run at once per process, and deliveries in flight per process (a worker
+/// takes more jobs from the queue only as these free up).
 const TASK_CONCURRENCY: usize = 2;
 const DELIVERY_CONCURRENCY: usize = 256;
-const DELIVERY_BATCH: usize = 64;
-/// A scheduled task without a running job for this long is queued again.
+const DELIVERY_BATCH: usize = 200;
+/// A scheduled task without a running job for this long is queued again...
 const SWEEP_AFTER_MS: i64 = 10_000;
+/// ...and a due sendout after this long (a backlog of deliveries is no reason to queue them again).
+const SWEEP_DELIVERIES_AFTER_MS: i64 = 120_000;
 
 /// A job: which task to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,9 +159,6 @@ struct JobContext {
     store: EventStore,
     queue: JobQueue,
     deliverer: Arc<Deliverer>,
-    /// apalis runs every fetched job at once; these bound the work in flight per process.
-    task_slots: Arc<Semaphore>,
-    delivery_slots: Arc<Semaphore>,
 }
 
 /// Background tasks of this process; dropping it stops them. A job cut off mid-step loses only
@@ -182,8 +182,6 @@ pub fn start(store: EventStore, queue: JobQueue, metrics: Arc<Metrics>, settings
         store: store.clone(),
         queue: queue.clone(),
         deliverer,
-        task_slots: Arc::new(Semaphore::new(TASK_CONCURRENCY)),
-        delivery_slots: Arc::new(Semaphore::new(DELIVERY_CONCURRENCY)),
     };
     let mut tasks = vec![tokio::spawn(run_search_indexer(store, indexed)), tokio::spawn(run_sweeper(ctx.clone()))];
     tasks.extend(spawn_workers(ctx, settings.job_lease, schedule));
@@ -242,13 +240,13 @@ fn spawn_workers(ctx: JobContext, lease: Duration, schedule: cron::Schedule) -> 
             JobQueue::Sqlite(pool) => {
                 let config = apalis_sqlite::Config::default().queue(queue).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
                 let backend = apalis_sqlite::SqliteStorage::<TaskJob>::new(pool).with_config(config).poll_with_strategy(Every::new(POLL));
-                let worker = WorkerBuilder::new(name.clone()).backend(backend).data(ctx.clone()).build(run_task);
+                let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(TASK_CONCURRENCY).data(ctx.clone()).build(run_task);
                 tokio::spawn(supervise(name, worker.run()))
             }
             JobQueue::Postgres(pool) => {
                 let config = apalis_postgres::Config::default().queue(queue).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
                 let backend = apalis_postgres::PostgresStorage::<TaskJob>::new(pool).with_config(config).poll_with_strategy(Every::new(POLL));
-                let worker = WorkerBuilder::new(name.clone()).backend(backend).data(ctx.clone()).build(run_task);
+                let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(TASK_CONCURRENCY).data(ctx.clone()).build(run_task);
                 tokio::spawn(supervise(name, worker.run()))
             }
         });
@@ -259,14 +257,14 @@ fn spawn_workers(ctx: JobContext, lease: Duration, schedule: cron::Schedule) -> 
             let config =
                 apalis_sqlite::Config::default().queue(DELIVERY_QUEUE).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(DELIVERY_BATCH);
             let backend = apalis_sqlite::SqliteStorage::<DeliveryJob>::new(pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
-            let worker = WorkerBuilder::new(name.clone()).backend(backend).data(ctx.clone()).build(run_delivery);
+            let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(DELIVERY_CONCURRENCY).data(ctx.clone()).build(run_delivery);
             tokio::spawn(supervise(name, worker.run()))
         }
         JobQueue::Postgres(pool) => {
             let config =
                 apalis_postgres::Config::default().queue(DELIVERY_QUEUE).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(DELIVERY_BATCH);
             let backend = apalis_postgres::PostgresStorage::<DeliveryJob>::new(pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
-            let worker = WorkerBuilder::new(name.clone()).backend(backend).data(ctx.clone()).build(run_delivery);
+            let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(DELIVERY_CONCURRENCY).data(ctx.clone()).build(run_delivery);
             tokio::spawn(supervise(name, worker.run()))
         }
     });
@@ -277,12 +275,10 @@ fn spawn_workers(ctx: JobContext, lease: Duration, schedule: cron::Schedule) -> 
 }
 
 async fn run_delivery(job: DeliveryJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    let _slot = ctx.delivery_slots.acquire().await?;
     ctx.deliverer.deliver(job).await.map_err(Into::into)
 }
 
 async fn run_task(job: TaskJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    let _slot = ctx.task_slots.acquire().await?;
     let Some(run) = TaskRun::start(&ctx.store, &ctx.queue, &job.task_id).await? else { return Ok(()) };
     let outcome = match TaskType::parse(&run.task.task_type) {
         Ok(TaskType::Import) => imports::run(&ctx.store, run).await,
@@ -341,7 +337,7 @@ async fn requeue_due_deliveries(ctx: &JobContext) {
     let due: Result<Vec<(String, i32)>, _> = entity::sendout::Entity::find()
         .select_only()
         .columns([entity::sendout::Column::Id, entity::sendout::Column::Generation])
-        .filter(entity::sendout::Column::NextAttemptAtMs.lt(now_ms() - SWEEP_AFTER_MS))
+        .filter(entity::sendout::Column::NextAttemptAtMs.lt(now_ms() - SWEEP_DELIVERIES_AFTER_MS))
         .limit(1000)
         .into_tuple()
         .all(ctx.store.db())

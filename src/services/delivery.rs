@@ -251,17 +251,18 @@ impl Deliverer {
 
     /// The delivered body: `{"id", "type", "timestamp", "data"}` of the sendout's event.
     async fn body(&self, row: &sendout::Model) -> Result<Vec<u8>, StoreError> {
-        let db = self.store.db();
-        let seq: Option<i64> = published_event::Entity::find_by_id(&row.event_id)
-            .select_only()
+        let seq = sea_orm::sea_query::Query::select()
             .column(published_event::Column::EventSeq)
+            .from(published_event::Entity)
+            .and_where(published_event::Column::Id.eq(&row.event_id))
+            .to_owned();
+        let payload: Option<String> = event_log::Entity::find()
+            .select_only()
+            .column(event_log::Column::Payload)
+            .filter(event_log::Column::Seq.in_subquery(seq))
             .into_tuple()
-            .one(db)
+            .one(self.store.db())
             .await?;
-        let payload: Option<String> = match seq {
-            Some(seq) => event_log::Entity::find_by_id(seq).select_only().column(event_log::Column::Payload).into_tuple().one(db).await?,
-            None => None,
-        };
         let event: Option<EventPublished> = payload.and_then(|p| serde_json::from_str(&p).ok());
         let (data, created_at_ms) = event.map(|e| (Value::Object(e.data), e.created_at_ms)).unwrap_or((Value::Null, row.created_at_ms));
         let body = json!({ "id": row.event_id, "type": row.event_type, "timestamp": format_utc(created_at_ms), "data": data });
