@@ -6,29 +6,12 @@
 //!     BENCH_DATABASE_URL='postgres://postgres@localhost/postgres?host=/var/run/postgresql' cargo bench --bench imports
 //!     BENCH_ROWS=100000 cargo bench --bench imports                # a quicker run
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sqlx::Connection;
 
-const ADMIN: &str = "adm_bench_0123456789abcdefghijklmnop";
-
-async fn database_url(dir: &tempfile::TempDir) -> String {
-    match std::env::var("BENCH_DATABASE_URL") {
-        Ok(base) if !base.is_empty() => {
-            let name = format!("lbbench_imp_{}", std::process::id());
-            let mut conn = sqlx::PgConnection::connect(&base).await.expect("BENCH_DATABASE_URL reachable");
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut conn).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
-            let mut url = url::Url::parse(&base).unwrap();
-            url.set_path(&name);
-            url.to_string()
-        }
-        _ => format!("sqlite://{}", dir.path().join("bench.db").display()),
-    }
-}
+mod common;
 
 /// Kilobytes of the process' resident set: now and at its peak.
 fn rss_kb(pid: u32) -> (u64, u64) {
@@ -44,9 +27,8 @@ async fn main() {
     logbook::startup::install_tls();
     let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let url = database_url(&dir).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
+    let db_name = format!("lbbench_imp_{}", std::process::id());
+    let url = common::database_url(&dir, &db_name).await;
 
     // A file of order events with ~100-byte rows, every 1,000th row bad.
     let path = dir.path().join("orders.csv");
@@ -60,32 +42,9 @@ async fn main() {
     }
     let size = std::fs::metadata(&path).unwrap().len();
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_logbook"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &url)
-        .env("LOGBOOK_DATA_DIR", dir.path())
-        .env("LOGBOOK_ADMIN_TOKEN", ADMIN)
-        .env("LOGBOOK_MAX_IMPORT_BYTES", (size + 1).to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("release binary starts");
-    let pid = server.id();
-    let mut key = None;
-    for line in BufReader::new(server.stdout.take().unwrap()).lines().map_while(Result::ok) {
-        if let Some(k) = line.trim().strip_prefix("server key:") {
-            key = Some(k.trim().to_owned());
-            break;
-        }
-    }
-    let key = key.expect("server key printed");
+    let server = common::start_server(&url, dir.path(), &[("LOGBOOK_MAX_IMPORT_BYTES", (size + 1).to_string())]).await;
+    let (base, key, pid) = (server.base.clone(), server.key.clone(), server.child.id());
     let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let (idle_rss, _) = rss_kb(pid);
 
     let started = Instant::now();
@@ -122,15 +81,8 @@ async fn main() {
     println!("import processing: {processing:.2} s = {:.0} rows/s", rows as f64 / processing);
     println!("upload to done: {:.2} s = {:.0} rows/s", total.as_secs_f64(), rows as f64 / total.as_secs_f64());
     println!("server memory: idle {} MiB, sampled peak {} MiB, high-water mark {} MiB", idle_rss / 1024, peak_rss / 1024, hwm / 1024);
-    let _ = server.kill();
-    let _ = server.wait();
-    if let Ok(base) = std::env::var("BENCH_DATABASE_URL")
-        && !base.is_empty()
-    {
-        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
-        let name = format!("lbbench_imp_{}", std::process::id());
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut conn).await;
-    }
+    drop(server);
+    common::drop_database(&db_name).await;
 }
 
 /// The file as a stream of 256 KiB chunks (read synchronously: this is the load generator).

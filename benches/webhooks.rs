@@ -11,16 +11,13 @@
 //! `POST /v1/events` calls.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
-use sqlx::Connection;
 
-const ADMIN: &str = "adm_bench_0123456789abcdefghijklmnop";
+mod common;
 
 /// When each event id arrived, and how many deliveries came.
 #[derive(Default)]
@@ -42,21 +39,6 @@ async fn receive(seen: web::Data<Arc<Mutex<Seen>>>, body: web::Bytes) -> HttpRes
     HttpResponse::NoContent().finish()
 }
 
-async fn database_url(dir: &tempfile::TempDir) -> String {
-    match std::env::var("BENCH_DATABASE_URL") {
-        Ok(base) if !base.is_empty() => {
-            let name = format!("lbbench_whk_{}", std::process::id());
-            let mut conn = sqlx::PgConnection::connect(&base).await.expect("BENCH_DATABASE_URL reachable");
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut conn).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
-            let mut url = url::Url::parse(&base).unwrap();
-            url.set_path(&name);
-            url.to_string()
-        }
-        _ => format!("sqlite://{}", dir.path().join("bench.db").display()),
-    }
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -66,7 +48,8 @@ async fn main() {
     logbook::startup::install_tls();
     let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
-    let url = database_url(&dir).await;
+    let db_name = format!("lbbench_whk_{}", std::process::id());
+    let url = common::database_url(&dir, &db_name).await;
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let data = web::Data::new(seen.clone());
@@ -77,33 +60,9 @@ async fn main() {
     let receiver_port = receiver.addrs()[0].port();
     actix_web::rt::spawn(receiver.run());
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_logbook"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &url)
-        .env("LOGBOOK_DATA_DIR", dir.path())
-        .env("LOGBOOK_ADMIN_TOKEN", ADMIN)
-        .env("LOGBOOK_WEBHOOK_ALLOW_PRIVATE", "true")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("release binary starts");
-    let mut key = None;
-    for line in BufReader::new(server.stdout.take().unwrap()).lines().map_while(Result::ok) {
-        if let Some(k) = line.trim().strip_prefix("server key:") {
-            key = Some(k.trim().to_owned());
-            break;
-        }
-    }
-    let key = key.expect("server key printed");
+    let server = common::start_server(&url, dir.path(), &[("LOGBOOK_WEBHOOK_ALLOW_PRIVATE", "true".into())]).await;
+    let (base, key) = (server.base.clone(), server.key.clone());
     let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let hook = json!({ "url": format!("http://127.0.0.1:{receiver_port}/hook"), "event_types": ["bench.*"] });
     let created = client.post(format!("{base}/v1/webhooks")).bearer_auth(&key).json(&hook).send().await.unwrap();
     assert_eq!(created.status(), 201);
@@ -168,19 +127,18 @@ async fn main() {
     }
     let s = seen.lock().unwrap();
     let span = s.last.unwrap().duration_since(s.first.unwrap()).as_secs_f64();
+    // The steady state: from the 10th to the 90th percentile of arrivals, past the ramp while the
+    // import is still publishing.
+    let mut arrivals: Vec<Instant> = s.arrivals.values().copied().collect();
+    arrivals.sort();
+    let (p10, p90) = (arrivals[arrivals.len() / 10], arrivals[arrivals.len() * 9 / 10]);
+    let sustained = (arrivals.len() * 8 / 10) as f64 / p90.duration_since(p10).as_secs_f64();
     println!("backend: {}", if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" });
     println!("publish to first attempt, idle, 200 events: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies[latencies.len() - 1]);
-    println!("{} deliveries of {rows} events: {:.0} deliveries/s between the first and the last ({span:.1} s); upload to last delivery {:.1} s",
+    println!("{} deliveries of {rows} events: {:.0} deliveries/s between the first and the last ({span:.1} s), {sustained:.0}/s sustained (10th to 90th percentile of arrivals); upload to last delivery {:.1} s",
         s.count, s.count as f64 / span, started.elapsed().as_secs_f64());
     drop(s);
-    let _ = server.kill();
-    let _ = server.wait();
-    if let Ok(base) = std::env::var("BENCH_DATABASE_URL")
-        && !base.is_empty()
-    {
-        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
-        let name = format!("lbbench_whk_{}", std::process::id());
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut conn).await;
-    }
+    drop(server);
+    common::drop_database(&db_name).await;
 }

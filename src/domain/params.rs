@@ -7,6 +7,19 @@ use super::Invalid;
 pub struct Params(Vec<(String, String)>);
 
 impl Params {
+    /// The `created_after`/`created_before` window of a list, read in the project's zone; bad
+    /// values are added to `errors` as `(parameter, message)`.
+    pub fn created_window(&self, zone: &super::time::ProjectTimeZone, errors: &mut Vec<(String, String)>) -> (Option<i64>, Option<i64>) {
+        let mut date = |name: &str| {
+            let parsed = self.one(name).and_then(|v| v.map(|v| super::time::parse_filter(v, zone)).transpose());
+            parsed.unwrap_or_else(|e| {
+                errors.push((name.to_owned(), e.0));
+                None
+            })
+        };
+        (date("created_after"), date("created_before"))
+    }
+
     pub fn parse(query: &str) -> Self {
         Self(url::form_urlencoded::parse(query.as_bytes()).into_owned().collect())
     }

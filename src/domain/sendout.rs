@@ -78,14 +78,7 @@ impl SendoutFilter {
 
     pub fn parse(params: &super::params::Params, zone: &super::time::ProjectTimeZone) -> Result<Self, Vec<(String, String)>> {
         let mut errors = Vec::new();
-        let mut date = |name: &str| {
-            let parsed = params.one(name).and_then(|v| v.map(|v| super::time::parse_filter(v, zone)).transpose());
-            parsed.unwrap_or_else(|e| {
-                errors.push((name.to_owned(), e.0));
-                None
-            })
-        };
-        let (created_after, created_before) = (date("created_after"), date("created_before"));
+        let (created_after, created_before) = params.created_window(zone, &mut errors);
         let mut status = Vec::new();
         for value in params.all("status") {
             match SendoutStatus::parse(&value) {

@@ -113,14 +113,7 @@ impl TaskFilter {
     /// Reads the filters; every bad value is reported as `(parameter, message)`.
     pub fn parse(params: &super::params::Params, zone: &super::time::ProjectTimeZone) -> Result<Self, Vec<(String, String)>> {
         let mut errors = Vec::new();
-        let mut date = |name: &str| {
-            let parsed = params.one(name).and_then(|v| v.map(|v| super::time::parse_filter(v, zone)).transpose());
-            parsed.unwrap_or_else(|e| {
-                errors.push((name.to_owned(), e.0));
-                None
-            })
-        };
-        let (created_after, created_before) = (date("created_after"), date("created_before"));
+        let (created_after, created_before) = params.created_window(zone, &mut errors);
         fn each<T>(params: &super::params::Params, name: &str, parse: fn(&str) -> Result<T, Invalid>, errors: &mut Vec<(String, String)>) -> Vec<T> {
             params
                 .all(name)

@@ -129,13 +129,22 @@ impl Writer {
         }
         let mut next_version = self.current_versions(&events).await?;
         let mut rows = Vec::with_capacity(events.len());
+        // Events of one batch mostly share their metadata: serialise each distinct one once.
+        let mut last_metadata: Option<(&EventMetadata, String)> = None;
         for (metadata, event) in &events {
             let stream = event.stream();
             // A stream not found is a new one.
             let version = next_version.get(&stream).copied().unwrap_or(1);
             next_version.insert(stream.clone(), version + 1);
             let (event_type, schema_version, payload) = encode(event);
-            let metadata_json = serde_json::to_string(metadata).map_err(|source| StoreError::Decode { seq: 0, source })?;
+            let metadata_json = match &last_metadata {
+                Some((m, json)) if *m == metadata => json.clone(),
+                _ => {
+                    let json = serde_json::to_string(metadata).map_err(|source| StoreError::Decode { seq: 0, source })?;
+                    last_metadata = Some((metadata, json.clone()));
+                    json
+                }
+            };
             rows.push((new_id(IdKind::LogEntry), stream, version, event_type, schema_version, payload, event.project_id().map(str::to_owned), metadata_json));
         }
 

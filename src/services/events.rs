@@ -11,7 +11,7 @@ use crate::domain::event::{EventType, NewEvent};
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::params::Params;
-use crate::domain::time::{ProjectTimeZone, now_ms, parse_filter};
+use crate::domain::time::{ProjectTimeZone, now_ms};
 use crate::domain::webhook::EventTypePattern;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{DomainEvent, EventMetadata, EventPublished, EventStore, SendoutCreated};
@@ -49,14 +49,7 @@ impl EventFilter {
 
     pub fn parse(params: &Params, zone: &ProjectTimeZone) -> Result<Self, Vec<(String, String)>> {
         let mut errors = Vec::new();
-        let mut date = |name: &str| {
-            let parsed = params.one(name).and_then(|v| v.map(|v| parse_filter(v, zone)).transpose());
-            parsed.unwrap_or_else(|e| {
-                errors.push((name.to_owned(), e.0));
-                None
-            })
-        };
-        let (created_after, created_before) = (date("created_after"), date("created_before"));
+        let (created_after, created_before) = params.created_window(zone, &mut errors);
         let event_type = params.all("type");
         for t in &event_type {
             if let Err(e) = EventType::try_from(t.clone()) {

@@ -107,7 +107,7 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
 
     // Parsing runs on a blocking thread and hands over a step's rows at a time; a full channel
     // holds it back, so memory stays at a few steps whatever the file's size.
-    let (tx, mut rx) = mpsc::channel(2);
+    let (tx, mut rx) = mpsc::channel(1);
     let (db, file_id, next) = (store.db().clone(), import.file_id.clone(), at.next);
     let parser = tokio::task::spawn_blocking(move || parse(db, &file_id, format, next, &tx));
 

@@ -1,0 +1,82 @@
+//! What the benchmarks that run the release binary share: a fresh database, and the server in a
+//! process of its own.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sqlx::Connection;
+
+pub const ADMIN: &str = "adm_bench_0123456789abcdefghijklmnop";
+
+/// A temporary SQLite file, or a new PostgreSQL database named `name` next to BENCH_DATABASE_URL.
+pub async fn database_url(dir: &tempfile::TempDir, name: &str) -> String {
+    match std::env::var("BENCH_DATABASE_URL") {
+        Ok(base) if !base.is_empty() => {
+            let mut conn = sqlx::PgConnection::connect(&base).await.expect("BENCH_DATABASE_URL reachable");
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut conn).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+            let mut url = url::Url::parse(&base).unwrap();
+            url.set_path(name);
+            url.to_string()
+        }
+        _ => format!("sqlite://{}", dir.path().join("bench.db").display()),
+    }
+}
+
+/// Drops the PostgreSQL database of [`database_url`], if one was made.
+pub async fn drop_database(name: &str) {
+    if let Ok(base) = std::env::var("BENCH_DATABASE_URL")
+        && !base.is_empty()
+    {
+        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut conn).await;
+    }
+}
+
+pub struct Server {
+    pub base: String,
+    pub key: String,
+    pub child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `logbook serve` on a free port with `env`, and waits until it is ready; returns it with
+/// the server key its first start printed.
+pub async fn start_server(url: &str, dir: &std::path::Path, env: &[(&str, String)]) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logbook"));
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", url)
+        .env("LOGBOOK_DATA_DIR", dir)
+        .env("LOGBOOK_ADMIN_TOKEN", ADMIN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("release binary starts");
+    let mut key = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        if let Some(k) = line.trim().strip_prefix("server key:") {
+            key = Some(k.trim().to_owned());
+            break;
+        }
+    }
+    let server = Server { base: format!("http://127.0.0.1:{port}"), key: key.expect("server key printed"), child };
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("{}/readyz", server.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
