@@ -1,7 +1,7 @@
 //! Webhook endpoints, sendouts and their attempts, and the idempotency keys of published events.
 
 use entity::{event_idempotency, sendout, sendout_attempt, webhook};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter};
 
 use crate::domain::sendout::SendoutStatus;
@@ -108,10 +108,16 @@ impl Failing {
     }
 }
 
-/// Records attempts: each sendout's new state, the attempts as one multi-row insert, and one
-/// update per endpoint whose run of failures started or ended.
-pub async fn record_attempts(conn: &impl ConnectionTrait, attempts: &[(&StoredEvent, &SendoutAttempted)]) -> Result<(), DbErr> {
-    let mut failing: Vec<(&str, Failing)> = Vec::new();
+/// Sets the state after an attempt of many sendouts in one statement (`UPDATE … FROM (VALUES …)`,
+/// which SQLite and PostgreSQL share); each sendout occurs once per batch (one record a generation).
+async fn update_sendouts(conn: &impl ConnectionTrait, attempts: &[(&StoredEvent, &SendoutAttempted)]) -> Result<(), DbErr> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let backend = conn.get_database_backend();
+    let postgres = backend == sea_orm::DbBackend::Postgres;
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(attempts.len() * 7);
+    let mut tuples = Vec::with_capacity(attempts.len());
     for (_, e) in attempts {
         let a = &e.attempt;
         let (status, next, delivered) = match e.outcome {
@@ -119,18 +125,58 @@ pub async fn record_attempts(conn: &impl ConnectionTrait, attempts: &[(&StoredEv
             AttemptOutcome::Retrying { next_attempt_at_ms } => (SendoutStatus::Retrying, Some(next_attempt_at_ms), None),
             AttemptOutcome::Failed => (SendoutStatus::Failed, None, None),
         };
-        let scheduled = i32::from(a.trigger == AttemptTrigger::Scheduled);
-        let mut update = sendout::Entity::update_many()
-            .col_expr(sendout::Column::Status, Expr::value(status.as_str()))
-            .col_expr(sendout::Column::AttemptCount, Expr::col(sendout::Column::AttemptCount).add(1))
-            .col_expr(sendout::Column::ScheduledAttempts, Expr::col(sendout::Column::ScheduledAttempts).add(scheduled))
-            .col_expr(sendout::Column::Generation, Expr::value(e.generation + 1))
-            .col_expr(sendout::Column::NextAttemptAtMs, Expr::value(next))
-            .col_expr(sendout::Column::SentAtMs, Expr::col(sendout::Column::SentAtMs).if_null(a.attempted_at_ms));
-        if delivered.is_some() {
-            update = update.col_expr(sendout::Column::DeliveredAtMs, Expr::value(delivered));
+        let row: [(sea_orm::Value, &str); 7] = [
+            (e.id.clone().into(), "text"),
+            (status.as_str().into(), "text"),
+            (i64::from(a.trigger == AttemptTrigger::Scheduled).into(), "bigint"),
+            (i64::from(e.generation + 1).into(), "bigint"),
+            (next.into(), "bigint"),
+            (a.attempted_at_ms.into(), "bigint"),
+            (delivered.into(), "bigint"),
+        ];
+        let placeholders: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ty))| if postgres { format!("${}::{ty}", values.len() + i + 1) } else { "?".to_owned() })
+            .collect();
+        tuples.push(format!("({})", placeholders.join(", ")));
+        values.extend(row.into_iter().map(|(v, _)| v));
+    }
+    // Both name the columns of a VALUES list column1, column2, …
+    let c = "v.column";
+    let sql = format!(
+        "UPDATE sendouts SET status = {c}2, attempt_count = sendouts.attempt_count + 1, \
+         scheduled_attempts = sendouts.scheduled_attempts + {c}3, generation = {c}4, next_attempt_at_ms = {c}5, \
+         sent_at_ms = COALESCE(sendouts.sent_at_ms, {c}6), delivered_at_ms = COALESCE({c}7, sendouts.delivered_at_ms) \
+         FROM (VALUES {}) AS v WHERE sendouts.id = {c}1",
+        tuples.join(", ")
+    );
+    conn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await.map(|_| ())
+}
+
+/// Records attempts: each sendout's new state, the attempts as one multi-row insert, and one
+/// update per endpoint whose run of failures started or ended.
+pub async fn record_attempts(conn: &impl ConnectionTrait, attempts: &[(&StoredEvent, &SendoutAttempted)]) -> Result<(), DbErr> {
+    let mut failing: Vec<(&str, Failing)> = Vec::new();
+    // One statement per run of distinct sendouts: a replay holds several attempts of one sendout,
+    // which must apply in order.
+    let mut start = 0;
+    let mut seen = std::collections::HashSet::new();
+    for (i, (_, e)) in attempts.iter().enumerate() {
+        if !seen.insert(e.id.as_str()) {
+            for chunk in super::pow2_chunks(&attempts[start..i], 128) {
+                update_sendouts(conn, chunk).await?;
+            }
+            start = i;
+            seen.clear();
+            seen.insert(e.id.as_str());
         }
-        update.filter(sendout::Column::Id.eq(&e.id)).exec(conn).await?;
+    }
+    for chunk in super::pow2_chunks(&attempts[start..], 128) {
+        update_sendouts(conn, chunk).await?;
+    }
+    for (_, e) in attempts {
+        let a = &e.attempt;
         let op = match e.outcome {
             AttemptOutcome::Delivered => Failing::Clear,
             _ => Failing::StartIfHealthy(a.attempted_at_ms),

@@ -73,7 +73,10 @@ impl Deliverer {
             builder = builder.dns_resolver(Arc::new(VettingResolver));
         }
         let (recorder, rx) = mpsc::channel(4 * RECORD_BATCH);
-        tokio::spawn(run_recorder(store.clone(), jobs.clone(), rx));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..RECORDERS {
+            tokio::spawn(run_recorder(store.clone(), jobs.clone(), rx.clone()));
+        }
         Ok(Self {
             store,
             jobs,
@@ -351,18 +354,26 @@ struct Record {
 
 /// Most records per transaction.
 const RECORD_BATCH: usize = 256;
+/// Recorders taking turns: while one commits, the next gathers its batch (on PostgreSQL their
+/// transactions also overlap).
+const RECORDERS: usize = 2;
 
 /// Commits attempts' records in groups: concurrent deliveries share one transaction (and, on
 /// SQLite, one sync to disk), which is what lets one node sustain thousands of deliveries a second.
-async fn run_recorder(store: EventStore, jobs: JobQueue, mut rx: mpsc::Receiver<Record>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < RECORD_BATCH {
-            match rx.try_recv() {
-                Ok(record) => batch.push(record),
-                Err(_) => break,
+async fn run_recorder(store: EventStore, jobs: JobQueue, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Record>>>) {
+    loop {
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut batch = vec![first];
+            while batch.len() < RECORD_BATCH {
+                match rx.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
             }
-        }
+            batch
+        };
         match commit_records(&store, &batch).await {
             Ok((recorded, sendouts)) => {
                 jobs.enqueue_deliveries(&sendouts).await;
