@@ -93,7 +93,9 @@ impl Deliverer {
     /// Makes the attempt a job stands for, records it, and queues what follows.
     pub async fn deliver(&self, job: DeliveryJob) -> Result<(), StoreError> {
         let db = self.store.db();
-        let Some(row) = sendout::Entity::find_by_id(&job.sendout_id).one(db).await? else { return Ok(()) };
+        // The sendout and its endpoint (gone if deleted) in one query.
+        let found = sendout::Entity::find_by_id(&job.sendout_id).find_also_related(webhook::Entity).one(db).await?;
+        let Some((row, endpoint)) = found else { return Ok(()) };
         if row.generation != job.generation {
             return Ok(()); // Superseded: retried by hand, or already attempted.
         }
@@ -104,7 +106,6 @@ impl Deliverer {
                 tokio::time::sleep(Duration::from_millis(wait as u64)).await;
             }
         }
-        let endpoint = webhook::Entity::find_by_id(&row.webhook_id).one(db).await?;
         let trigger = if job.manual { AttemptTrigger::Manual } else { AttemptTrigger::Scheduled };
         let (attempt, retry_after) = match &endpoint {
             None => (self.no_request(trigger, "the endpoint was deleted"), None),
