@@ -42,6 +42,9 @@ const DELIVERY_POLL: Duration = Duration::from_millis(20);
 const TASK_CONCURRENCY: usize = 2;
 const DELIVERY_CONCURRENCY: usize = 256;
 const DELIVERY_BATCH: usize = 200;
+// Delivery jobs are not moved to `Running` after being claimed (apalis' `lock_tasks`): the claim
+// already names the worker, and a dead worker's claimed jobs are taken over all the same. One write
+// less per batch.
 /// A scheduled task without a running job for this long is queued again...
 const SWEEP_AFTER_MS: i64 = 10_000;
 /// ...and a due sendout after this long (a backlog of deliveries is no reason to queue them again).
@@ -255,14 +258,14 @@ fn spawn_workers(ctx: JobContext, lease: Duration, schedule: cron::Schedule) -> 
     handles.push(match &ctx.queue {
         JobQueue::Sqlite(pool) => {
             let config =
-                apalis_sqlite::Config::default().queue(DELIVERY_QUEUE).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(DELIVERY_BATCH);
+                apalis_sqlite::Config::default().queue(DELIVERY_QUEUE).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(DELIVERY_BATCH).lock_tasks(false);
             let backend = apalis_sqlite::SqliteStorage::<DeliveryJob>::new(pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
             let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(DELIVERY_CONCURRENCY).data(ctx.clone()).build(run_delivery);
             tokio::spawn(supervise(name, worker.run()))
         }
         JobQueue::Postgres(pool) => {
             let config =
-                apalis_postgres::Config::default().queue(DELIVERY_QUEUE).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(DELIVERY_BATCH);
+                apalis_postgres::Config::default().queue(DELIVERY_QUEUE).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(DELIVERY_BATCH).lock_tasks(false);
             let backend = apalis_postgres::PostgresStorage::<DeliveryJob>::new(pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
             let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(DELIVERY_CONCURRENCY).data(ctx.clone()).build(run_delivery);
             tokio::spawn(supervise(name, worker.run()))
