@@ -13,7 +13,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::{mpsc, oneshot};
 use serde_json::{Map, Value, json};
 
-use super::events::with_sendouts;
+use super::events::{system_event, with_sendouts};
 use super::webhooks::signing_secrets;
 use crate::config::Settings;
 use crate::domain::actor::Actor;
@@ -443,21 +443,6 @@ async fn commit_records(store: &EventStore, batch: &[Record]) -> Result<(Vec<boo
     writer.append_each(events).await?;
     writer.commit().await?;
     Ok((recorded, new_sendouts))
-}
-
-fn system_event(project_id: &str, event_type: &'static str, data: Value) -> DomainEvent {
-    DomainEvent::EventPublished(EventPublished {
-        id: new_id(IdKind::Event),
-        project_id: project_id.to_owned(),
-        event_type: crate::domain::event::EventType::from_static(event_type),
-        source_id: None,
-        data: match data {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        },
-        created_at_ms: now_ms(),
-        idempotency_key: None,
-    })
 }
 
 /// An error with its causes, which is where reqwest keeps the useful part.

@@ -35,6 +35,16 @@ pub fn published(project_id: &str, new: Vec<NewEvent>) -> Vec<DomainEvent> {
         .collect()
 }
 
+/// An event the server publishes itself (`import.done`, `sendout.failed`, …); `data` is an object.
+pub fn system_event(project_id: &str, event_type: &'static str, data: Value) -> DomainEvent {
+    let data = match data {
+        Value::Object(map) => map,
+        _ => Default::default(),
+    };
+    let new = NewEvent { event_type: EventType::from_static(event_type), source_id: None, data };
+    published(project_id, vec![new]).pop().unwrap_or_else(|| unreachable!("one event in, one out"))
+}
+
 /// The filters of `GET /v1/events`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {

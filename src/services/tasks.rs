@@ -12,15 +12,14 @@ use serde_json::{Value, json};
 
 use super::events::with_sendouts;
 use super::newest_first;
-use crate::domain::event::{EventType, system};
+use crate::domain::event::system;
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::log::RelatedRef;
 use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::task::{ProcessingStatus, TaskError, TaskFilter, TaskStatus, TaskType};
-use crate::domain::time::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{
-    DomainEvent, EventMetadata, EventPublished, EventStore, StoreError, TaskCompleted, TaskFailed, TaskProgressed, TaskRef,
+    DomainEvent, EventMetadata, EventStore, StoreError, TaskCompleted, TaskFailed, TaskProgressed, TaskRef,
     TaskScheduled, Writer,
 };
 use crate::jobs::JobQueue;
@@ -247,20 +246,9 @@ impl TaskRun {
 
     /// An event the server publishes about this task (`import.done`, `task.failed`).
     pub fn system_event(&self, event_type: &'static str, data: Value) -> DomainEvent {
-        let data = match data {
-            Value::Object(map) => map,
-            _ => Default::default(),
-        };
-        DomainEvent::EventPublished(EventPublished {
-            id: new_id(IdKind::Event),
-            project_id: self.task.project_id.clone(),
-            event_type: EventType::from_static(event_type),
-            source_id: None,
-            data,
-            created_at_ms: now_ms(),
-            idempotency_key: None,
-        })
+        super::events::system_event(&self.task.project_id, event_type, data)
     }
+
 }
 
 /// A step's effect on the task.
