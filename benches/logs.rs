@@ -10,58 +10,24 @@
 
 use std::time::{Duration, Instant};
 
-use logbook::config::Settings;
-use logbook::startup::Application;
 use serde_json::{Value, json};
-use sqlx::Connection;
+
+mod common;
 
 const BATCH: usize = 1000;
 const CLIENTS: usize = 4;
 const QUERY_RUNS: usize = 30;
 /// Clients of the logging-overhead load test.
 const CONCURRENCY: usize = 128;
-const ADMIN: &str = "adm_bench_0123456789abcdefghijklmnop";
 
-struct Server {
-    base: String,
-    server_key: String,
-    app_db: sea_orm::DatabaseConnection,
-    _dir: tempfile::TempDir,
-    _task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-async fn database_url(dir: &tempfile::TempDir) -> String {
-    match std::env::var("BENCH_DATABASE_URL") {
-        Ok(base) if !base.is_empty() => {
-            static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let name = format!("lbbench_{}_{n}", std::process::id());
-            let mut conn = sqlx::PgConnection::connect(&base).await.expect("BENCH_DATABASE_URL reachable");
-            let drop = format!("DROP DATABASE IF EXISTS {name}");
-            sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await.expect("drop");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create");
-            let mut url = url::Url::parse(&base).unwrap();
-            url.set_path(&name);
-            url.to_string()
-        }
-        _ => format!("sqlite://{}", dir.path().join("bench.db").display()),
-    }
-}
-
-async fn start(request_logging: bool) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::defaults();
-    settings.database_url = Some(database_url(&dir).await);
-    settings.data_dir = dir.path().to_path_buf();
-    settings.admin_token = Some(ADMIN.into());
-    settings.request_logging = request_logging;
-    let workers = std::env::var_os("BENCH_NO_WORKERS").is_none();
-    let app = Application::build(settings, "127.0.0.1:0", workers).await.expect("server starts");
-    let first = app.first_start.as_ref().unwrap();
-    let server_key = first.project.server_key.token.clone();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let app_db = app.db().clone();
-    Server { base, server_key, app_db, _dir: dir, _task: app.spawn() }
+/// How the entries' times are spread over the last seven days.
+#[derive(Clone, Copy, PartialEq)]
+enum Times {
+    /// In arrival order, as a host application forwards its requests (the default).
+    Live,
+    /// Uniformly at random: a back-fill of history (`BENCH_TIMES=random`), the worst case for the
+    /// time-ordered indexes.
+    Random,
 }
 
 const WORDS: &[&str] = &[
@@ -75,7 +41,7 @@ const ENDPOINTS: &[&str] = &[
 const CHANNELS: &[&str] = &["api", "client", "dashboard", "shopify", "stripe"];
 
 /// A deterministic pseudo-random entry `i`, its bodies about 1 KiB together.
-fn entry(i: usize, now_ms: i64) -> Value {
+fn entry(i: usize, rows: usize, times: Times, now_ms: i64) -> Value {
     // splitmix64 of (i, salt): fields vary independently, so combined filters have realistic hits.
     let r = |salt: usize| {
         let mut z = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (salt as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -92,7 +58,7 @@ fn entry(i: usize, now_ms: i64) -> Value {
     let endpoint = ENDPOINTS[r(3) % ENDPOINTS.len()];
     let (method, path) = endpoint.split_once(' ').unwrap();
     let mut e = json!({
-        "occurred_at": logbook::domain::time::format_utc(now_ms - (r(5) % (7 * 86_400_000)) as i64),
+        "occurred_at": logbook::domain::time::format_utc(occurred_at(i, rows, times, now_ms, r(5))),
         "channel": CHANNELS[r(7) % CHANNELS.len()],
         "method": method,
         "path": path.replace("{id}", &format!("ord_{}", r(11) % 100_000)),
@@ -111,18 +77,39 @@ fn entry(i: usize, now_ms: i64) -> Value {
     e
 }
 
-async fn ingest(server: &Server, rows: usize) -> f64 {
-    let client = reqwest::Client::new();
+const WEEK_MS: i64 = 7 * 86_400_000;
+
+fn occurred_at(i: usize, rows: usize, times: Times, now_ms: i64, random: usize) -> i64 {
+    match times {
+        // Entry i of n at i/n of the week, give or take a second.
+        Times::Live => now_ms - WEEK_MS + (i as i64 * WEEK_MS) / rows as i64 - (random % 1000) as i64,
+        Times::Random => now_ms - (random as i64 % WEEK_MS),
+    }
+}
+
+/// Every request body, made before the clock starts: the load generator shares the machine's two
+/// cores with the server, and its JSON work is not the server's.
+fn batches(rows: usize, times: Times) -> Vec<actix_web::web::Bytes> {
     let now = logbook::domain::time::now_ms();
-    let batches = rows.div_ceil(BATCH);
+    (0..rows.div_ceil(BATCH))
+        .map(|b| {
+            let logs: Vec<Value> = (b * BATCH..((b + 1) * BATCH).min(rows)).map(|i| entry(i, rows, times, now)).collect();
+            serde_json::to_vec(&json!({ "logs": logs })).unwrap().into()
+        })
+        .collect()
+}
+
+async fn ingest(server: &common::Server, bodies: Vec<actix_web::web::Bytes>) -> f64 {
+    let client = reqwest::Client::new();
+    let rows: usize = bodies.len() * BATCH;
+    let bodies = std::sync::Arc::new(bodies);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
-        let (client, base, key) = (client.clone(), server.base.clone(), server.server_key.clone());
+        let (client, base, key, bodies) = (client.clone(), server.base.clone(), server.key.clone(), bodies.clone());
         tasks.push(tokio::spawn(async move {
-            for b in (c..batches).step_by(CLIENTS) {
-                let logs: Vec<Value> = (b * BATCH..((b + 1) * BATCH).min(rows)).map(|i| entry(i, now)).collect();
-                let body = serde_json::to_vec(&json!({ "logs": logs })).unwrap();
+            for b in (c..bodies.len()).step_by(CLIENTS) {
+                let body = bodies[b].clone();
                 let res = client
                     .post(format!("{base}/v1/logs"))
                     .bearer_auth(&key)
@@ -150,12 +137,12 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn time_query(server: &Server, client: &reqwest::Client, query: &str) -> (f64, f64, usize) {
+async fn time_query(server: &common::Server, client: &reqwest::Client, query: &str) -> (f64, f64, usize) {
     let mut times = Vec::with_capacity(QUERY_RUNS);
     let mut count = 0;
     for _ in 0..QUERY_RUNS {
         let started = Instant::now();
-        let res = client.get(format!("{}/v1/logs?{query}", server.base)).bearer_auth(&server.server_key).send().await.unwrap();
+        let res = client.get(format!("{}/v1/logs?{query}", server.base)).bearer_auth(&server.key).send().await.unwrap();
         assert_eq!(res.status(), 200, "{query}");
         let body: Value = res.json().await.unwrap();
         times.push(started.elapsed());
@@ -165,12 +152,12 @@ async fn time_query(server: &Server, client: &reqwest::Client, query: &str) -> (
     (percentile(&times, 0.5), percentile(&times, 0.95), count)
 }
 
-async fn load(server: &Server, seconds: u64, concurrency: usize) -> f64 {
+async fn load(server: &common::Server, seconds: u64, concurrency: usize) -> f64 {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, key) = (client.clone(), format!("{}/v1/project", server.base), server.server_key.clone());
+        let (client, url, key) = (client.clone(), format!("{}/v1/project", server.base), server.key.clone());
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while Instant::now() < deadline {
@@ -193,32 +180,65 @@ async fn load(server: &Server, seconds: u64, concurrency: usize) -> f64 {
 async fn main() {
     logbook::startup::install_tls();
     let rows: usize = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let times = if std::env::var("BENCH_TIMES").is_ok_and(|v| v == "random") { Times::Random } else { Times::Live };
     let backend = if std::env::var("BENCH_DATABASE_URL").is_ok_and(|v| !v.is_empty()) { "PostgreSQL" } else { "SQLite" };
-    println!("# Logs benchmark on {backend}, {rows} logs");
-    let server = start(true).await;
+    let order = if times == Times::Live { "in arrival order" } else { "at random times" };
+    println!("# Logs benchmark on {backend}, {rows} logs over seven days, {order}");
+    let dir = tempfile::tempdir().unwrap();
+    let db_name = format!("lbbench_logs_{}", std::process::id());
+    let url = common::database_url(&dir, &db_name).await;
+    let server = common::start_server(&url, dir.path(), &[]).await;
     if rows > 0 {
-        ingest_and_query(&server, rows).await;
+        ingest_and_query(&server, rows, times).await;
     }
 
     println!("\nsmall authenticated endpoint (GET /v1/project), {CONCURRENCY} concurrent clients, 8 s each:");
     let with = load(&server, 8, CONCURRENCY).await;
     drop(server);
-    let plain = start(false).await;
+    common::drop_database(&db_name).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::database_url(&dir, &db_name).await;
+    let plain = common::start_server(&url, dir.path(), &[("LOGBOOK_REQUEST_LOGGING", "false".into())]).await;
     let without = load(&plain, 8, CONCURRENCY).await;
+    drop(plain);
+    common::drop_database(&db_name).await;
     println!("with logging: {with:.0} req/s; without: {without:.0} req/s; ratio {:.0}% (target >= 70%)", 100.0 * with / without);
 }
 
-async fn ingest_and_query(server: &Server, rows: usize) {
-    let rate = ingest(server, rows).await;
-    println!("ingest: {rate:.0} logs/s ({CLIENTS} clients, batches of {BATCH}; search indexer running)");
+/// Seconds of CPU the process `pid` has used (user + system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
+    ticks / 100.0
+}
 
-    let lag_at_end = logbook::projections::search::lag(&server.app_db).await.unwrap();
+/// Events not yet in the search index, from the server's `/metrics`.
+async fn search_lag(server: &common::Server) -> i64 {
+    let text = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("logbook_search_index_lag_events "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("search lag in /metrics") as i64
+}
+
+async fn ingest_and_query(server: &common::Server, rows: usize, times: Times) {
+    let bodies = batches(rows, times);
+    let cpu_before = cpu_seconds(server.child.id());
+    let rate = ingest(server, bodies).await;
+    let cpu = cpu_seconds(server.child.id()) - cpu_before;
+    println!("ingest: {rate:.0} logs/s ({CLIENTS} clients, batches of {BATCH}; search indexer running)");
+    println!("server CPU: {:.0} µs per log", cpu * 1e6 / rows as f64);
+
+    let lag_at_end = search_lag(server).await;
     let started = Instant::now();
-    while logbook::projections::search::lag(&server.app_db).await.unwrap() > 0 {
+    while search_lag(server).await > 0 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let catch_up = started.elapsed().as_secs_f64();
-    println!("search indexer: {lag_at_end} events behind when ingestion ended, caught up {catch_up:.1} s later");
+    let own_rate = if catch_up > 1.0 { format!(" ({:.0} events/s on its own)", lag_at_end as f64 / catch_up) } else { String::new() };
+    println!("search indexer: {lag_at_end} events behind when ingestion ended, caught up {catch_up:.1} s later{own_rate}");
 
     let client = reqwest::Client::new();
     let w = "occurred_after=2020-01-01";

@@ -67,6 +67,50 @@ async fn connect_sqlite(options: SqliteConnectOptions, settings: &Settings) -> a
     Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
 }
 
+/// The connection the log search index is kept through (see `projections::search`). PostgreSQL:
+/// the application database. SQLite: a file of its own beside the database (`logbook-search.db` for
+/// `logbook.db`), with its own WAL and write lock, so indexing runs beside the one writer of the
+/// main file instead of taking turns with it. Its connections open the index file and attach the
+/// main file read-only as `log`; SQLite resolves unqualified names through attached databases, so
+/// the index's SQL reads the same on both backends. The index is derived data: a lost or stale
+/// file is rebuilt from the event log.
+pub async fn connect_search(main: &DatabaseConnection, settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    if main.get_database_backend() == DbBackend::Postgres {
+        return Ok(main.clone());
+    }
+    let main_path = main.get_sqlite_connection_pool().connect_options().get_filename().to_owned();
+    let main_path = std::fs::canonicalize(&main_path)
+        .with_context(|| format!("the SQLite database {} must be a file", main_path.display()))?;
+    let stem = main_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let index_path = main_path.with_file_name(format!("{stem}-search.db"));
+    let main_uri = url::Url::from_file_path(&main_path)
+        .map_err(|()| anyhow::anyhow!("{} is not an absolute path", main_path.display()))?;
+    let main_uri = format!("{main_uri}?mode=ro");
+    let options = SqliteConnectOptions::new()
+        .filename(&index_path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // A commit lost to a power cut is indexed again: the checkpoint lives in the same file.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .pragma("temp_store", "memory")
+        .pragma("cache_size", "-16384");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(settings.db_pool_size.clamp(2, 8))
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _| {
+            let main_uri = main_uri.clone();
+            Box::pin(async move {
+                sqlx::query("ATTACH DATABASE ? AS log").bind(main_uri).execute(&mut *conn).await?;
+                enable_stable_plans(conn).await
+            })
+        })
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot open the search index {}", index_path.display()))?;
+    Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+}
+
 /// WAL size (in pages) above which the checkpointer restarts the log instead of copying passively.
 const WAL_RESTART_PAGES: i64 = 16_384;
 

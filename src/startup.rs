@@ -11,6 +11,7 @@ use crate::api;
 use crate::config::Settings;
 use crate::events::EventStore;
 use crate::jobs::{self, JobQueue, Workers};
+use crate::projections::search::SearchIndex;
 use crate::services::logs::LogWriter;
 use crate::services::projects::{self, FirstStart};
 use crate::state::AppState;
@@ -18,7 +19,7 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
-    db: DatabaseConnection,
+    store: EventStore,
     workers: Option<Workers>,
     /// Set on the very first start of an empty database; its secrets are shown once.
     pub first_start: Option<FirstStart>,
@@ -30,27 +31,27 @@ pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Connects and applies migrations.
-pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+/// Connects, applies migrations and opens the search index.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<EventStore> {
     let db = crate::db::connect(settings).await?;
     crate::db::migrate(&db).await?;
     JobQueue::new(&db).migrate().await.context("migrating the job queue tables failed")?;
-    Ok(db)
+    let search = SearchIndex::open(&db, settings).await?;
+    Ok(EventStore::new(db, search))
 }
 
 impl Application {
     /// Binds `listen` (port 0 picks a free port; see [`Application::port`]).
     pub async fn build(settings: Settings, listen: &str, with_workers: bool) -> anyhow::Result<Self> {
         install_tls();
-        let db = open_database(&settings).await?;
-        let store = EventStore::new(db.clone());
+        let store = open_database(&settings).await?;
         let first_start = projects::bootstrap(&store, settings.admin_token.is_some())
             .await
             .map_err(|e| anyhow::anyhow!("first-start setup failed: {}", e.message))?;
         let (log_writer, _) = LogWriter::start(store.clone());
-        let state = web::Data::new(AppState::new(db.clone(), settings, log_writer));
+        let state = web::Data::new(AppState::new(store.clone(), settings, log_writer));
         let workers = match with_workers {
-            true => Some(jobs::start(store, state.jobs.clone(), state.metrics.clone(), &state.settings)?),
+            true => Some(jobs::start(store.clone(), state.jobs.clone(), state.metrics.clone(), &state.settings)?),
             false => None,
         };
 
@@ -62,7 +63,7 @@ impl Application {
             .disable_signals()
             .shutdown_timeout(30)
             .run();
-        Ok(Self { port, server, db, workers, first_start })
+        Ok(Self { port, server, store, workers, first_start })
     }
 
     pub fn port(&self) -> u16 {
@@ -70,7 +71,11 @@ impl Application {
     }
 
     pub fn db(&self) -> &DatabaseConnection {
-        &self.db
+        self.store.db()
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
     }
 
     /// Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight requests finish (their

@@ -23,9 +23,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(db: DatabaseConnection, settings: Settings, log_writer: LogWriter) -> Self {
+    pub fn new(store: EventStore, settings: Settings, log_writer: LogWriter) -> Self {
+        let db = store.db().clone();
         Self {
-            store: EventStore::new(db.clone()),
+            store,
             jobs: JobQueue::new(&db),
             admin_token_hash: settings.admin_token.as_deref().map(token::hash),
             settings: Arc::new(settings),

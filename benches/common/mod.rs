@@ -63,13 +63,10 @@ pub async fn start_server(url: &str, dir: &std::path::Path, env: &[(&str, String
         command.env(name, value);
     }
     let mut child = command.spawn().expect("release binary starts");
-    let mut key = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
-        if let Some(k) = line.trim().strip_prefix("server key:") {
-            key = Some(k.trim().to_owned());
-            break;
-        }
-    }
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let key = lines.by_ref().find_map(|line| line.trim().strip_prefix("server key:").map(|k| k.trim().to_owned()));
+    // Keep reading: a server whose stdout is closed dies of the next line it prints.
+    std::thread::spawn(move || lines.for_each(drop));
     let server = Server { base: format!("http://127.0.0.1:{port}"), key: key.expect("server key printed"), child };
     let client = reqwest::Client::new();
     for _ in 0..200 {

@@ -6,6 +6,7 @@ mod m20261123_000001_foundation;
 mod m20261123_000002_log_search;
 mod m20261124_000003_tasks;
 mod m20261124_000004_webhooks;
+mod m20261124_000005_search_file;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_log_search::Migration),
             Box::new(m20261124_000003_tasks::Migration),
             Box::new(m20261124_000004_webhooks::Migration),
+            Box::new(m20261124_000005_search_file::Migration),
         ]
     }
 }

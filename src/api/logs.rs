@@ -120,7 +120,7 @@ async fn list_logs(state: web::Data<AppState>, member: ProjectMember, params: Pa
     let (limit, cursor) = paging(&params, LogFilter::NAMES)?;
     let zone = member.access.project.time_zone;
     let filter = LogFilter::parse(&params, &zone, now_ms()).map_err(query_errors)?;
-    let page = logs::list(&state.db, member.project_id(), &filter, limit, cursor.as_ref()).await?;
+    let page = logs::list(&state.store, member.project_id(), &filter, limit, cursor.as_ref()).await?;
     Ok(web::Json(ListOut::from_page(page, |row| LogSummaryOut::new(row, &zone))))
 }
 

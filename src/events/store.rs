@@ -18,6 +18,7 @@ use super::{DomainEvent, EventMetadata, StreamRef};
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::time::now_ms;
 use crate::projections;
+use crate::projections::search::SearchIndex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -43,19 +44,25 @@ pub struct StoredEvent {
 #[derive(Clone)]
 pub struct EventStore {
     db: DatabaseConnection,
+    /// The asynchronous projection with storage of its own (on SQLite, a file of its own).
+    search: SearchIndex,
     /// SQLite has one writer at a time; queueing writers here instead of in SQLite's busy handler
     /// keeps latency fair and avoids `SQLITE_BUSY` on lock upgrades. PostgreSQL needs no lock.
     sqlite_writer: Option<Arc<Mutex<()>>>,
 }
 
 impl EventStore {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: DatabaseConnection, search: SearchIndex) -> Self {
         let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Self { db, sqlite_writer }
+        Self { db, search, sqlite_writer }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    pub fn search(&self) -> &SearchIndex {
+        &self.search
     }
 
     /// Starts a write transaction. Reads made through [`Writer::conn`] see a consistent state that

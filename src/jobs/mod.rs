@@ -23,14 +23,14 @@ use crate::domain::task::{TaskStatus, TaskType};
 use crate::domain::time::now_ms;
 use crate::events::EventStore;
 use crate::metrics::Metrics;
-use crate::projections::search::SearchIndexer;
+use crate::projections::search::{SearchIndex, SearchIndexer};
 use crate::services::delivery::Deliverer;
 use crate::services::tasks::{StepError, TaskRun};
 use crate::services::{imports, retention, sendouts};
 
-/// Events the search indexer takes per transaction: small enough that on SQLite, where it shares the
-/// one write lock with request logging, it never holds writers back for long.
-const SEARCH_BATCH: u64 = 1000;
+/// Events the search indexer takes per transaction (it writes to storage of its own, so a large
+/// batch holds no other writer back).
+const SEARCH_BATCH: u64 = 2048;
 /// The task types that have a worker so far.
 const QUEUES: &[TaskType] = &[TaskType::Import, TaskType::RetentionPurge, TaskType::WebhookRecovery];
 /// How often an idle task worker looks for jobs.
@@ -186,7 +186,7 @@ pub fn start(store: EventStore, queue: JobQueue, metrics: Arc<Metrics>, settings
         queue: queue.clone(),
         deliverer,
     };
-    let mut tasks = vec![tokio::spawn(run_search_indexer(store, indexed)), tokio::spawn(run_sweeper(ctx.clone()))];
+    let mut tasks = vec![tokio::spawn(run_search_indexer(store.search().clone(), indexed)), tokio::spawn(run_sweeper(ctx.clone()))];
     tasks.extend(spawn_workers(ctx, settings.job_lease, schedule));
     Ok(Workers { tasks })
 }
@@ -349,10 +349,10 @@ async fn requeue_due_deliveries(ctx: &JobContext) {
     ctx.queue.enqueue_delivery_jobs(jobs, None).await;
 }
 
-async fn run_search_indexer(store: EventStore, indexed: Counter) {
+async fn run_search_indexer(index: SearchIndex, indexed: Counter) {
     let mut indexer = SearchIndexer::default();
     loop {
-        match indexer.step(&store, SEARCH_BATCH).await {
+        match indexer.step(&index, SEARCH_BATCH).await {
             Ok(0) => tokio::time::sleep(Duration::from_millis(100)).await,
             Ok(n) => {
                 indexed.inc_by(n as u64);

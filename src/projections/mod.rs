@@ -113,8 +113,6 @@ pub async fn rebuild(store: &EventStore, mut progress: impl FnMut(u64, u64)) -> 
     for table in TABLES {
         conn.execute_unprepared(&format!("DELETE FROM {table}")).await?;
     }
-    // The search index is asynchronous: rewound here, refilled by the indexer.
-    search::reset(conn).await?;
     let total = entity::event_log::Entity::find().count(conn).await?;
     let (mut done, mut after) = (0, 0);
     loop {
@@ -126,5 +124,7 @@ pub async fn rebuild(store: &EventStore, mut progress: impl FnMut(u64, u64)) -> 
         progress(done, total);
     }
     writer.commit().await?;
+    // The search index is asynchronous: rewound here, refilled by the indexer.
+    store.search().reset().await?;
     Ok(done)
 }

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value};
 use serde::Deserialize;
 
-use crate::events::EventStore;
+use crate::config::Settings;
 
 pub const CHECKPOINT: &str = "log_search";
 const LOG_EVENT: &str = "request.logged";
@@ -16,6 +16,101 @@ const LOG_EVENT: &str = "request.logged";
 /// a transaction still committing. The indexer waits this long for a gap before taking it for a
 /// rolled-back (or purged) number.
 const GAP_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The SQLite index file's tables (PostgreSQL's are made by the migrations). One contentless FTS5
+/// table per body (the bodies stay in the event log), rowid = the event's `seq`. `detail=none`
+/// keeps only which rows hold each trigram, not where: about half the indexing work. A search
+/// takes the rows holding all of a needle's trigrams as candidates and checks them against the
+/// stored body, so the result is exact (and a row left behind by a purge matches nothing).
+const SQLITE_SCHEMA: &[&str] = &[
+    "CREATE VIRTUAL TABLE IF NOT EXISTS main.log_search_request USING fts5(
+        body, content='', contentless_delete=1, detail=none, tokenize='trigram')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS main.log_search_response USING fts5(
+        body, content='', contentless_delete=1, detail=none, tokenize='trigram')",
+    "CREATE TABLE IF NOT EXISTS main.projection_checkpoints (name TEXT PRIMARY KEY, last_seq BIGINT NOT NULL)",
+    "INSERT OR IGNORE INTO main.projection_checkpoints (name, last_seq) VALUES ('log_search', 0)",
+];
+
+/// The body-search index and the connection it is kept through (see `db::connect_search`).
+#[derive(Clone)]
+pub struct SearchIndex {
+    db: DatabaseConnection,
+}
+
+impl SearchIndex {
+    /// Opens the index. On SQLite it creates the index file's tables; an index ahead of the event
+    /// log (a database restored from an older copy beside a newer index) starts over.
+    pub async fn open(main: &DatabaseConnection, settings: &Settings) -> anyhow::Result<Self> {
+        let db = crate::db::connect_search(main, settings).await?;
+        if db.get_database_backend() == DbBackend::Sqlite {
+            for sql in SQLITE_SCHEMA {
+                db.execute_unprepared(sql).await?;
+            }
+        }
+        let index = Self { db };
+        if index.checkpoint().await? > top_seq(&index.db).await? {
+            tracing::warn!("the search index is ahead of the event log; rebuilding it");
+            index.reset().await?;
+        }
+        Ok(index)
+    }
+
+    /// The connection searches run on (it reads the event log too).
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The position up to which the index is complete.
+    pub async fn checkpoint(&self) -> Result<i64, DbErr> {
+        read_checkpoint(&self.db, false).await
+    }
+
+    /// Events the index has not yet covered.
+    pub async fn lag(&self) -> Result<i64, DbErr> {
+        let covered = self.checkpoint().await?;
+        Ok((top_seq(&self.db).await? - covered).max(0))
+    }
+
+    /// Empties the index and rewinds its checkpoint, so the indexer rebuilds it from the log.
+    pub async fn reset(&self) -> Result<(), DbErr> {
+        let txn = self.db.begin().await?;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            txn.execute_unprepared("DELETE FROM log_search").await?;
+        } else {
+            txn.execute_unprepared("DELETE FROM log_search_request").await?;
+            txn.execute_unprepared("DELETE FROM log_search_response").await?;
+        }
+        txn.execute_unprepared(&format!("UPDATE projection_checkpoints SET last_seq = 0 WHERE name = '{CHECKPOINT}'")).await?;
+        txn.commit().await
+    }
+
+    /// Removes purged logs. Called after the purge committed; a row left behind (the process died
+    /// in between) is harmless, since every candidate is checked against the event log.
+    pub async fn forget(&self, seqs: &[i64]) -> Result<(), DbErr> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let statements = match self.db.get_database_backend() {
+            DbBackend::Postgres => vec![format!("DELETE FROM log_search WHERE seq IN ({list})")],
+            _ => vec![
+                format!("DELETE FROM log_search_request WHERE rowid IN ({list})"),
+                format!("DELETE FROM log_search_response WHERE rowid IN ({list})"),
+            ],
+        };
+        for sql in statements {
+            self.db.execute_unprepared(&sql).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The newest position in the event log.
+async fn top_seq(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    let backend = conn.get_database_backend();
+    let row = conn.query_one_raw(Statement::from_string(backend, "SELECT COALESCE(MAX(seq), 0) AS top FROM event_log")).await?;
+    Ok(row.map(|r| r.try_get("", "top")).transpose()?.unwrap_or(0))
+}
 
 #[derive(Default)]
 pub struct SearchIndexer {
@@ -42,9 +137,11 @@ fn text(body: serde_json::Value) -> Option<String> {
 impl SearchIndexer {
     /// Indexes up to `batch` events past the checkpoint in one transaction; returns how many it
     /// consumed (0 when caught up).
-    pub async fn step(&mut self, store: &EventStore, batch: u64) -> Result<usize, DbErr> {
-        let writer = store.begin().await?;
-        let conn = writer.conn();
+    pub async fn step(&mut self, index: &SearchIndex, batch: u64) -> Result<usize, DbErr> {
+        // On SQLite a deferred transaction: it writes to the index file only, and only reads the
+        // event log.
+        let txn = index.db.begin().await?;
+        let conn = &txn;
         let backend = conn.get_database_backend();
         // Locked, so that concurrent indexers on several nodes take turns instead of doubling work.
         let last = read_checkpoint(conn, true).await?;
@@ -91,7 +188,7 @@ impl SearchIndexer {
             [next.into(), CHECKPOINT.into()],
         ))
         .await?;
-        writer.commit().await?;
+        txn.commit().await?;
         Ok((next - last) as usize)
     }
 
@@ -126,7 +223,9 @@ async fn insert_docs(conn: &impl ConnectionTrait, backend: DbBackend, docs: &[(i
     for (table, pick) in [("log_search_request", 0), ("log_search_response", 1)] {
         let bodies: Vec<(i64, &String)> =
             docs.iter().filter_map(|(seq, req, res)| Some((*seq, if pick == 0 { req.as_ref()? } else { res.as_ref()? }))).collect();
-        for chunk in crate::projections::pow2_chunks(&bodies, 256) {
+        // FTS5 writes a new segment at the end of every statement: few, large statements leave
+        // less merging to do.
+        for chunk in crate::projections::pow2_chunks(&bodies, 1024) {
             let tuples = vec!["(?, ?)"; chunk.len()].join(", ");
             let values: Vec<Value> = chunk.iter().flat_map(|(seq, body)| [Value::from(*seq), Value::from((*body).clone())]).collect();
             let sql = format!("INSERT INTO {table} (rowid, body) VALUES {tuples}");
@@ -134,11 +233,6 @@ async fn insert_docs(conn: &impl ConnectionTrait, backend: DbBackend, docs: &[(i
         }
     }
     Ok(())
-}
-
-/// The position up to which the index is complete.
-pub async fn checkpoint(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    read_checkpoint(conn, false).await
 }
 
 /// The checkpoint, optionally locked for the rest of the transaction (PostgreSQL; SQLite's single
@@ -154,29 +248,6 @@ async fn read_checkpoint(conn: &impl ConnectionTrait, lock: bool) -> Result<i64,
         ))
         .await?;
     Ok(row.map(|r| r.try_get("", "last_seq")).transpose()?.unwrap_or(0))
-}
-
-/// Events the index has not yet covered.
-pub async fn lag(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    let covered = checkpoint(conn).await?;
-    let backend = conn.get_database_backend();
-    let row = conn
-        .query_one_raw(Statement::from_string(backend, "SELECT COALESCE(MAX(seq), 0) AS top FROM event_log"))
-        .await?;
-    let top: i64 = row.map(|r| r.try_get("", "top")).transpose()?.unwrap_or(0);
-    Ok((top - covered).max(0))
-}
-
-/// Empties the index and rewinds its checkpoint, so the indexer rebuilds it from the log.
-pub async fn reset(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
-    if conn.get_database_backend() == DbBackend::Postgres {
-        conn.execute_unprepared("DELETE FROM log_search").await?;
-    } else {
-        conn.execute_unprepared("DELETE FROM log_search_request").await?;
-        conn.execute_unprepared("DELETE FROM log_search_response").await?;
-    }
-    conn.execute_unprepared(&format!("UPDATE projection_checkpoints SET last_seq = 0 WHERE name = '{CHECKPOINT}'")).await?;
-    Ok(())
 }
 
 /// Which body a search looks in.

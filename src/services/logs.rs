@@ -11,7 +11,7 @@ use crate::domain::log::{LogFilter, LogRecord, LogStatus};
 use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{DomainEvent, EventMetadata, EventStore, StoreError, StoredEvent};
-use crate::projections::search::{self, Body};
+use crate::projections::search::{self, Body, SearchIndex};
 use crate::services::newest_first;
 
 /// Most records one commit takes; more waiting requests go into the next commit.
@@ -75,14 +75,15 @@ pub async fn ingest(store: &EventStore, meta: &EventMetadata, records: Vec<LogRe
 }
 
 pub async fn list(
-    db: &DatabaseConnection,
+    store: &EventStore,
     project_id: &str,
     filter: &LogFilter,
     limit: Limit,
     cursor: Option<&Cursor>,
 ) -> ApiResult<Page<log::Model>> {
+    let db = store.db();
     let related = related_logs(db, project_id, &filter.related_id).await?;
-    let searches = body_searches(db, filter).await?;
+    let searches = body_searches(store.search(), filter).await?;
     let condition = filter_condition(project_id, filter, related.as_deref(), &searches);
     let query = log::Entity::find().filter(condition);
     let query = newest_first(query, log::Column::OccurredAtMs, log::Column::Id, limit, cursor);
@@ -159,13 +160,14 @@ enum BodyMatches {
 /// common one, and scanning by time for a rare term reads the whole window.
 const FEW_MATCHES: u64 = 2000;
 
-async fn body_searches(db: &DatabaseConnection, f: &LogFilter) -> ApiResult<Vec<BodyMatches>> {
+async fn body_searches(index: &SearchIndex, f: &LogFilter) -> ApiResult<Vec<BodyMatches>> {
     let wanted = [(Body::Request, &f.request_body_contains), (Body::Response, &f.response_body_contains)];
     if wanted.iter().all(|(_, needles)| needles.is_empty()) {
         return Ok(Vec::new());
     }
+    let db = index.db();
     let backend = db.get_database_backend();
-    let covered = search::checkpoint(db).await?;
+    let covered = index.checkpoint().await?;
     let mut out = Vec::new();
     for (body, needles) in wanted.into_iter().filter(|(_, n)| !n.is_empty()) {
         let (sql, values) = search::matching_seqs(backend, body, needles, covered);

@@ -105,7 +105,8 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
     for kind in [Kind::Logs, Kind::Sendouts, Kind::Events, Kind::Imports, Kind::Tasks] {
         loop {
             let writer = run.begin_step().await?;
-            let n = purge_batch(&writer, store.db().get_database_backend(), kind, &project_id, &run.task.id, cutoff_ms, &mut removed).await?;
+            let mut purged_seqs = Vec::new();
+            let n = purge_batch(&writer, kind, &project_id, &run.task.id, cutoff_ms, &mut removed, &mut purged_seqs).await?;
             if n == 0 {
                 break;
             }
@@ -118,21 +119,25 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
                 errors: Vec::new(),
             };
             run.finish_step(writer, Vec::new(), progress).await?;
+            if let Err(err) = store.search().forget(&purged_seqs).await {
+                tracing::warn!(error = %err, "purged logs stay in the search index (they match nothing)");
+            }
         }
     }
     prune_endpoints(store, &project_id).await?;
     run.complete(Vec::new(), removed.total(), false, result(&removed)).await
 }
 
-/// Removes one batch of `kind`; returns how many resources went.
+/// Removes one batch of `kind`; returns how many resources went, and adds the positions of purged
+/// logs to `purged_seqs` (for the search index, kept apart).
 async fn purge_batch(
     writer: &Writer,
-    backend: DbBackend,
     kind: Kind,
     project_id: &str,
     this_task: &str,
     cutoff_ms: i64,
     removed: &mut Removed,
+    purged_seqs: &mut Vec<i64>,
 ) -> Result<u64, DbErr> {
     let conn = writer.conn();
     let n = match kind {
@@ -149,8 +154,8 @@ async fn purge_batch(
             let (ids, seqs): (Vec<String>, Vec<i64>) = rows.into_iter().unzip();
             log_related::Entity::delete_many().filter(log_related::Column::LogId.is_in(ids.clone())).exec(conn).await?;
             log::Entity::delete_many().filter(log::Column::Id.is_in(ids.clone())).exec(conn).await?;
-            delete_search_rows(conn, backend, &seqs).await?;
-            removed.event_log_entries += delete_events(conn, project_id, event_log::Column::Seq.is_in(seqs)).await? as i64;
+            removed.event_log_entries += delete_events(conn, project_id, event_log::Column::Seq.is_in(seqs.clone())).await? as i64;
+            purged_seqs.extend(seqs);
             removed.logs += ids.len() as i64;
             ids.len()
         }
@@ -274,25 +279,6 @@ fn delete_permit(backend: DbBackend) -> &'static str {
         DbBackend::Postgres => "DELETE FROM event_log_purge_permits WHERE purge_id = $1",
         _ => "DELETE FROM event_log_purge_permits WHERE purge_id = ?",
     }
-}
-
-/// Removes purged logs from the body-search index.
-async fn delete_search_rows(conn: &impl ConnectionTrait, backend: DbBackend, seqs: &[i64]) -> Result<(), DbErr> {
-    if seqs.is_empty() {
-        return Ok(());
-    }
-    let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    let statements = match backend {
-        DbBackend::Postgres => vec![format!("DELETE FROM log_search WHERE seq IN ({list})")],
-        _ => vec![
-            format!("DELETE FROM log_search_request WHERE rowid IN ({list})"),
-            format!("DELETE FROM log_search_response WHERE rowid IN ({list})"),
-        ],
-    };
-    for sql in statements {
-        conn.execute_unprepared(&sql).await?;
-    }
-    Ok(())
 }
 
 /// Drops endpoints of the filter picker that no remaining log uses.

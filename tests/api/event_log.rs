@@ -1,6 +1,5 @@
 //! The event log is append-only, and the projections are exactly what replaying it produces.
 
-use logbook::events::EventStore;
 use logbook::projections::{self, TABLES};
 use reqwest::{Method, StatusCode};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
@@ -96,7 +95,7 @@ async fn rebuilding_the_projections_reproduces_them_exactly() {
     // (admin_tokens stays empty: the tests configure LOGBOOK_ADMIN_TOKEN.)
     let empty: Vec<&str> = before.iter().filter(|(_, rows)| rows.is_empty()).map(|(t, _)| t.as_str()).collect();
     assert_eq!(empty, vec!["admin_tokens"], "the workload touches every other projection");
-    let store = EventStore::new(app.db.clone());
+    let store = app.store.clone();
     let replayed = projections::rebuild(&store, |_, _| {}).await.unwrap();
     assert_eq!(replayed as i64, count_events(&app.db).await);
     let after = dump(&app.db).await;

@@ -22,6 +22,7 @@ pub struct TestApp {
     pub client_key_id: String,
     pub user_id: String,
     pub db: DatabaseConnection,
+    pub store: logbook::events::EventStore,
     pub settings: Settings,
     _dir: tempfile::TempDir,
     _server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -85,6 +86,7 @@ async fn start(settings: Settings, dir: tempfile::TempDir, workers: bool) -> Tes
     let app = Application::build(settings.clone(), "127.0.0.1:0", workers).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let db = app.db().clone();
+    let store = app.store().clone();
     let first = app.first_start.as_ref().expect("a fresh database bootstraps");
     assert!(first.admin_token.is_none(), "a configured admin token is not generated again");
     let (project, user) = (&first.project, &first.user);
@@ -108,6 +110,7 @@ async fn start(settings: Settings, dir: tempfile::TempDir, workers: bool) -> Tes
         client_key_id,
         user_id,
         db,
+        store,
         settings,
         _dir: dir,
         _server: app.spawn(),
@@ -158,7 +161,7 @@ impl TestApp {
     /// Waits until the search indexer has caught up with the event log.
     pub async fn wait_for_search_index(&self) {
         for _ in 0..200 {
-            if logbook::projections::search::lag(&self.db).await.unwrap() == 0 {
+            if self.store.search().lag().await.unwrap() == 0 {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;

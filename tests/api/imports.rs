@@ -205,7 +205,7 @@ async fn bad_uploads_are_refused_and_create_nothing() {
 
     let tasks = app.get_ok("/v1/tasks", &app.server_key).await;
     assert_eq!(tasks["data"], json!([]), "no task was created");
-    let files = logbook::services::retention::remove_abandoned_uploads(&logbook::events::EventStore::new(app.db.clone())).await.unwrap();
+    let files = logbook::services::retention::remove_abandoned_uploads(&app.store.clone()).await.unwrap();
     assert_eq!(files, 0, "no partial file was left behind");
     use sea_orm::{EntityTrait, PaginatorTrait};
     assert_eq!(entity::file::Entity::find().count(&app.db).await.unwrap(), 0);

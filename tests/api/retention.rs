@@ -9,7 +9,7 @@ use logbook::domain::actor::Actor;
 use logbook::domain::event::{EventType, SourceId};
 use logbook::domain::import::ImportFormat;
 use logbook::domain::task::{ProcessingStatus, TaskType};
-use logbook::events::{DomainEvent, EventMetadata, EventPublished, EventStore, ImportCreated, TaskCompleted, TaskScheduled};
+use logbook::events::{DomainEvent, EventMetadata, EventPublished, ImportCreated, TaskCompleted, TaskScheduled};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -26,7 +26,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 /// Appends, recorded `days` ago, a finished task, and an import (with its stored file, its task
 /// and one published row): what a project that has run for a while holds.
 async fn back_date_history(app: &TestApp, days: i64) -> (String, String, String) {
-    let store = EventStore::new(app.db.clone());
+    let store = app.store.clone();
     let at = logbook::domain::time::now_ms() - days * DAY_MS;
     let meta = EventMetadata { actor: Actor::system(), request_log_id: None };
     let task = |task_type| TaskScheduled {
@@ -149,7 +149,7 @@ async fn a_purge_removes_exactly_what_is_past_retention_with_its_event_log_entri
 
     // The projections still follow from what is left of the log.
     let before = table_counts(&app).await;
-    logbook::projections::rebuild(&EventStore::new(app.db.clone()), |_, _| {}).await.unwrap();
+    logbook::projections::rebuild(&app.store.clone(), |_, _| {}).await.unwrap();
     assert_eq!(table_counts(&app).await, before);
 }
 

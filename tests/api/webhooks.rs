@@ -184,7 +184,7 @@ async fn private_and_internal_urls_are_refused_at_creation_and_at_delivery() {
     // An endpoint whose address turned internal after creation (here: written straight into the
     // log, as a DNS change would make it) is refused when delivering, and never connected to.
     let receiver = Receiver::start().await;
-    let store = logbook::events::EventStore::new(app.db.clone());
+    let store = app.store.clone();
     for url in [receiver.url(), format!("http://localhost:{}/hook", receiver.port)] {
         let event = logbook::events::DomainEvent::WebhookCreated(logbook::events::WebhookCreated {
             id: logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Webhook),
