@@ -4,6 +4,8 @@
 //!     cargo bench --bench logs                                    # SQLite, 1,000,000 logs
 //!     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench logs
 //!     BENCH_ROWS=100000 cargo bench --bench logs                  # a quicker run
+//!     BENCH_TIMES=random cargo bench --bench logs                 # back-dated entries at random times
+//!     BENCH_KEEP=1 cargo bench --bench logs                       # keep the database, skip the load test
 //!
 //! The server runs in this process on a fresh database (a temporary SQLite file, or a new
 //! PostgreSQL database next to BENCH_DATABASE_URL) and is driven over HTTP on loopback.
@@ -190,6 +192,10 @@ async fn main() {
     let server = common::start_server(&url, dir.path(), &[]).await;
     if rows > 0 {
         ingest_and_query(&server, rows, times).await;
+    }
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        println!("database kept in {}", dir.keep().display());
+        return;
     }
 
     println!("\nsmall authenticated endpoint (GET /v1/project), {CONCURRENCY} concurrent clients, 8 s each:");

@@ -270,95 +270,114 @@ impl Body {
 /// (case-insensitive), with its bound values: the index up to `covered`, the log after. It is not
 /// scoped to a project (the caller's query on `logs` is): the only access paths left are the index
 /// and the event positions, which keeps planners from scanning a project's whole log instead.
-/// Placeholders start at 1.
-pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered: i64) -> (String, Vec<Value>) {
+/// Placeholders start at 1. With `sample`, only the newest `sample` index candidates are checked
+/// and the tail is left out: a measure of how densely the needles occur among their candidates.
+pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered: i64, sample: Option<u64>) -> (String, Vec<Value>) {
     let column = body.column();
     let mut values: Vec<Value> = Vec::new();
     let mut bind = |v: Value| {
         values.push(v);
         ph(backend, values.len())
     };
-    let patterns: Vec<String> = needles.iter().map(|n| format!("%{}%", escape_like(&n.to_lowercase()))).collect();
     // Trigram lookups need at least three characters; a shorter needle searches the whole log.
     let covered = if needles.iter().any(|n| n.chars().count() < 3) { 0 } else { covered };
 
-    let extract = body_text(backend, column);
+    // Bound in text order: SQLite's `?` placeholders are positional.
     let indexed = if covered == 0 {
         None
     } else if backend == DbBackend::Postgres {
-        let likes: Vec<String> = patterns.iter().map(|p| format!("lower({column}) LIKE {} ESCAPE '!'", bind(p.clone().into()))).collect();
+        let likes: Vec<String> =
+            needles.iter().map(|n| format!("lower({column}) LIKE {} ESCAPE '!'", bind(like_pattern(n).into()))).collect();
         Some(format!("SELECT seq FROM log_search WHERE {}", likes.join(" OR ")))
     } else {
         // Candidates hold every trigram of a needle; the stored body decides.
         let table = format!("log_search_{}", column.trim_end_matches("_body"));
         let query = needles.iter().map(|n| format!("({})", trigram_query(n))).collect::<Vec<_>>().join(" OR ");
-        let candidates = format!("SELECT rowid FROM {table} WHERE {table} MATCH {} AND rowid <= {}", bind(query.into()), bind(covered.into()));
-        let likes: Vec<String> = patterns.iter().map(|p| format!("{extract} LIKE {} ESCAPE '!'", bind(p.clone().into()))).collect();
-        Some(format!("SELECT seq FROM event_log WHERE seq IN ({candidates}) AND ({})", likes.join(" OR ")))
+        let newest = sample.map(|n| format!(" ORDER BY rowid DESC LIMIT {n}")).unwrap_or_default();
+        let candidates =
+            format!("SELECT rowid FROM {table} WHERE {table} MATCH {} AND rowid <= {}{newest}", bind(query.into()), bind(covered.into()));
+        let contains = any_contains(backend, "payload", body, needles, &mut bind);
+        Some(format!("SELECT seq FROM event_log WHERE seq IN ({candidates}) AND {contains}"))
     };
-    // Bound in text order: SQLite's `?` placeholders are positional.
-    let after = bind(covered.into());
-    let tail_likes: Vec<String> = patterns.iter().map(|p| format!("{extract} LIKE {} ESCAPE '!'", bind(p.clone().into()))).collect();
-    let tail = format!(
-        "SELECT seq FROM event_log WHERE seq > {after} AND event_type = '{LOG_EVENT}' AND ({})",
-        tail_likes.join(" OR ")
-    );
     let sql = match indexed {
-        // UNION ALL lets a capped probe stop early; a row an indexer batch put in both parts
-        // meanwhile is a harmless duplicate in an IN list (and removed from listed matches).
-        Some(indexed) => format!("{indexed} UNION ALL {tail}"),
-        None => tail,
+        Some(indexed) if sample.is_some() => indexed,
+        indexed => {
+            let after = bind(covered.into());
+            let contains = any_contains(backend, "payload", body, needles, &mut bind);
+            let tail = format!("SELECT seq FROM event_log WHERE seq > {after} AND event_type = '{LOG_EVENT}' AND {contains}");
+            match indexed {
+                // UNION ALL lets a capped probe stop early; a row an indexer batch put in both
+                // parts meanwhile is a harmless duplicate in an IN list (and removed from listed
+                // matches).
+                Some(indexed) => format!("{indexed} UNION ALL {tail}"),
+                None => tail,
+            }
+        }
     };
     (sql, values)
+}
+
+/// SQL counting the rows of SQLite's index that hold every trigram of some needle, up to `cap`:
+/// candidates, before they are checked against the stored body. `None` where the index cannot
+/// tell (PostgreSQL's index checks the body itself; needles under three characters).
+pub fn candidate_count(backend: DbBackend, body: Body, needles: &[String], covered: i64, cap: u64) -> Option<(String, Vec<Value>)> {
+    if backend == DbBackend::Postgres || covered == 0 || needles.iter().any(|n| n.chars().count() < 3) {
+        return None;
+    }
+    let table = format!("log_search_{}", body.column().trim_end_matches("_body"));
+    let query = needles.iter().map(|n| format!("({})", trigram_query(n))).collect::<Vec<_>>().join(" OR ");
+    let sql = format!("SELECT COUNT(*) AS n FROM (SELECT rowid FROM {table} WHERE {table} MATCH ? AND rowid <= ? LIMIT {cap})");
+    Some((sql, vec![query.into(), covered.into()]))
 }
 
 /// Whether a log event's `column` contains any of `needles`, as a condition on the event row `e`
 /// of the log being filtered: for searches that match too many rows to list.
 pub fn row_matches(backend: DbBackend, body: Body, needles: &[String]) -> (String, Vec<Value>) {
-    let extract = body_text(backend, body.column()).replace("payload", "e.payload");
     let mut values: Vec<Value> = Vec::new();
+    let contains = any_contains(backend, "e.payload", body, needles, &mut |v| {
+        values.push(v);
+        ph(backend, values.len())
+    });
+    let sql = format!("EXISTS (SELECT 1 FROM event_log e WHERE e.seq = \"logs\".\"event_seq\" AND {contains})");
+    (sql, values)
+}
+
+/// Whether the `body` of the log event whose stored JSON is `payload` contains any of `needles`,
+/// case-insensitively; `bind` takes a value and returns its placeholder.
+fn any_contains(backend: DbBackend, payload: &str, body: Body, needles: &[String], bind: &mut impl FnMut(Value) -> String) -> String {
+    let extract = match backend {
+        // `json`, not `jsonb`: it returns the stored text as written, as the index holds it.
+        DbBackend::Postgres => format!("LOWER(CAST({payload} AS json) ->> '{}')", body.column()),
+        _ => format!("LOWER(json_extract({payload}, '$.{}'))", body.column()),
+    };
     let likes: Vec<String> = needles
         .iter()
         .map(|n| {
-            values.push(format!("%{}%", escape_like(&n.to_lowercase())).into());
-            let exact = format!("{extract} LIKE {} ESCAPE '!'", ph(backend, values.len()));
+            let pattern = like_pattern(n);
             if !appears_verbatim_in_json(n) {
-                return exact;
+                return format!("{extract} LIKE {} ESCAPE '!'", bind(pattern.into()));
             }
             // A cheap test on the raw stored text first: it rules out most rows without decoding
             // their JSON, and cannot rule out a match (the needle is stored unescaped).
-            // SQLite's `?` binds one value per occurrence: bind the pattern a second time.
-            let pattern = values[values.len() - 1].clone();
-            values.push(pattern);
             let raw = match backend {
-                DbBackend::Postgres => format!("e.payload ILIKE {} ESCAPE '!'", ph(backend, values.len())),
-                _ => format!("e.payload LIKE {} ESCAPE '!'", ph(backend, values.len())),
+                DbBackend::Postgres => format!("{payload} ILIKE {} ESCAPE '!'", bind(pattern.clone().into())),
+                _ => format!("{payload} LIKE {} ESCAPE '!'", bind(pattern.clone().into())),
             };
-            // Both placeholders carry the same pattern, so their order in the text does not matter.
-            format!("({raw} AND {exact})")
+            format!("({raw} AND {extract} LIKE {} ESCAPE '!')", bind(pattern.into()))
         })
         .collect();
-    let sql = format!(
-        "EXISTS (SELECT 1 FROM event_log e WHERE e.seq = \"logs\".\"event_seq\" AND ({}))",
-        likes.join(" OR ")
-    );
-    (sql, values)
+    format!("({})", likes.join(" OR "))
+}
+
+/// A LIKE pattern finding `needle` anywhere, case folded.
+fn like_pattern(needle: &str) -> String {
+    format!("%{}%", escape_like(&needle.to_lowercase()))
 }
 
 /// Whether `needle` is written as is inside JSON text: serde_json escapes only `"`, `\` and control
 /// characters. (Case is not an issue: the raw test is case-insensitive like the exact one.)
 fn appears_verbatim_in_json(needle: &str) -> bool {
     !needle.chars().any(|c| c == '"' || c == '\\' || c.is_control())
-}
-
-/// The lower-cased text of one body of a stored log event.
-fn body_text(backend: DbBackend, column: &str) -> String {
-    if backend == DbBackend::Postgres {
-        // `json`, not `jsonb`: it returns the stored text as written, as the index holds it.
-        format!("LOWER(CAST(payload AS json) ->> '{column}')")
-    } else {
-        format!("LOWER(json_extract(payload, '$.{column}'))")
-    }
 }
 
 /// An FTS5 query requiring every trigram of `needle` (at least three characters long).

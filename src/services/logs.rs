@@ -125,7 +125,12 @@ fn filter_condition(project_id: &str, f: &LogFilter, related: Option<&[String]>,
     }
     for search in searches {
         c = c.add(match search {
-            BodyMatches::Few(seqs) => log::Column::EventSeq.is_in(seqs.iter().copied()),
+            // Inlined (they are integers): a list can outgrow the bound-parameter limits.
+            BodyMatches::Few(seqs) if seqs.is_empty() => Expr::cust("1 = 0"),
+            BodyMatches::Few(seqs) => {
+                let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+                Expr::cust(format!("\"logs\".\"event_seq\" IN ({list})"))
+            }
             BodyMatches::Many(sql, values) => Expr::cust_with_values(sql.clone(), values.clone()),
         });
     }
@@ -158,7 +163,17 @@ enum BodyMatches {
 
 /// Up to this many matches a search is listed first; SQLite's planner cannot tell a rare term from a
 /// common one, and scanning by time for a rare term reads the whole window.
-const FEW_MATCHES: u64 = 2000;
+const FEW_MATCHES: usize = 2000;
+/// Up to this many index candidates (SQLite: rows holding every trigram) are all checked, and
+/// the matches listed.
+const CANDIDATE_CAP: u64 = 20_000;
+/// Beyond that, this many of the newest candidates are checked: if at least [`DENSE`] match, a
+/// newest-first scan fills a page after about `50 × SAMPLE / matches` rows (few thousand at
+/// most), so the search is checked row by row; otherwise every candidate is checked and listed.
+const SAMPLE: u64 = 4000;
+const DENSE: u64 = 20;
+/// Largest list of matches a query takes; more are checked row by row.
+const MAX_LISTED: usize = 20_000;
 
 async fn body_searches(index: &SearchIndex, f: &LogFilter) -> ApiResult<Vec<BodyMatches>> {
     let wanted = [(Body::Request, &f.request_body_contains), (Body::Response, &f.response_body_contains)];
@@ -170,20 +185,53 @@ async fn body_searches(index: &SearchIndex, f: &LogFilter) -> ApiResult<Vec<Body
     let covered = index.checkpoint().await?;
     let mut out = Vec::new();
     for (body, needles) in wanted.into_iter().filter(|(_, n)| !n.is_empty()) {
-        let (sql, values) = search::matching_seqs(backend, body, needles, covered);
-        let probe = format!("SELECT seq FROM ({sql}) AS m LIMIT {}", FEW_MATCHES + 1);
-        let rows = db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, probe, values.clone())).await?;
-        if rows.len() as u64 <= FEW_MATCHES {
-            let mut seqs = rows.iter().map(|r| r.try_get::<i64>("", "seq")).collect::<Result<Vec<_>, _>>()?;
-            seqs.sort_unstable();
-            seqs.dedup();
-            out.push(BodyMatches::Few(seqs));
-        } else {
-            let (sql, values) = search::row_matches(backend, body, needles);
-            out.push(BodyMatches::Many(sql, values));
-        }
+        let listed = match search::candidate_count(backend, body, needles, covered, CANDIDATE_CAP + 1) {
+            Some(count) => {
+                let sparse = scalar(db, count).await? <= CANDIDATE_CAP
+                    || scalar(db, count_of(search::matching_seqs(backend, body, needles, covered, Some(SAMPLE)))).await? < DENSE;
+                match sparse {
+                    true => seqs(db, search::matching_seqs(backend, body, needles, covered, None), MAX_LISTED).await?,
+                    false => None,
+                }
+            }
+            // No candidate count (PostgreSQL's index checks bodies itself; short needles): list
+            // the matches if they are few.
+            None => seqs(db, search::matching_seqs(backend, body, needles, covered, None), FEW_MATCHES).await?,
+        };
+        out.push(match listed {
+            Some(seqs) => BodyMatches::Few(seqs),
+            None => {
+                let (sql, values) = search::row_matches(backend, body, needles);
+                BodyMatches::Many(sql, values)
+            }
+        });
     }
     Ok(out)
+}
+
+/// The sorted, distinct `seq`s the query selects, or `None` if there are more than `max`.
+async fn seqs(db: &DatabaseConnection, (sql, values): (String, Vec<sea_orm::Value>), max: usize) -> ApiResult<Option<Vec<i64>>> {
+    let backend = db.get_database_backend();
+    let probe = format!("SELECT seq FROM ({sql}) AS m LIMIT {}", max + 1);
+    let rows = db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, probe, values)).await?;
+    if rows.len() > max {
+        return Ok(None);
+    }
+    let mut seqs = rows.iter().map(|r| r.try_get::<i64>("", "seq")).collect::<Result<Vec<_>, _>>()?;
+    seqs.sort_unstable();
+    seqs.dedup();
+    Ok(Some(seqs))
+}
+
+fn count_of((sql, values): (String, Vec<sea_orm::Value>)) -> (String, Vec<sea_orm::Value>) {
+    (format!("SELECT COUNT(*) AS n FROM ({sql}) AS m"), values)
+}
+
+/// The single number a `SELECT COUNT(*) AS n` returns.
+async fn scalar(db: &DatabaseConnection, (sql, values): (String, Vec<sea_orm::Value>)) -> ApiResult<u64> {
+    let backend = db.get_database_backend();
+    let row = db.query_one_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0) as u64)
 }
 
 /// A log entry with its full stored record, scoped to the project.

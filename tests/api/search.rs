@@ -92,3 +92,40 @@ async fn a_search_matching_thousands_of_logs_pages_through_all_of_them() {
     assert_eq!(found.len(), 2100);
     assert_eq!(found, expected);
 }
+
+#[tokio::test]
+async fn phrases_of_common_trigrams_are_found_exactly_whether_dense_or_sparse() {
+    // Over 20,000 bodies hold every trigram of "gamma alpha" but only 25 hold the phrase: the
+    // index cannot narrow it, a sample of candidates shows it is sparse, and every candidate is
+    // checked. "xalpha" is in all the others: dense, so it is checked row by row in time order.
+    let app = spawn_app().await;
+    let (mut sparse, mut dense) = (Vec::new(), Vec::new());
+    for batch in 0..21 {
+        let notes: Vec<String> = (0..1000)
+            .map(|i| match batch * 1000 + i {
+                n if n % 840 == 0 => format!("gamma alpha #{n}"),
+                n => format!("gamma xalpha ma al #{n}"),
+            })
+            .collect();
+        let logs: Vec<_> = notes
+            .iter()
+            .enumerate()
+            .map(|(i, note)| {
+                let mut e = entry(&format!("2026-11-{:02}T{:02}:{:02}:{:02}Z", 2 + batch, i / 3600, i / 60 % 60, i % 60));
+                e["channel"] = json!("search");
+                e["request_body"] = json!({ "note": note });
+                e
+            })
+            .collect();
+        let ids = app.ingest(logs).await;
+        for (id, note) in ids.into_iter().zip(&notes) {
+            if note.contains("xalpha") { dense.push(id) } else { sparse.push(id) }
+        }
+    }
+    app.wait_for_search_index().await;
+    sparse.sort();
+    dense.sort();
+    assert_eq!(sparse.len(), 25);
+    assert_eq!(search(&app, "request_body_contains=Gamma%20Alpha").await, sparse);
+    assert_eq!(search(&app, "request_body_contains=XALPHA").await, dense);
+}
