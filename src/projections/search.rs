@@ -270,9 +270,8 @@ impl Body {
 /// (case-insensitive), with its bound values: the index up to `covered`, the log after. It is not
 /// scoped to a project (the caller's query on `logs` is): the only access paths left are the index
 /// and the event positions, which keeps planners from scanning a project's whole log instead.
-/// Placeholders start at 1. With `sample`, only the newest `sample` index candidates are checked
-/// and the tail is left out: a measure of how densely the needles occur among their candidates.
-pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered: i64, sample: Option<u64>) -> (String, Vec<Value>) {
+/// Placeholders start at 1.
+pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered: i64) -> (String, Vec<Value>) {
     let column = body.column();
     let mut values: Vec<Value> = Vec::new();
     let mut bind = |v: Value| {
@@ -293,41 +292,32 @@ pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered
         // Candidates hold every trigram of a needle; the stored body decides.
         let table = format!("log_search_{}", column.trim_end_matches("_body"));
         let query = needles.iter().map(|n| format!("({})", trigram_query(n))).collect::<Vec<_>>().join(" OR ");
-        let newest = sample.map(|n| format!(" ORDER BY rowid DESC LIMIT {n}")).unwrap_or_default();
-        let candidates =
-            format!("SELECT rowid FROM {table} WHERE {table} MATCH {} AND rowid <= {}{newest}", bind(query.into()), bind(covered.into()));
+        let candidates = format!("SELECT rowid FROM {table} WHERE {table} MATCH {} AND rowid <= {}", bind(query.into()), bind(covered.into()));
         let contains = any_contains(backend, "payload", body, needles, &mut bind);
         Some(format!("SELECT seq FROM event_log WHERE seq IN ({candidates}) AND {contains}"))
     };
+    let after = bind(covered.into());
+    let contains = any_contains(backend, "payload", body, needles, &mut bind);
+    let tail = format!("SELECT seq FROM event_log WHERE seq > {after} AND event_type = '{LOG_EVENT}' AND {contains}");
     let sql = match indexed {
-        Some(indexed) if sample.is_some() => indexed,
-        indexed => {
-            let after = bind(covered.into());
-            let contains = any_contains(backend, "payload", body, needles, &mut bind);
-            let tail = format!("SELECT seq FROM event_log WHERE seq > {after} AND event_type = '{LOG_EVENT}' AND {contains}");
-            match indexed {
-                // UNION ALL lets a capped probe stop early; a row an indexer batch put in both
-                // parts meanwhile is a harmless duplicate in an IN list (and removed from listed
-                // matches).
-                Some(indexed) => format!("{indexed} UNION ALL {tail}"),
-                None => tail,
-            }
-        }
+        // UNION ALL lets a capped probe stop early; a row an indexer batch put in both parts
+        // meanwhile is a harmless duplicate in an IN list (and removed from listed matches).
+        Some(indexed) => format!("{indexed} UNION ALL {tail}"),
+        None => tail,
     };
     (sql, values)
 }
 
-/// SQL counting the rows of SQLite's index that hold every trigram of some needle, up to `cap`:
-/// candidates, before they are checked against the stored body. `None` where the index cannot
-/// tell (PostgreSQL's index checks the body itself; needles under three characters).
-pub fn candidate_count(backend: DbBackend, body: Body, needles: &[String], covered: i64, cap: u64) -> Option<(String, Vec<Value>)> {
-    if backend == DbBackend::Postgres || covered == 0 || needles.iter().any(|n| n.chars().count() < 3) {
-        return None;
-    }
-    let table = format!("log_search_{}", body.column().trim_end_matches("_body"));
-    let query = needles.iter().map(|n| format!("({})", trigram_query(n))).collect::<Vec<_>>().join(" OR ");
-    let sql = format!("SELECT COUNT(*) AS n FROM (SELECT rowid FROM {table} WHERE {table} MATCH ? AND rowid <= ? LIMIT {cap})");
-    Some((sql, vec![query.into(), covered.into()]))
+/// SQL counting the matches (`n`) among the newest `sample` logs: how densely the needles occur,
+/// whatever the index says about them.
+pub fn sample_matches(backend: DbBackend, body: Body, needles: &[String], sample: u64) -> (String, Vec<Value>) {
+    let mut values: Vec<Value> = Vec::new();
+    let contains = any_contains(backend, "payload", body, needles, &mut |v| {
+        values.push(v);
+        ph(backend, values.len())
+    });
+    let newest = format!("SELECT payload FROM event_log WHERE event_type = '{LOG_EVENT}' ORDER BY seq DESC LIMIT {sample}");
+    (format!("SELECT COUNT(*) AS n FROM ({newest}) AS s WHERE {contains}"), values)
 }
 
 /// Whether a log event's `column` contains any of `needles`, as a condition on the event row `e`
@@ -338,7 +328,9 @@ pub fn row_matches(backend: DbBackend, body: Body, needles: &[String]) -> (Strin
         values.push(v);
         ph(backend, values.len())
     });
-    let sql = format!("EXISTS (SELECT 1 FROM event_log e WHERE e.seq = \"logs\".\"event_seq\" AND {contains})");
+    // A scalar subquery, not EXISTS: PostgreSQL turns EXISTS into a semi-join and then reads the
+    // whole event log for a page (measured 4 s); this stays a lookup per row checked.
+    let sql = format!("(SELECT {contains} FROM event_log e WHERE e.seq = \"logs\".\"event_seq\")");
     (sql, values)
 }
 

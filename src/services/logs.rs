@@ -161,18 +161,14 @@ enum BodyMatches {
     Many(String, Vec<sea_orm::Value>),
 }
 
-/// Up to this many matches a search is listed first; SQLite's planner cannot tell a rare term from a
-/// common one, and scanning by time for a rare term reads the whole window.
-const FEW_MATCHES: usize = 2000;
-/// Up to this many index candidates (SQLite: rows holding every trigram) are all checked, and
-/// the matches listed.
-const CANDIDATE_CAP: u64 = 20_000;
-/// Beyond that, this many of the newest candidates are checked: if at least [`DENSE`] match, a
-/// newest-first scan fills a page after about `50 × SAMPLE / matches` rows (few thousand at
-/// most), so the search is checked row by row; otherwise every candidate is checked and listed.
+/// A search is first tried on the newest logs: if at least [`DENSE`] of [`SAMPLE`] match, a
+/// newest-first scan fills a page of 50 after about `50 × SAMPLE / matches` rows (a few thousand at
+/// most), so rows are checked one by one as the query walks its index. Otherwise the matches are
+/// few enough to list from the search index (up to [`MAX_LISTED`]), and the query fetches exactly
+/// those. (A trigram index cannot tell a rare phrase of common words from a common one; planners
+/// cannot either.)
 const SAMPLE: u64 = 4000;
 const DENSE: u64 = 20;
-/// Largest list of matches a query takes; more are checked row by row.
 const MAX_LISTED: usize = 20_000;
 
 async fn body_searches(index: &SearchIndex, f: &LogFilter) -> ApiResult<Vec<BodyMatches>> {
@@ -185,18 +181,10 @@ async fn body_searches(index: &SearchIndex, f: &LogFilter) -> ApiResult<Vec<Body
     let covered = index.checkpoint().await?;
     let mut out = Vec::new();
     for (body, needles) in wanted.into_iter().filter(|(_, n)| !n.is_empty()) {
-        let listed = match search::candidate_count(backend, body, needles, covered, CANDIDATE_CAP + 1) {
-            Some(count) => {
-                let sparse = scalar(db, count).await? <= CANDIDATE_CAP
-                    || scalar(db, count_of(search::matching_seqs(backend, body, needles, covered, Some(SAMPLE)))).await? < DENSE;
-                match sparse {
-                    true => seqs(db, search::matching_seqs(backend, body, needles, covered, None), MAX_LISTED).await?,
-                    false => None,
-                }
-            }
-            // No candidate count (PostgreSQL's index checks bodies itself; short needles): list
-            // the matches if they are few.
-            None => seqs(db, search::matching_seqs(backend, body, needles, covered, None), FEW_MATCHES).await?,
+        let dense = scalar(db, search::sample_matches(backend, body, needles, SAMPLE)).await? >= DENSE;
+        let listed = match dense {
+            true => None,
+            false => seqs(db, search::matching_seqs(backend, body, needles, covered), MAX_LISTED).await?,
         };
         out.push(match listed {
             Some(seqs) => BodyMatches::Few(seqs),
@@ -221,10 +209,6 @@ async fn seqs(db: &DatabaseConnection, (sql, values): (String, Vec<sea_orm::Valu
     seqs.sort_unstable();
     seqs.dedup();
     Ok(Some(seqs))
-}
-
-fn count_of((sql, values): (String, Vec<sea_orm::Value>)) -> (String, Vec<sea_orm::Value>) {
-    (format!("SELECT COUNT(*) AS n FROM ({sql}) AS m"), values)
 }
 
 /// The single number a `SELECT COUNT(*) AS n` returns.
