@@ -7,8 +7,9 @@
 //!     BENCH_TIMES=random cargo bench --bench logs                 # back-dated entries at random times
 //!     BENCH_KEEP=1 cargo bench --bench logs                       # keep the database, skip the load test
 //!
-//! The server runs in this process on a fresh database (a temporary SQLite file, or a new
-//! PostgreSQL database next to BENCH_DATABASE_URL) and is driven over HTTP on loopback.
+//! The server is the release binary in a process of its own, on a fresh database (a temporary
+//! SQLite file, or a new PostgreSQL database next to BENCH_DATABASE_URL), driven over HTTP on
+//! loopback.
 
 use std::time::{Duration, Instant};
 

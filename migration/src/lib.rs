@@ -7,6 +7,7 @@ mod m20261123_000002_log_search;
 mod m20261124_000003_tasks;
 mod m20261124_000004_webhooks;
 mod m20261124_000005_search_file;
+mod m20261124_000006_log_filter_order;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_tasks::Migration),
             Box::new(m20261124_000004_webhooks::Migration),
             Box::new(m20261124_000005_search_file::Migration),
+            Box::new(m20261124_000006_log_filter_order::Migration),
         ]
     }
 }

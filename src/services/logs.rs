@@ -167,8 +167,8 @@ enum BodyMatches {
 /// few enough to list from the search index (up to [`MAX_LISTED`]), and the query fetches exactly
 /// those. (A trigram index cannot tell a rare phrase of common words from a common one; planners
 /// cannot either.)
-const SAMPLE: u64 = 4000;
-const DENSE: u64 = 20;
+const SAMPLE: u64 = 1000;
+const DENSE: u64 = 5;
 const MAX_LISTED: usize = 20_000;
 
 async fn body_searches(index: &SearchIndex, f: &LogFilter) -> ApiResult<Vec<BodyMatches>> {

@@ -160,13 +160,15 @@ impl TestApp {
 
     /// Waits until the search indexer has caught up with the event log.
     pub async fn wait_for_search_index(&self) {
-        for _ in 0..200 {
+        // Generous: tens of thousands of bodies in a debug build, beside the other tests.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
             if self.store.search().lag().await.unwrap() == 0 {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("the search index did not catch up");
+        panic!("the search index did not catch up in 60 s");
     }
 
     /// Ids of `GET /v1/logs?{query}`, following every page.
