@@ -294,7 +294,9 @@ pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered
         let query = needles.iter().map(|n| format!("({})", trigram_query(n))).collect::<Vec<_>>().join(" OR ");
         let candidates = format!("SELECT rowid FROM {table} WHERE {table} MATCH {} AND rowid <= {}", bind(query.into()), bind(covered.into()));
         let contains = any_contains(backend, "payload", body, needles, &mut bind);
-        Some(format!("SELECT seq FROM event_log WHERE seq IN ({candidates}) AND {contains}"))
+        // CROSS JOIN fixes the loop order in SQLite: candidates outside, one lookup each. (As
+        // `seq IN (…)` the planner read the whole event log at a million rows.)
+        Some(format!("SELECT e.seq FROM ({candidates}) AS c CROSS JOIN event_log e ON e.seq = c.rowid WHERE {contains}"))
     };
     let after = bind(covered.into());
     let contains = any_contains(backend, "payload", body, needles, &mut bind);
