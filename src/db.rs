@@ -148,12 +148,13 @@ fn spawn_checkpointer(pool: sqlx::SqlitePool) {
     });
 }
 
-/// A RESTART checkpoint that waits a moment at most. While it waits for readers of older snapshots
+/// A RESTART checkpoint that waits a second at most. While it waits for readers of older snapshots
 /// it holds every writer back: with the pool's 30-second wait that stalled request logging for 7 to
-/// 14 seconds at a time under load. If readers are in the way it tries again next second.
+/// 14 seconds at a time under load (the search indexer held a read for as long as it indexed). If
+/// readers are still in the way it tries again next second.
 async fn restart_wal(pool: &sqlx::SqlitePool) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    sqlx::query("PRAGMA busy_timeout = 100").execute(&mut *conn).await?;
+    sqlx::query("PRAGMA busy_timeout = 1000").execute(&mut *conn).await?;
     let result = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut *conn).await;
     sqlx::query("PRAGMA busy_timeout = 30000").execute(&mut *conn).await?;
     result.map(|_| ())

@@ -138,14 +138,13 @@ impl SearchIndexer {
     /// Indexes up to `batch` events past the checkpoint in one transaction; returns how many it
     /// consumed (0 when caught up).
     pub async fn step(&mut self, index: &SearchIndex, batch: u64) -> Result<usize, DbErr> {
-        // On SQLite a deferred transaction: it writes to the index file only, and only reads the
-        // event log.
-        let txn = index.db.begin().await?;
-        let conn = &txn;
-        let backend = conn.get_database_backend();
-        // Locked, so that concurrent indexers on several nodes take turns instead of doubling work.
-        let last = read_checkpoint(conn, true).await?;
-        let rows = conn
+        // The events are read before the transaction: a read of the event log kept open while the
+        // bodies are indexed would keep SQLite from restarting its WAL (readers of old snapshots
+        // hold it), and the WAL then grew by gigabytes and slowed every read.
+        let db = &index.db;
+        let backend = db.get_database_backend();
+        let last = read_checkpoint(db, false).await?;
+        let rows = db
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
                 format!(
@@ -181,8 +180,15 @@ impl SearchIndexer {
             return Ok(0);
         }
         self.gap = None;
-        insert_docs(conn, backend, &docs).await?;
-        conn.execute_raw(Statement::from_sql_and_values(
+        // On SQLite a deferred transaction on the index file alone. The checkpoint is locked
+        // (PostgreSQL) and must still be the one read above: concurrent indexers on several
+        // nodes take turns instead of doubling work.
+        let txn = db.begin().await?;
+        if read_checkpoint(&txn, true).await? != last {
+            return Ok(0);
+        }
+        insert_docs(&txn, backend, &docs).await?;
+        txn.execute_raw(Statement::from_sql_and_values(
             backend,
             format!("UPDATE projection_checkpoints SET last_seq = {} WHERE name = {}", ph(backend, 1), ph(backend, 2)),
             [next.into(), CHECKPOINT.into()],
