@@ -1,6 +1,7 @@
 //! Opens the database: embedded SQLite by default, PostgreSQL through `DATABASE_URL`.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,7 +12,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use crate::config::Settings;
 
-pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+/// SQLite's one writer at a time: the event store holds it for every write transaction (queueing
+/// writers here is fairer than SQLite's busy handler), and the checkpointer to restart the WAL,
+/// which needs a moment without writers.
+pub type SqliteWriteLock = Arc<tokio::sync::Mutex<()>>;
+
+/// Opens the database; for SQLite also the write lock its users share.
+pub async fn connect(settings: &Settings) -> anyhow::Result<(DatabaseConnection, Option<SqliteWriteLock>)> {
     match &settings.database_url {
         Some(url) if url.starts_with("postgres") => {
             // Plan every execution for its actual values: a cached generic plan cannot tell a rare
@@ -27,7 +34,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
                 .await
                 .with_context(|| format!("cannot connect to PostgreSQL at {}", redact_url(url)))?;
             spawn_analyzer(pool.clone());
-            Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+            Ok((SqlxPostgresConnector::from_sqlx_postgres_pool(pool), None))
         }
         Some(url) => connect_sqlite(SqliteConnectOptions::from_str(url)?, settings).await,
         None => {
@@ -39,7 +46,10 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
     }
 }
 
-async fn connect_sqlite(options: SqliteConnectOptions, settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+async fn connect_sqlite(
+    options: SqliteConnectOptions,
+    settings: &Settings,
+) -> anyhow::Result<(DatabaseConnection, Option<SqliteWriteLock>)> {
     // WAL lets readers run beside the one writer; synchronous=FULL makes every commit survive a power
     // cut, which group commit keeps cheap. These are set on every connection the pool opens.
     let options = options
@@ -63,8 +73,9 @@ async fn connect_sqlite(options: SqliteConnectOptions, settings: &Settings) -> a
         .connect_with(options)
         .await
         .context("cannot open the SQLite database")?;
-    spawn_checkpointer(pool.clone());
-    Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+    let write_lock = SqliteWriteLock::default();
+    spawn_checkpointer(pool.clone(), write_lock.clone());
+    Ok((SqlxSqliteConnector::from_sqlx_sqlite_pool(pool), Some(write_lock)))
 }
 
 /// The connection the log search index is kept through (see `projections::search`). PostgreSQL:
@@ -118,7 +129,7 @@ const WAL_RESTART_PAGES: i64 = 16_384;
 /// the planner's statistics every minute. PASSIVE never waits for readers or blocks writers, but
 /// under constant load it never lets the WAL start over (measured: 10 GB for 200,000 logs), so once
 /// the WAL passes [`WAL_RESTART_PAGES`] a RESTART waits briefly for readers and resets it.
-fn spawn_checkpointer(pool: sqlx::SqlitePool) {
+fn spawn_checkpointer(pool: sqlx::SqlitePool, write_lock: SqliteWriteLock) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         for second in 0u64.. {
@@ -138,7 +149,7 @@ fn spawn_checkpointer(pool: sqlx::SqlitePool) {
             }
             let passive: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await;
             let result = match passive {
-                Ok((_, wal_pages, _)) if wal_pages > WAL_RESTART_PAGES => restart_wal(&pool).await,
+                Ok((_, wal_pages, _)) if wal_pages > WAL_RESTART_PAGES => restart_wal(&pool, &write_lock).await,
                 other => other.map(|_| ()),
             };
             if let Err(err) = result {
@@ -148,12 +159,14 @@ fn spawn_checkpointer(pool: sqlx::SqlitePool) {
     });
 }
 
-/// A RESTART checkpoint that waits a second at most. While it waits for readers of older snapshots
-/// it holds every writer back: with the pool's 30-second wait that stalled request logging for 7 to
-/// 14 seconds at a time under load (the search indexer held a read for as long as it indexed). If
-/// readers are still in the way it tries again next second.
-async fn restart_wal(pool: &sqlx::SqlitePool) -> Result<(), sqlx::Error> {
+/// A RESTART checkpoint, between two of the application's write transactions. It needs a moment
+/// with no writer and no reader of an older snapshot: under steady writes SQLite's busy handler
+/// never found one (the WAL grew to 3 GB in a million-log ingest and slowed every read), while its
+/// wait held writers back. Taking the application's write lock gives it that moment; readers are
+/// short, and it waits a second for them at most, then tries again next second.
+async fn restart_wal(pool: &sqlx::SqlitePool, write_lock: &SqliteWriteLock) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
+    let _writers_wait = write_lock.lock().await;
     sqlx::query("PRAGMA busy_timeout = 1000").execute(&mut *conn).await?;
     let result = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut *conn).await;
     sqlx::query("PRAGMA busy_timeout = 30000").execute(&mut *conn).await?;

@@ -33,11 +33,11 @@ pub fn install_tls() {
 
 /// Connects, applies migrations and opens the search index.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<EventStore> {
-    let db = crate::db::connect(settings).await?;
+    let (db, sqlite_writer) = crate::db::connect(settings).await?;
     crate::db::migrate(&db).await?;
     JobQueue::new(&db).migrate().await.context("migrating the job queue tables failed")?;
     let search = SearchIndex::open(&db, settings).await?;
-    Ok(EventStore::new(db, search))
+    Ok(EventStore::new(db, search, sqlite_writer))
 }
 
 impl Application {

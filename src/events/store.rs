@@ -2,21 +2,21 @@
 //! path here; the database refuses both with a trigger (see the foundation migration).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use entity::event_log;
 use sea_orm::sea_query::{Expr, Func, Query};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
     ColumnTrait,
 };
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::OwnedMutexGuard;
 
 use super::{DomainEvent, EventMetadata, StreamRef};
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::time::now_ms;
+use crate::db::SqliteWriteLock;
 use crate::projections;
 use crate::projections::search::SearchIndex;
 
@@ -48,12 +48,11 @@ pub struct EventStore {
     search: SearchIndex,
     /// SQLite has one writer at a time; queueing writers here instead of in SQLite's busy handler
     /// keeps latency fair and avoids `SQLITE_BUSY` on lock upgrades. PostgreSQL needs no lock.
-    sqlite_writer: Option<Arc<Mutex<()>>>,
+    sqlite_writer: Option<SqliteWriteLock>,
 }
 
 impl EventStore {
-    pub fn new(db: DatabaseConnection, search: SearchIndex) -> Self {
-        let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+    pub fn new(db: DatabaseConnection, search: SearchIndex, sqlite_writer: Option<SqliteWriteLock>) -> Self {
         Self { db, search, sqlite_writer }
     }
 
