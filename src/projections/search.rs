@@ -316,16 +316,33 @@ pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered
     (sql, values)
 }
 
-/// SQL counting the matches (`n`) among the newest `sample` logs: how densely the needles occur,
-/// whatever the index says about them.
+/// SQL counting the matches (`n`) among the newest `sample` logs: how densely the needles occur.
+/// Logs over 16 KiB (the server's own list responses, say) are left out: checking them would cost
+/// more than the sample tells.
 pub fn sample_matches(backend: DbBackend, body: Body, needles: &[String], sample: u64) -> (String, Vec<Value>) {
     let mut values: Vec<Value> = Vec::new();
     let contains = any_contains(backend, "payload", body, needles, &mut |v| {
         values.push(v);
         ph(backend, values.len())
     });
-    let newest = format!("SELECT payload FROM event_log WHERE event_type = '{LOG_EVENT}' ORDER BY seq DESC LIMIT {sample}");
+    let newest = format!(
+        "SELECT payload FROM event_log WHERE event_type = '{LOG_EVENT}' AND octet_length(payload) <= 16384 \
+         ORDER BY seq DESC LIMIT {sample}"
+    );
     (format!("SELECT COUNT(*) AS n FROM ({newest}) AS s WHERE {contains}"), values)
+}
+
+/// SQL counting, up to `cap`, the rows of SQLite's index holding every trigram of some needle:
+/// candidates, before they are checked against the stored body. `None` where the index cannot tell
+/// (PostgreSQL's index checks bodies itself; needles under three characters).
+pub fn candidate_count(backend: DbBackend, body: Body, needles: &[String], covered: i64, cap: u64) -> Option<(String, Vec<Value>)> {
+    if backend == DbBackend::Postgres || covered == 0 || needles.iter().any(|n| n.chars().count() < 3) {
+        return None;
+    }
+    let table = format!("log_search_{}", body.column().trim_end_matches("_body"));
+    let query = needles.iter().map(|n| format!("({})", trigram_query(n))).collect::<Vec<_>>().join(" OR ");
+    let sql = format!("SELECT COUNT(*) AS n FROM (SELECT rowid FROM {table} WHERE {table} MATCH ? AND rowid <= ? LIMIT {cap})");
+    Some((sql, vec![query.into(), covered.into()]))
 }
 
 /// Whether a log event's `column` contains any of `needles`, as a condition on the event row `e`

@@ -161,12 +161,14 @@ enum BodyMatches {
     Many(String, Vec<sea_orm::Value>),
 }
 
-/// A search is first tried on the newest logs: if at least [`DENSE`] of [`SAMPLE`] match, a
-/// newest-first scan fills a page of 50 after about `50 × SAMPLE / matches` rows (a few thousand at
-/// most), so rows are checked one by one as the query walks its index. Otherwise the matches are
-/// few enough to list from the search index (up to [`MAX_LISTED`]), and the query fetches exactly
-/// those. (A trigram index cannot tell a rare phrase of common words from a common one; planners
-/// cannot either.)
+/// A search whose needles are common is checked row by row as the query walks its index newest
+/// first (a page fills quickly); a rarer one is listed from the search index (up to
+/// [`MAX_LISTED`] matches) and the query fetches exactly those. Common means: on SQLite, more than
+/// [`CANDIDATE_CAP`] rows hold every trigram of a needle (counting them reads the index alone); on
+/// PostgreSQL, whose index checks the bodies itself, at least [`DENSE`] of the newest [`SAMPLE`]
+/// logs match. (A rare phrase of common words is the slow case of any trigram index: it is
+/// checked row by row through the whole window.)
+const CANDIDATE_CAP: u64 = 20_000;
 const SAMPLE: u64 = 1000;
 const DENSE: u64 = 5;
 const MAX_LISTED: usize = 20_000;
@@ -181,7 +183,10 @@ async fn body_searches(index: &SearchIndex, f: &LogFilter) -> ApiResult<Vec<Body
     let covered = index.checkpoint().await?;
     let mut out = Vec::new();
     for (body, needles) in wanted.into_iter().filter(|(_, n)| !n.is_empty()) {
-        let dense = scalar(db, search::sample_matches(backend, body, needles, SAMPLE)).await? >= DENSE;
+        let dense = match search::candidate_count(backend, body, needles, covered, CANDIDATE_CAP + 1) {
+            Some(candidates) => scalar(db, candidates).await? > CANDIDATE_CAP,
+            None => scalar(db, search::sample_matches(backend, body, needles, SAMPLE)).await? >= DENSE,
+        };
         let listed = match dense {
             true => None,
             false => seqs(db, search::matching_seqs(backend, body, needles, covered), MAX_LISTED).await?,

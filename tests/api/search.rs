@@ -95,9 +95,9 @@ async fn a_search_matching_thousands_of_logs_pages_through_all_of_them() {
 
 #[tokio::test]
 async fn phrases_of_common_trigrams_are_found_exactly_whether_dense_or_sparse() {
-    // Over 20,000 bodies hold every trigram of "gamma alpha" but only 25 hold the phrase: a sample
-    // of the newest logs shows it is sparse, and every candidate of the index is checked.
-    // "xalpha" is in all the others: dense, so it is checked row by row in time order.
+    // Over 20,000 bodies hold every trigram of "gamma alpha" but only 25 hold the phrase, and
+    // "xalpha" is in all the others: whether listed from the index or checked row by row in time
+    // order, both are found exactly.
     let app = spawn_app().await;
     let (mut sparse, mut dense) = (Vec::new(), Vec::new());
     for batch in 0..21 {
