@@ -161,8 +161,8 @@ fn spawn_checkpointer(pool: sqlx::SqlitePool, write_lock: SqliteWriteLock) {
 
 /// A RESTART checkpoint, between two of the application's write transactions. It needs a moment
 /// with no writer and no reader of an older snapshot: under steady writes SQLite's busy handler
-/// never found one (the WAL grew to 3 GB in a million-log ingest and slowed every read), while its
-/// wait held writers back. Taking the application's write lock gives it that moment; readers are
+/// never found one (the WAL grew to 3 GB in a million-log ingest), while its wait held writers
+/// back. Taking the application's write lock gives it that moment; readers are
 /// short, and it waits a second for them at most, then tries again next second.
 async fn restart_wal(pool: &sqlx::SqlitePool, write_lock: &SqliteWriteLock) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;

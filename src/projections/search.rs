@@ -1,6 +1,8 @@
 //! The log body search index, kept asynchronously: an indexer follows the event log from its
 //! checkpoint, and a search reads the index up to the checkpoint plus the not-yet-indexed tail
-//! straight from the log, so results are complete whatever the indexer's lag.
+//! straight from the log, so results are complete whatever the indexer's lag. PostgreSQL keeps it in
+//! the application database (`pg_trgm` GIN); SQLite in a file of its own (FTS5 `trigram`, see
+//! `db::connect_search`).
 
 use std::time::{Duration, Instant};
 
@@ -140,7 +142,7 @@ impl SearchIndexer {
     pub async fn step(&mut self, index: &SearchIndex, batch: u64) -> Result<usize, DbErr> {
         // The events are read before the transaction: a read of the event log kept open while the
         // bodies are indexed would keep SQLite from restarting its WAL (readers of old snapshots
-        // hold it), and the WAL then grew by gigabytes and slowed every read.
+        // hold it back).
         let db = &index.db;
         let backend = db.get_database_backend();
         let last = read_checkpoint(db, false).await?;
@@ -296,8 +298,7 @@ pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered
         Some(format!("SELECT seq FROM log_search WHERE {}", likes.join(" OR ")))
     } else {
         // Candidates hold every trigram of a needle; the stored body decides.
-        let table = format!("log_search_{}", column.trim_end_matches("_body"));
-        let query = needles.iter().map(|n| format!("({})", trigram_query(n))).collect::<Vec<_>>().join(" OR ");
+        let (table, query) = fts_match(body, needles);
         let candidates = format!("SELECT rowid FROM {table} WHERE {table} MATCH {} AND rowid <= {}", bind(query.into()), bind(covered.into()));
         let contains = any_contains(backend, "payload", body, needles, &mut bind);
         // CROSS JOIN fixes the loop order in SQLite: candidates outside, one lookup each. (As
@@ -339,8 +340,7 @@ pub fn candidate_count(backend: DbBackend, body: Body, needles: &[String], cover
     if backend == DbBackend::Postgres || covered == 0 || needles.iter().any(|n| n.chars().count() < 3) {
         return None;
     }
-    let table = format!("log_search_{}", body.column().trim_end_matches("_body"));
-    let query = needles.iter().map(|n| format!("({})", trigram_query(n))).collect::<Vec<_>>().join(" OR ");
+    let (table, query) = fts_match(body, needles);
     let sql = format!("SELECT COUNT(*) AS n FROM (SELECT rowid FROM {table} WHERE {table} MATCH ? AND rowid <= ? LIMIT {cap})");
     Some((sql, vec![query.into(), covered.into()]))
 }
@@ -395,6 +395,13 @@ fn like_pattern(needle: &str) -> String {
 /// characters. (Case is not an issue: the raw test is case-insensitive like the exact one.)
 fn appears_verbatim_in_json(needle: &str) -> bool {
     !needle.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+}
+
+/// SQLite's FTS table of `body`, and the query for rows holding every trigram of some needle.
+fn fts_match(body: Body, needles: &[String]) -> (String, String) {
+    let table = format!("log_search_{}", body.column().trim_end_matches("_body"));
+    let query = needles.iter().map(|n| format!("({})", trigram_query(n))).collect::<Vec<_>>().join(" OR ");
+    (table, query)
 }
 
 /// An FTS5 query requiring every trigram of `needle` (at least three characters long).
