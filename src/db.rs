@@ -89,11 +89,8 @@ pub async fn connect_search(main: &DatabaseConnection, settings: &Settings) -> a
     if main.get_database_backend() == DbBackend::Postgres {
         return Ok(main.clone());
     }
-    let main_path = main.get_sqlite_connection_pool().connect_options().get_filename().to_owned();
-    let main_path = std::fs::canonicalize(&main_path)
-        .with_context(|| format!("the SQLite database {} must be a file", main_path.display()))?;
-    let stem = main_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let index_path = main_path.with_file_name(format!("{stem}-search.db"));
+    let main_path = sqlite_path(main)?;
+    let index_path = beside(&main_path, "search");
     let main_uri = url::Url::from_file_path(&main_path)
         .map_err(|()| anyhow::anyhow!("{} is not an absolute path", main_path.display()))?;
     let main_uri = format!("{main_uri}?mode=ro");
@@ -120,6 +117,47 @@ pub async fn connect_search(main: &DatabaseConnection, settings: &Settings) -> a
         .await
         .with_context(|| format!("cannot open the search index {}", index_path.display()))?;
     Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+}
+
+/// The pool apalis keeps its job queues in. PostgreSQL: the application database. SQLite: a file of
+/// its own beside the database (`logbook-jobs.db`). apalis claims jobs with an `UPDATE`, and on
+/// SQLite every `UPDATE`, even one that claims nothing, takes the file's one write lock, outside
+/// the event store's queue: in the main file, idle pollers (the delivery queue's 50 a second)
+/// stalled request logging, and waited up to 17 s for the lock themselves, in a million-log
+/// ingest. Nothing needs a job and an event in one transaction: a job is queued after its task or
+/// sendout is committed, and the sweeper queues again what a crash lost in between.
+pub async fn connect_jobs(main: &DatabaseConnection, settings: &Settings) -> anyhow::Result<Option<sqlx::SqlitePool>> {
+    if main.get_database_backend() == DbBackend::Postgres {
+        return Ok(None);
+    }
+    let path = beside(&sqlite_path(main)?, "jobs");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // A job lost to a power cut is queued again by the sweeper.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .pragma("temp_store", "memory");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(settings.db_pool_size.clamp(2, 8))
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot open the job queue {}", path.display()))?;
+    Ok(Some(pool))
+}
+
+/// The main SQLite file, resolved (a file beside it belongs to the same database).
+fn sqlite_path(main: &DatabaseConnection) -> anyhow::Result<std::path::PathBuf> {
+    let path = main.get_sqlite_connection_pool().connect_options().get_filename().to_owned();
+    std::fs::canonicalize(&path).with_context(|| format!("the SQLite database {} must be a file", path.display()))
+}
+
+/// `dir/logbook-<what>.db` for `dir/logbook.db`.
+fn beside(main_path: &std::path::Path, what: &str) -> std::path::PathBuf {
+    let stem = main_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    main_path.with_file_name(format!("{stem}-{what}.db"))
 }
 
 /// WAL size (in pages) above which the checkpointer restarts the log instead of copying passively.

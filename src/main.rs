@@ -45,8 +45,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Command::Worker => {
-            let store = open_database(&settings).await?;
-            let queue = jobs::JobQueue::new(store.db());
+            let (store, queue) = open_database(&settings).await?;
             let metrics = std::sync::Arc::new(logbook::metrics::Metrics::default());
             let workers = jobs::start(store, queue, metrics, &settings)?;
             tracing::info!("workers started: imports, retention purges, daily retention schedule, log search indexer");
@@ -68,7 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let name = ProjectName::try_from(name).map_err(|e| anyhow::anyhow!("--name {e}"))?;
             let time_zone = ProjectTimeZone::try_from(time_zone).map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
             let plan = Plan::parse(&plan).ok_or_else(|| anyhow::anyhow!("--plan must be shared or dedicated"))?;
-            let store = open_database(&settings).await?;
+            let (store, _) = open_database(&settings).await?;
             let new = NewProject { name, time_zone, plan, retention_days: None };
             let created = projects::create(&store, &EventMetadata::system(), new)
                 .await
@@ -105,7 +104,7 @@ fn print_first_start(first: &FirstStart, base: &str) {
 }
 
 async fn rebuild(settings: &Settings) -> anyhow::Result<()> {
-    let store = open_database(settings).await?;
+    let (store, _) = open_database(settings).await?;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} events ({per_sec}, {eta} left)")

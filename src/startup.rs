@@ -31,25 +31,25 @@ pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Connects, applies migrations and opens the search index.
-pub async fn open_database(settings: &Settings) -> anyhow::Result<EventStore> {
+/// Connects, applies migrations, and opens the search index and the job queues.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<(EventStore, JobQueue)> {
     let (db, sqlite_writer) = crate::db::connect(settings).await?;
     crate::db::migrate(&db).await?;
-    JobQueue::new(&db).migrate().await.context("migrating the job queue tables failed")?;
+    let jobs = JobQueue::open(&db, settings).await.context("opening the job queues failed")?;
     let search = SearchIndex::open(&db, settings).await?;
-    Ok(EventStore::new(db, search, sqlite_writer))
+    Ok((EventStore::new(db, search, sqlite_writer), jobs))
 }
 
 impl Application {
     /// Binds `listen` (port 0 picks a free port; see [`Application::port`]).
     pub async fn build(settings: Settings, listen: &str, with_workers: bool) -> anyhow::Result<Self> {
         install_tls();
-        let store = open_database(&settings).await?;
+        let (store, jobs) = open_database(&settings).await?;
         let first_start = projects::bootstrap(&store, settings.admin_token.is_some())
             .await
             .map_err(|e| anyhow::anyhow!("first-start setup failed: {}", e.message))?;
         let (log_writer, _) = LogWriter::start(store.clone());
-        let state = web::Data::new(AppState::new(store.clone(), settings, log_writer));
+        let state = web::Data::new(AppState::new(store.clone(), jobs, settings, log_writer));
         let workers = match with_workers {
             true => Some(jobs::start(store.clone(), state.jobs.clone(), state.metrics.clone(), &state.settings)?),
             false => None,

@@ -23,11 +23,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: EventStore, settings: Settings, log_writer: LogWriter) -> Self {
+    pub fn new(store: EventStore, jobs: JobQueue, settings: Settings, log_writer: LogWriter) -> Self {
         let db = store.db().clone();
         Self {
             store,
-            jobs: JobQueue::new(&db),
+            jobs,
             admin_token_hash: settings.admin_token.as_deref().map(token::hash),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),

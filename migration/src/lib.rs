@@ -8,6 +8,10 @@ mod m20261124_000003_tasks;
 mod m20261124_000004_webhooks;
 mod m20261124_000005_search_file;
 mod m20261124_000006_log_filter_order;
+mod m20261124_000007_event_log_indexes;
+mod m20261124_000008_search_folded;
+
+pub use m20261124_000007_event_log_indexes::VERSIONED_STREAMS;
 
 pub struct Migrator;
 
@@ -21,6 +25,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_webhooks::Migration),
             Box::new(m20261124_000005_search_file::Migration),
             Box::new(m20261124_000006_log_filter_order::Migration),
+            Box::new(m20261124_000007_event_log_indexes::Migration),
+            Box::new(m20261124_000008_search_folded::Migration),
         ]
     }
 }

@@ -14,7 +14,7 @@ use apalis::prelude::{BackendExt, BoxDynError, Data, TaskBuilder, WorkerBuilder}
 use apalis::prelude::{PollSnapshot, PollStrategy};
 use apalis_cron::{CronScheduler, Tick};
 use prometheus_client::metrics::counter::Counter;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -67,7 +67,8 @@ pub struct DeliveryJob {
 
 const DELIVERY_QUEUE: &str = "logbook.delivery";
 
-/// Queues jobs into apalis' tables in the application's database.
+/// Queues jobs into apalis' tables: on PostgreSQL in the application's database, on SQLite in a
+/// file of their own (see `db::connect_jobs`).
 #[derive(Clone)]
 pub enum JobQueue {
     Sqlite(sqlx::SqlitePool),
@@ -79,21 +80,18 @@ fn queue_name(task_type: TaskType) -> String {
 }
 
 impl JobQueue {
-    pub fn new(db: &DatabaseConnection) -> Self {
-        match db.get_database_backend() {
-            DbBackend::Postgres => Self::Postgres(db.get_postgres_connection_pool().clone()),
-            _ => Self::Sqlite(db.get_sqlite_connection_pool().clone()),
-        }
-    }
-
-    /// Creates or updates apalis' tables. (Not `SqliteStorage::setup`, which would also switch the
-    /// shared connection to `synchronous = OFF`.)
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        match self {
+    /// Opens the queues (see `db::connect_jobs`) and creates or updates apalis' tables. (Not
+    /// `SqliteStorage::setup`, which would also switch the connection to `synchronous = OFF`.)
+    pub async fn open(db: &DatabaseConnection, settings: &Settings) -> anyhow::Result<Self> {
+        let queue = match crate::db::connect_jobs(db, settings).await? {
+            Some(pool) => Self::Sqlite(pool),
+            None => Self::Postgres(db.get_postgres_connection_pool().clone()),
+        };
+        match &queue {
             Self::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations().run(pool).await?,
             Self::Postgres(pool) => apalis_postgres::PostgresStorage::migrations().run(pool).await?,
         }
-        Ok(())
+        Ok(queue)
     }
 
     /// Queues the task's job. The job's idempotency key is the task id, so queueing twice (the

@@ -6,6 +6,7 @@ mod logs;
 mod projects;
 pub mod search;
 mod tasks;
+pub mod unnest;
 mod webhooks;
 
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait};

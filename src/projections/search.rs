@@ -10,6 +10,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, 
 use serde::Deserialize;
 
 use crate::config::Settings;
+use crate::projections::unnest::Unnest;
 
 pub const CHECKPOINT: &str = "log_search";
 const LOG_EVENT: &str = "request.logged";
@@ -29,6 +30,11 @@ const SQLITE_SCHEMA: &[&str] = &[
         body, content='', contentless_delete=1, detail=none, tokenize='trigram')",
     "CREATE VIRTUAL TABLE IF NOT EXISTS main.log_search_response USING fts5(
         body, content='', contentless_delete=1, detail=none, tokenize='trigram')",
+    // Measured indexing 100,000 logs' bodies (python, SQLite 3.51): 9,800 logs/s with the
+    // defaults and statements of 1,024 rows; 12,500 with one statement per batch, a 32 MiB hash
+    // (one segment per batch) and merges of 8 segments instead of 4 (fewer merge passes).
+    "INSERT INTO main.log_search_request (log_search_request, rank) VALUES ('hashsize', 33554432), ('automerge', 8)",
+    "INSERT INTO main.log_search_response (log_search_response, rank) VALUES ('hashsize', 33554432), ('automerge', 8)",
     "CREATE TABLE IF NOT EXISTS main.projection_checkpoints (name TEXT PRIMARY KEY, last_seq BIGINT NOT NULL)",
     "INSERT OR IGNORE INTO main.projection_checkpoints (name, last_seq) VALUES ('log_search', 0)",
 ];
@@ -75,6 +81,7 @@ impl SearchIndex {
 
     /// Empties the index and rewinds its checkpoint, so the indexer rebuilds it from the log.
     pub async fn reset(&self) -> Result<(), DbErr> {
+        tracing::info!("search index emptied; the indexer rebuilds it from the event log");
         let txn = self.db.begin().await?;
         if txn.get_database_backend() == DbBackend::Postgres {
             txn.execute_unprepared("DELETE FROM log_search").await?;
@@ -214,31 +221,30 @@ impl SearchIndexer {
 
 /// Writes indexed bodies: on PostgreSQL one row per log, on SQLite one row per body and table.
 async fn insert_docs(conn: &impl ConnectionTrait, backend: DbBackend, docs: &[(i64, Option<String>, Option<String>)]) -> Result<(), DbErr> {
+    if docs.is_empty() {
+        return Ok(());
+    }
     if backend == DbBackend::Postgres {
-        for chunk in docs.chunks(300) {
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-            let mut tuples = Vec::with_capacity(chunk.len());
-            for (seq, req, res) in chunk {
-                let n = values.len();
-                tuples.push(format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
-                values.extend([Value::from(*seq), Value::from(req.clone()), Value::from(res.clone())]);
-            }
-            let sql = format!("INSERT INTO log_search (seq, request_body, response_body) VALUES {}", tuples.join(", "));
-            conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
-        }
+        // Stored case-folded (the same folding as the needles'): a row check is then a plain
+        // `LIKE` on the body, not `ILIKE` on the whole stored event (see `row_matches`).
+        Unnest::into("log_search")
+            .big_int("seq", docs.iter().map(|d| d.0))
+            .optional_text("request_body", docs.iter().map(|d| d.1.as_deref().map(str::to_lowercase)))
+            .optional_text("response_body", docs.iter().map(|d| d.2.as_deref().map(str::to_lowercase)))
+            .exec(conn, None)
+            .await?;
         return Ok(());
     }
     for (table, pick) in [("log_search_request", 0), ("log_search_response", 1)] {
         let bodies: Vec<(i64, &String)> =
             docs.iter().filter_map(|(seq, req, res)| Some((*seq, if pick == 0 { req.as_ref()? } else { res.as_ref()? }))).collect();
-        // FTS5 writes a new segment at the end of every statement: few, large statements leave
-        // less merging to do.
-        for chunk in crate::projections::pow2_chunks(&bodies, 1024) {
-            let tuples = vec!["(?, ?)"; chunk.len()].join(", ");
-            let values: Vec<Value> = chunk.iter().flat_map(|(seq, body)| [Value::from(*seq), Value::from((*body).clone())]).collect();
-            let sql = format!("INSERT INTO {table} (rowid, body) VALUES {tuples}");
-            conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
-        }
+        // FTS5 writes its pending terms out as a new segment at every statement (and whenever they
+        // outgrow its hash size, raised in `SQLITE_SCHEMA`), and later merges segments: one
+        // statement per batch leaves the least merging. `json_each` keeps that statement's text
+        // fixed and its bound values to one, whatever the batch size.
+        let rows = serde_json::to_string(&bodies).map_err(|e| DbErr::Custom(e.to_string()))?;
+        let sql = format!("INSERT INTO {table} (rowid, body) SELECT value ->> 0, value ->> 1 FROM json_each(?)");
+        conn.execute_raw(Statement::from_sql_and_values(backend, sql, [rows.into()])).await?;
     }
     Ok(())
 }
@@ -331,13 +337,11 @@ pub fn sample_matches(backend: DbBackend, body: Body, needles: &[String], sample
     };
     let column = body.column();
     let (newest, contains) = if backend == DbBackend::Postgres {
-        let likes: Vec<String> =
-            needles.iter().map(|n| format!("lower({column}) LIKE {} ESCAPE '!'", bind(like_pattern(n).into()))).collect();
         let newest = format!(
-            "SELECT {column} FROM log_search WHERE {column} IS NOT NULL AND octet_length({column}) <= 16384 \
+            "SELECT {column} FROM log_search s WHERE {column} IS NOT NULL AND octet_length({column}) <= 16384 \
              ORDER BY seq DESC LIMIT {sample}"
         );
-        (newest, format!("({})", likes.join(" OR ")))
+        (newest, folded_contains("s", body, needles, &mut bind))
     } else {
         let newest = format!(
             "SELECT payload FROM event_log WHERE event_type = '{LOG_EVENT}' AND octet_length(payload) <= 16384 \
@@ -360,18 +364,35 @@ pub fn candidate_count(backend: DbBackend, body: Body, needles: &[String], cover
     Some((sql, vec![query.into(), covered.into()]))
 }
 
-/// Whether a log event's `column` contains any of `needles`, as a condition on the event row `e`
-/// of the log being filtered: for searches that match too many rows to list.
-pub fn row_matches(backend: DbBackend, body: Body, needles: &[String]) -> (String, Vec<Value>) {
+/// Whether a log's `body` contains any of `needles`, as a condition on the row of `logs` being
+/// filtered: for searches that match too many rows to list. On PostgreSQL an indexed log is
+/// checked against its case-folded body in the index table (plain `LIKE` on the body: measured
+/// 10 µs a row, where `ILIKE` on the stored event took 20–58 µs); the rest against the event log.
+pub fn row_matches(backend: DbBackend, body: Body, needles: &[String], covered: i64) -> (String, Vec<Value>) {
     let mut values: Vec<Value> = Vec::new();
-    let contains = any_contains(backend, "e.payload", body, needles, &mut |v| {
+    let mut bind = |v: Value| {
         values.push(v);
         ph(backend, values.len())
-    });
-    // A scalar subquery, not EXISTS: PostgreSQL turns EXISTS into a semi-join and then reads the
-    // whole event log for a page (measured 4 s); this stays a lookup per row checked.
-    let sql = format!("(SELECT {contains} FROM event_log e WHERE e.seq = \"logs\".\"event_seq\")");
+    };
+    let seq = "\"logs\".\"event_seq\"";
+    // Scalar subqueries, not EXISTS: PostgreSQL turns EXISTS into a semi-join and then reads the
+    // whole event log for a page (measured 4 s); these stay a lookup per row checked.
+    let contains = any_contains(backend, "e.payload", body, needles, &mut bind);
+    let in_log = format!("(SELECT {contains} FROM event_log e WHERE e.seq = {seq})");
+    let sql = if backend == DbBackend::Postgres && covered > 0 {
+        let folded = folded_contains("s", body, needles, &mut bind);
+        format!("CASE WHEN {seq} <= {covered} THEN (SELECT {folded} FROM log_search s WHERE s.seq = {seq}) ELSE {in_log} END")
+    } else {
+        in_log
+    };
     (sql, values)
+}
+
+/// PostgreSQL: whether the case-folded `body` of index row `alias` contains any of `needles`.
+fn folded_contains(alias: &str, body: Body, needles: &[String], bind: &mut impl FnMut(Value) -> String) -> String {
+    let column = body.column();
+    let likes: Vec<String> = needles.iter().map(|n| format!("{alias}.{column} LIKE {} ESCAPE '!'", bind(like_pattern(n).into()))).collect();
+    format!("({})", likes.join(" OR "))
 }
 
 /// Whether the `body` of the log event whose stored JSON is `payload` contains any of `needles`,

@@ -194,7 +194,7 @@ async fn body_searches(index: &SearchIndex, f: &LogFilter) -> ApiResult<Vec<Body
         out.push(match listed {
             Some(seqs) => BodyMatches::Few(seqs),
             None => {
-                let (sql, values) = search::row_matches(backend, body, needles);
+                let (sql, values) = search::row_matches(backend, body, needles, covered);
                 BodyMatches::Many(sql, values)
             }
         });

@@ -3,7 +3,7 @@
 //! for long. A batch and the task's progress commit together, so a resumed purge counts right.
 
 use entity::{event_idempotency, event_log, file, import, log, log_related, published_event, sendout, sendout_attempt, task, task_error};
-use sea_orm::sea_query::{ExprTrait, Query};
+use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -13,7 +13,7 @@ use super::tasks::{self, NewTask, Progress, StepError, TaskRun};
 use crate::domain::task::TaskType;
 use crate::domain::time::{format_utc, now_ms};
 use crate::error::ApiResult;
-use crate::events::{DailyRetentionRun, DomainEvent, EventMetadata, EventStore, StoreError, Writer};
+use crate::events::{DailyRetentionRun, DomainEvent, EventMetadata, EventStore, StoreError, Writer, in_streams};
 use crate::jobs::JobQueue;
 
 const DAY_MS: i64 = 86_400_000;
@@ -173,7 +173,7 @@ async fn purge_batch(
                 .await?;
             sendout_attempt::Entity::delete_many().filter(sendout_attempt::Column::SendoutId.is_in(ids.clone())).exec(conn).await?;
             sendout::Entity::delete_many().filter(sendout::Column::Id.is_in(ids.clone())).exec(conn).await?;
-            let stream = event_log::Column::StreamType.eq("sendout").and(event_log::Column::StreamId.is_in(ids.clone()));
+            let stream = in_streams("sendout", ids.clone());
             removed.event_log_entries += delete_events(conn, project_id, stream).await? as i64;
             removed.sendouts += ids.len() as i64;
             ids.len()
@@ -210,7 +210,7 @@ async fn purge_batch(
             let (ids, file_ids): (Vec<String>, Vec<String>) = rows.into_iter().unzip();
             removed.files += files::delete(conn, &file_ids).await? as i64;
             import::Entity::delete_many().filter(import::Column::Id.is_in(ids.clone())).exec(conn).await?;
-            let stream = event_log::Column::StreamType.eq("import").and(event_log::Column::StreamId.is_in(ids.clone()));
+            let stream = in_streams("import", ids.clone());
             removed.event_log_entries += delete_events(conn, project_id, stream).await? as i64;
             removed.imports += ids.len() as i64;
             ids.len()
@@ -230,7 +230,7 @@ async fn purge_batch(
                 .await?;
             task_error::Entity::delete_many().filter(task_error::Column::TaskId.is_in(ids.clone())).exec(conn).await?;
             task::Entity::delete_many().filter(task::Column::Id.is_in(ids.clone())).exec(conn).await?;
-            let stream = event_log::Column::StreamType.eq("task").and(event_log::Column::StreamId.is_in(ids.clone()));
+            let stream = in_streams("task", ids.clone());
             removed.event_log_entries += delete_events(conn, project_id, stream).await? as i64;
             removed.tasks += ids.len() as i64;
             ids.len()
