@@ -89,7 +89,8 @@ impl SearchIndex {
             txn.execute_unprepared("DELETE FROM log_search_request").await?;
             txn.execute_unprepared("DELETE FROM log_search_response").await?;
         }
-        txn.execute_unprepared(&format!("UPDATE projection_checkpoints SET last_seq = 0 WHERE name = '{CHECKPOINT}'")).await?;
+        let table = checkpoints(txn.get_database_backend());
+        txn.execute_unprepared(&format!("UPDATE {table} SET last_seq = 0 WHERE name = '{CHECKPOINT}'")).await?;
         txn.commit().await
     }
 
@@ -124,6 +125,9 @@ async fn top_seq(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
 #[derive(Default)]
 pub struct SearchIndexer {
     gap: Option<(i64, Instant)>,
+    /// The last checkpoint this indexer committed: the checkpoint never goes back below it but
+    /// through `SearchIndex::reset`.
+    committed: i64,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +157,9 @@ impl SearchIndexer {
         let db = &index.db;
         let backend = db.get_database_backend();
         let last = read_checkpoint(db, false).await?;
+        if last < self.committed {
+            tracing::warn!(last, committed = self.committed, "the search index checkpoint went back; indexing again from it");
+        }
         let rows = db
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
@@ -197,13 +204,26 @@ impl SearchIndexer {
             return Ok(0);
         }
         insert_docs(&txn, backend, &docs).await?;
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            format!("UPDATE projection_checkpoints SET last_seq = {} WHERE name = {}", ph(backend, 1), ph(backend, 2)),
-            [next.into(), CHECKPOINT.into()],
-        ))
-        .await?;
+        // Compare and set: the checkpoint only ever moves forward from the one read.
+        let moved = txn
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "UPDATE {} SET last_seq = {} WHERE name = {} AND last_seq = {}",
+                    checkpoints(backend),
+                    ph(backend, 1),
+                    ph(backend, 2),
+                    ph(backend, 3)
+                ),
+                [next.into(), CHECKPOINT.into(), last.into()],
+            ))
+            .await?
+            .rows_affected();
+        if moved != 1 {
+            return Ok(0);
+        }
         txn.commit().await?;
+        self.committed = next;
         Ok((next - last) as usize)
     }
 
@@ -250,18 +270,27 @@ async fn insert_docs(conn: &impl ConnectionTrait, backend: DbBackend, docs: &[(i
 }
 
 /// The checkpoint, optionally locked for the rest of the transaction (PostgreSQL; SQLite's single
-/// writer needs no row lock).
+/// writer needs no row lock). A missing row is an error, never "nothing indexed yet": that would
+/// send the indexer back to the start.
 async fn read_checkpoint(conn: &impl ConnectionTrait, lock: bool) -> Result<i64, DbErr> {
     let backend = conn.get_database_backend();
     let lock = if lock && backend == DbBackend::Postgres { " FOR UPDATE" } else { "" };
     let row = conn
         .query_one_raw(Statement::from_sql_and_values(
             backend,
-            format!("SELECT last_seq FROM projection_checkpoints WHERE name = {}{lock}", ph(backend, 1)),
+            format!("SELECT last_seq FROM {} WHERE name = {}{lock}", checkpoints(backend), ph(backend, 1)),
             [CHECKPOINT.into()],
         ))
-        .await?;
-    Ok(row.map(|r| r.try_get("", "last_seq")).transpose()?.unwrap_or(0))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("the {CHECKPOINT} checkpoint")))?;
+    row.try_get("", "last_seq")
+}
+
+/// The checkpoint table. On SQLite the one in the index file, named with its schema: the main file
+/// had a table of that name too (before migration 000008), and an unqualified name must never
+/// reach it.
+fn checkpoints(backend: DbBackend) -> &'static str {
+    if backend == DbBackend::Postgres { "projection_checkpoints" } else { "main.projection_checkpoints" }
 }
 
 /// Which body a search looks in.
