@@ -225,7 +225,7 @@ impl Writer {
 
     /// Inserts all rows in one statement of array parameters (see `projections::unnest`).
     async fn insert_postgres(&self, rows: &[EventRow], recorded_at_ms: i64) -> Result<HashMap<String, i64>, StoreError> {
-        let result = Unnest::into("event_log")
+        let result = Unnest::insert_into("event_log")
             .text("event_id", rows.iter().map(|r| r.event_id.clone()))
             .optional_text("project_id", rows.iter().map(|r| r.project_id.clone()))
             .text("stream_type", rows.iter().map(|r| r.stream.kind.to_owned()))

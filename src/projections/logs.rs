@@ -80,7 +80,7 @@ fn row(event_seq: i64, r: &LogRecord) -> log::Model {
 /// All rows in one statement of array parameters (see `super::unnest`).
 async fn insert_postgres(conn: &impl ConnectionTrait, records: &[(i64, &LogRecord)]) -> Result<(), DbErr> {
     let rows: Vec<log::Model> = records.iter().map(|(seq, r)| row(*seq, r)).collect();
-    Unnest::into("logs")
+    Unnest::insert_into("logs")
         .text("id", rows.iter().map(|r| r.id.clone()))
         .optional_text("project_id", rows.iter().map(|r| r.project_id.clone()))
         .big_int("event_seq", rows.iter().map(|r| r.event_seq))

@@ -247,7 +247,7 @@ async fn insert_docs(conn: &impl ConnectionTrait, backend: DbBackend, docs: &[(i
     if backend == DbBackend::Postgres {
         // Stored case-folded (the same folding as the needles'): a row check is then a plain
         // `LIKE` on the body, not `ILIKE` on the whole stored event (see `row_matches`).
-        Unnest::into("log_search")
+        Unnest::insert_into("log_search")
             .big_int("seq", docs.iter().map(|d| d.0))
             .optional_text("request_body", docs.iter().map(|d| d.1.as_deref().map(str::to_lowercase)))
             .optional_text("response_body", docs.iter().map(|d| d.2.as_deref().map(str::to_lowercase)))

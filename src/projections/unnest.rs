@@ -13,7 +13,7 @@ pub struct Unnest {
 }
 
 impl Unnest {
-    pub fn into(table: &'static str) -> Self {
+    pub fn insert_into(table: &'static str) -> Self {
         Self { table, columns: Vec::new() }
     }
 
