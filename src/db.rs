@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
@@ -17,8 +17,18 @@ use crate::config::Settings;
 /// which needs a moment without writers.
 pub type SqliteWriteLock = Arc<tokio::sync::Mutex<()>>;
 
+/// How the event store writes to a SQLite file: it takes `lock`, then writes through `db`, a pool
+/// of one connection of its own. Only holders of the lock use that connection, so a writer never
+/// queues for a connection behind readers: from the shared pool, a busy API (128 clients reading
+/// their keys) kept the request-log writer waiting 2 ms per group commit for one, a third of its time.
+#[derive(Clone)]
+pub struct SqliteWriter {
+    pub lock: SqliteWriteLock,
+    pub db: DatabaseConnection,
+}
+
 /// Opens the database; for SQLite also the write lock its users share.
-pub async fn connect(settings: &Settings) -> anyhow::Result<(DatabaseConnection, Option<SqliteWriteLock>)> {
+pub async fn connect(settings: &Settings) -> anyhow::Result<(DatabaseConnection, Option<SqliteWriter>)> {
     match &settings.database_url {
         Some(url) if url.starts_with("postgres") => {
             // Plan every execution for its actual values: a cached generic plan cannot tell a rare
@@ -49,7 +59,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<(DatabaseConnection,
 async fn connect_sqlite(
     options: SqliteConnectOptions,
     settings: &Settings,
-) -> anyhow::Result<(DatabaseConnection, Option<SqliteWriteLock>)> {
+) -> anyhow::Result<(DatabaseConnection, Option<SqliteWriter>)> {
     // WAL lets readers run beside the one writer; synchronous=FULL makes every commit survive a power
     // cut, which group commit keeps cheap. These are set on every connection the pool opens.
     let options = options
@@ -66,21 +76,46 @@ async fn connect_sqlite(
         // 16 MiB of page cache per connection: the working set of the hot indexes stays in memory
         // while a busy pool still fits in a small server (the OS page cache holds the rest).
         .pragma("cache_size", "-16384");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(settings.db_pool_size)
-        .acquire_timeout(Duration::from_secs(30))
-        // A connection loads the planner's statistics when it opens and keeps them: one opened
-        // while the tables were empty planned a listed body search as a walk over every log
-        // (0.5 s at a million logs, where current statistics give 0.1 ms). Connections are
-        // replaced after a minute, so they plan with the statistics of the last `ANALYZE`.
-        .max_lifetime(Duration::from_secs(60))
-        .after_connect(|conn, _| Box::pin(async move { enable_stable_plans(conn).await }))
-        .connect_with(options)
-        .await
-        .context("cannot open the SQLite database")?;
-    let write_lock = SqliteWriteLock::default();
-    spawn_checkpointer(pool.clone(), write_lock.clone());
-    Ok((SqlxSqliteConnector::from_sqlx_sqlite_pool(pool), Some(write_lock)))
+    // A connection loads the planner's statistics when it opens and keeps them: one opened while
+    // the tables were empty planned a listed body search as a walk over every log (0.5 s at a
+    // million logs, where current statistics give 0.1 ms). So a connection opened before the last
+    // `ANALYZE` is replaced when it is next taken from the pool.
+    let analyzed = StatisticsAge::default();
+    let pool = |size: u32| {
+        let analyzed = analyzed.clone();
+        SqlitePoolOptions::new()
+            .max_connections(size)
+            .acquire_timeout(Duration::from_secs(30))
+            .before_acquire(move |_, meta| {
+                let current = analyzed.opened_since(meta.age);
+                Box::pin(async move { Ok(current) })
+            })
+            .after_connect(|conn, _| Box::pin(async move { enable_stable_plans(conn).await }))
+            .connect_with(options.clone())
+    };
+    let readers = pool(settings.db_pool_size).await.context("cannot open the SQLite database")?;
+    let writer = pool(1).await.context("cannot open the SQLite database for writing")?;
+    let lock = SqliteWriteLock::default();
+    spawn_checkpointer(readers.clone(), lock.clone(), analyzed);
+    let writer = SqliteWriter { lock, db: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer) };
+    Ok((SqlxSqliteConnector::from_sqlx_sqlite_pool(readers), Some(writer)))
+}
+
+/// When SQLite's planner statistics were last refreshed.
+#[derive(Clone, Default)]
+struct StatisticsAge(Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl StatisticsAge {
+    fn refreshed(&self) {
+        if let Ok(mut at) = self.0.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+
+    /// Whether a connection of age `age` was opened after the last refresh (and so loaded it).
+    fn opened_since(&self, age: Duration) -> bool {
+        self.0.lock().map(|at| at.is_none_or(|at| at.elapsed() >= age)).unwrap_or(true)
+    }
 }
 
 /// The connection the log search index is kept through (see `projections::search`). PostgreSQL:
@@ -172,7 +207,7 @@ const WAL_RESTART_PAGES: i64 = 16_384;
 /// the planner's statistics every minute. PASSIVE never waits for readers or blocks writers, but
 /// under constant load it never lets the WAL start over (measured: 10 GB for 200,000 logs), so once
 /// the WAL passes [`WAL_RESTART_PAGES`] a RESTART waits briefly for readers and resets it.
-fn spawn_checkpointer(pool: sqlx::SqlitePool, write_lock: SqliteWriteLock) {
+fn spawn_checkpointer(pool: sqlx::SqlitePool, write_lock: SqliteWriteLock, analyzed: StatisticsAge) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         for second in 0u64.. {
@@ -187,11 +222,12 @@ fn spawn_checkpointer(pool: sqlx::SqlitePool, write_lock: SqliteWriteLock) {
             // over it: it is read by position). It writes its results, so it takes the
             // application's write lock (in SQLite's busy handler instead it waited up to 5 s and
             // held request logging up meanwhile). Each connection loads statistics when it opens,
-            // hence the pool's connection lifetime (`connect_sqlite`).
+            // so the pools replace connections older than this (`connect_sqlite`).
             if second % 60 == 5 {
                 let _writers_wait = write_lock.lock().await;
-                if let Err(err) = analyze_projections(&pool).await {
-                    tracing::warn!(error = %err, "ANALYZE failed");
+                match analyze_projections(&pool).await {
+                    Ok(()) => analyzed.refreshed(),
+                    Err(err) => tracing::warn!(error = %err, "ANALYZE failed"),
                 }
             }
             let passive: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await;
@@ -234,25 +270,44 @@ async fn restart_wal(pool: &sqlx::SqlitePool, write_lock: &SqliteWriteLock) -> R
     result.map(|_| ())
 }
 
-/// Refreshes PostgreSQL's planner statistics of the fast-growing tables every minute. Autovacuum
-/// does this too where it is on (it is off on some installations, this machine's among them), and
-/// without fresh statistics the planner took a selective filter pair for a rare one (measured
-/// 300 ms instead of 2 ms on a million logs).
+/// Refreshes PostgreSQL's planner statistics of a fast-growing table once a tenth of it is new.
+/// Autovacuum does this too where it is on (it is off on some installations, this machine's among
+/// them), and it waits for a fifth plus a minute. Without fresh statistics the planner took a
+/// selective filter pair for a rare one (300 ms instead of 2 ms on a million logs), and in the
+/// first minute after a bulk load into an empty table a time-window page took 46 ms (0.3 ms once
+/// analyzed, 200,000 logs).
 fn spawn_analyzer(pool: sqlx::PgPool) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        tick.tick().await;
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tick.tick().await;
             if pool.is_closed() {
                 return;
             }
-            let analyze = sqlx::query("ANALYZE event_log, logs, log_related, log_search").execute(&pool).await;
-            if let Err(err) = analyze {
+            if let Err(err) = analyze_grown(&pool).await {
                 tracing::warn!(error = %err, "ANALYZE failed");
             }
         }
     });
+}
+
+/// `ANALYZE` of the fast-growing tables that changed by more than a tenth (and 1,000 rows) since
+/// their last; returns their names. The event log is left out, as on SQLite: nothing plans over
+/// it (it is read by position), and sampling its wide rows took 2 s at a million logs.
+pub async fn analyze_grown(pool: &sqlx::PgPool) -> Result<Vec<String>, sqlx::Error> {
+    const TABLES: &[&str] = &["logs", "log_related", "log_search"];
+    let grown: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_stat_user_tables
+         WHERE relname = ANY($1) AND n_mod_since_analyze > 1000 + n_live_tup / 10",
+    )
+    .bind(TABLES)
+    .fetch_all(pool)
+    .await?;
+    if !grown.is_empty() {
+        // The names are from `TABLES`.
+        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {}", grown.join(", ")))).execute(pool).await?;
+    }
+    Ok(grown)
 }
 
 /// Turns on SQLite's query planner stability guarantee. Without it a statement whose plan could

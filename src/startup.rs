@@ -50,6 +50,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("first-start setup failed: {}", e.message))?;
         let (log_writer, _) = LogWriter::start(store.clone());
         let state = web::Data::new(AppState::new(store.clone(), jobs, settings, log_writer));
+        state.log_writer.register_metrics(&state.metrics);
         let workers = match with_workers {
             true => Some(jobs::start(store.clone(), state.jobs.clone(), state.metrics.clone(), &state.settings)?),
             false => None,

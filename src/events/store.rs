@@ -16,7 +16,7 @@ use tokio::sync::OwnedMutexGuard;
 use super::{DomainEvent, EventMetadata, StreamRef};
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::time::now_ms;
-use crate::db::SqliteWriteLock;
+use crate::db::SqliteWriter;
 use crate::projections;
 use crate::projections::search::SearchIndex;
 use crate::projections::unnest::Unnest;
@@ -49,11 +49,11 @@ pub struct EventStore {
     search: SearchIndex,
     /// SQLite has one writer at a time; queueing writers here instead of in SQLite's busy handler
     /// keeps latency fair and avoids `SQLITE_BUSY` on lock upgrades. PostgreSQL needs no lock.
-    sqlite_writer: Option<SqliteWriteLock>,
+    sqlite_writer: Option<SqliteWriter>,
 }
 
 impl EventStore {
-    pub fn new(db: DatabaseConnection, search: SearchIndex, sqlite_writer: Option<SqliteWriteLock>) -> Self {
+    pub fn new(db: DatabaseConnection, search: SearchIndex, sqlite_writer: Option<SqliteWriter>) -> Self {
         Self { db, search, sqlite_writer }
     }
 
@@ -69,16 +69,13 @@ impl EventStore {
     /// no other writer can change before commit on SQLite; on PostgreSQL the per-stream unique
     /// version turns a lost race into [`StoreError::Conflict`].
     pub async fn begin(&self) -> Result<Writer, DbErr> {
-        let guard = match &self.sqlite_writer {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
+        let Some(writer) = &self.sqlite_writer else {
+            return Ok(Writer { txn: self.db.begin().await?, _guard: None });
         };
-        let options = TransactionOptions {
-            sqlite_transaction_mode: guard.as_ref().map(|_| SqliteTransactionMode::Immediate),
-            ..Default::default()
-        };
-        let txn = self.db.begin_with_options(options).await?;
-        Ok(Writer { txn, _guard: guard })
+        let guard = writer.lock.clone().lock_owned().await;
+        let options = TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
+        let txn = writer.db.begin_with_options(options).await?;
+        Ok(Writer { txn, _guard: Some(guard) })
     }
 
     /// Appends `events` in a transaction of their own and commits.

@@ -31,6 +31,10 @@ use crate::services::{imports, retention, sendouts};
 /// Events the search indexer takes per transaction (it writes to storage of its own, so a large
 /// batch holds no other writer back).
 const SEARCH_BATCH: u64 = 2048;
+/// How long the indexer waits once it has caught up: what a busy API logs meanwhile is indexed as
+/// one batch, one FTS5 segment to merge later and a few round trips, instead of one of each per
+/// group commit. Searches still see these logs meanwhile, scanning them as the not-yet-indexed tail.
+const SEARCH_PAUSE: Duration = Duration::from_millis(250);
 /// The task types that have a worker so far.
 const QUEUES: &[TaskType] = &[TaskType::Import, TaskType::RetentionPurge, TaskType::WebhookRecovery];
 /// How often an idle task worker looks for jobs.
@@ -351,7 +355,10 @@ async fn run_search_indexer(index: SearchIndex, indexed: Counter) {
     let mut indexer = SearchIndexer::default();
     loop {
         match indexer.step(&index, SEARCH_BATCH).await {
-            Ok(0) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Ok(n) if (n as u64) < SEARCH_BATCH => {
+                indexed.inc_by(n as u64);
+                tokio::time::sleep(SEARCH_PAUSE).await;
+            }
             Ok(n) => {
                 indexed.inc_by(n as u64);
             }

@@ -233,3 +233,56 @@ async fn an_ingestion_request_is_logged_without_storing_its_entries_twice() {
     assert_eq!(log["request_body"], "[2 log entries, stored as logs of their own]");
     assert_eq!(log["response_body"]["ids"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn concurrent_requests_are_all_logged_and_group_commits_are_measured() {
+    let app = spawn_app().await;
+    let responses = futures_util::future::join_all((0..40).map(|_| app.get("/v1/project", &app.server_key))).await;
+    let ids: Vec<String> = responses
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status(), StatusCode::OK);
+            r.headers()["logbook-log-id"].to_str().unwrap().to_owned()
+        })
+        .collect();
+    let listed = set(&app.log_ids("endpoint=GET%20/v1/project").await);
+    assert!(set(&ids).is_subset(&listed), "every answered request is logged");
+
+    let metrics = app.request(reqwest::Method::GET, "/metrics", None, None).await.text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let (entries, commits) = (value("logbook_log_writer_commit_entries_sum"), value("logbook_log_writer_commit_entries_count"));
+    assert!(entries >= 40.0 && commits >= 1.0 && commits <= entries, "{entries} entries in {commits} commits");
+    assert!(value("logbook_log_writer_commit_seconds_count") == commits);
+}
+
+/// PostgreSQL's planner statistics follow a bulk load without waiting for autovacuum (see
+/// `db::analyze_grown`); SQLite analyzes on a timer of its own.
+#[tokio::test]
+async fn after_a_bulk_load_postgresql_statistics_are_refreshed() {
+    let app = spawn_app().await;
+    if sea_orm::ConnectionTrait::get_database_backend(&app.db) != sea_orm::DbBackend::Postgres {
+        return;
+    }
+    let pool = app.db.get_postgres_connection_pool();
+    for batch in 0..2 {
+        let logs: Vec<Value> = (0..750).map(|i| entry(&format!("2026-11-20T10:{:02}:{:02}Z", batch * 12 + i / 60, i % 60))).collect();
+        app.ingest(logs).await;
+    }
+    let analyzed = || async {
+        sqlx::query_scalar::<_, bool>("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'logs'")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    // The statistics system takes up to a second to count the inserts.
+    for _ in 0..100 {
+        if analyzed().await {
+            break;
+        }
+        logbook::db::analyze_grown(pool).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(analyzed().await, "logs analyzed after 1,500 new rows");
+}
