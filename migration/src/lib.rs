@@ -10,6 +10,7 @@ mod m20261124_000005_search_file;
 mod m20261124_000006_log_filter_order;
 mod m20261124_000007_event_log_indexes;
 mod m20261124_000008_search_folded;
+mod m20261124_000009_search_statistics;
 
 pub use m20261124_000007_event_log_indexes::VERSIONED_STREAMS;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000006_log_filter_order::Migration),
             Box::new(m20261124_000007_event_log_indexes::Migration),
             Box::new(m20261124_000008_search_folded::Migration),
+            Box::new(m20261124_000009_search_statistics::Migration),
         ]
     }
 }

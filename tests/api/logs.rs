@@ -266,8 +266,8 @@ async fn after_a_bulk_load_postgresql_statistics_are_refreshed() {
         return;
     }
     let pool = app.db.get_postgres_connection_pool();
-    for batch in 0..2 {
-        let logs: Vec<Value> = (0..750).map(|i| entry(&format!("2026-11-20T10:{:02}:{:02}Z", batch * 12 + i / 60, i % 60))).collect();
+    for batch in 0..3 {
+        let logs: Vec<Value> = (0..1000).map(|i| entry(&format!("2026-11-20T{:02}:{:02}:{:02}Z", 10 + batch, i / 60, i % 60))).collect();
         app.ingest(logs).await;
     }
     let analyzed = || async {
@@ -284,5 +284,5 @@ async fn after_a_bulk_load_postgresql_statistics_are_refreshed() {
         logbook::db::analyze_grown(pool).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(analyzed().await, "logs analyzed after 1,500 new rows");
+    assert!(analyzed().await, "logs analyzed after 3,000 new rows");
 }
