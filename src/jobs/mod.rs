@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::layers::WorkerBuilderExt;
-use apalis::prelude::{BackendExt, BoxDynError, Data, TaskBuilder, WorkerBuilder};
+use apalis::prelude::{Attempt, BackendExt, BoxDynError, Data, TaskBuilder, WorkerBuilder};
 use apalis::prelude::{PollSnapshot, PollStrategy};
 use apalis_cron::{CronScheduler, Tick};
 use prometheus_client::metrics::counter::Counter;
@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::projections::search::{SearchIndex, SearchIndexer};
 use crate::services::delivery::Deliverer;
 use crate::services::tasks::{StepError, TaskRun};
-use crate::services::{imports, retention, sendouts};
+use crate::services::{imports, retention, sendouts, tasks};
 
 /// Events the search indexer takes per transaction (it writes to storage of its own, so a large
 /// batch holds no other writer back).
@@ -35,6 +35,9 @@ const SEARCH_BATCH: u64 = 2048;
 /// one batch, one FTS5 segment to merge later and a few round trips, instead of one of each per
 /// group commit. Searches still see these logs meanwhile, scanning them as the not-yet-indexed tail.
 const SEARCH_PAUSE: Duration = Duration::from_millis(250);
+/// Runs of a task's job before it gives up: a step that fails on a storage error is retried (a
+/// step resumes from the task's checkpoint), and the last failure fails the task.
+const TASK_ATTEMPTS: usize = 10;
 /// The task types that have a worker so far.
 const QUEUES: &[TaskType] = &[TaskType::Import, TaskType::RetentionPurge, TaskType::WebhookRecovery];
 /// How often an idle task worker looks for jobs.
@@ -108,7 +111,7 @@ impl JobQueue {
 
     async fn push(&self, task_type: TaskType, task_id: &str) -> Result<(), BoxDynError> {
         let args = serde_json::to_vec(&TaskJob { task_id: task_id.to_owned() })?;
-        let task = TaskBuilder::new(args).idempotency_key(task_id).max_attempts(10).build();
+        let task = TaskBuilder::new(args).idempotency_key(task_id).max_attempts(TASK_ATTEMPTS).build();
         self.push_all(&queue_name(task_type), vec![task]).await
     }
 
@@ -283,7 +286,7 @@ async fn run_delivery(job: DeliveryJob, ctx: Data<JobContext>) -> Result<(), Box
     ctx.deliverer.deliver(job).await.map_err(Into::into)
 }
 
-async fn run_task(job: TaskJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+async fn run_task(job: TaskJob, attempt: Attempt, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     let Some(run) = TaskRun::start(&ctx.store, &ctx.queue, &job.task_id).await? else { return Ok(()) };
     let outcome = match TaskType::parse(&run.task.task_type) {
         Ok(TaskType::Import) => imports::run(&ctx.store, run).await,
@@ -297,6 +300,13 @@ async fn run_task(job: TaskJob, ctx: Data<JobContext>) -> Result<(), BoxDynError
     match outcome {
         // Cancelled or taken over: nothing left for this job.
         Ok(()) | Err(StepError::Lost) => Ok(()),
+        // Without this the task would stay `in_progress` with no job left to run it.
+        Err(StepError::Store(err)) if attempt.current() >= TASK_ATTEMPTS => {
+            tracing::error!(task_id = job.task_id, error = %err, attempts = TASK_ATTEMPTS, "task step failed on its last attempt; the task fails");
+            let message = format!("The task failed {TASK_ATTEMPTS} times on a storage error and was given up; the server log has the cause.");
+            tasks::give_up(&ctx.store, &ctx.queue, &job.task_id, message).await?;
+            Ok(())
+        }
         Err(StepError::Store(err)) => {
             tracing::warn!(task_id = job.task_id, error = %err, "task step failed; the job will be retried");
             Err(err.into())

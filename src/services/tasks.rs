@@ -132,6 +132,15 @@ impl From<sea_orm::DbErr> for StepError {
     }
 }
 
+/// Ends as failed a task whose job has used up its attempts, so that it does not stay `in_progress`
+/// with nothing left to run it. Nothing happens to a task that has finished or been cancelled.
+pub async fn give_up(store: &EventStore, jobs: &JobQueue, task_id: &str, message: String) -> Result<(), StepError> {
+    match TaskRun::start(store, jobs, task_id).await? {
+        Some(mut run) => run.fail(Vec::new(), message).await,
+        None => Ok(()),
+    }
+}
+
 /// A worker's hold on a running task; see the module comment.
 pub struct TaskRun {
     store: EventStore,

@@ -303,3 +303,32 @@ async fn workers_on_several_nodes_share_the_queue_and_run_each_import_once() {
     }
     assert_eq!(app.count_events().await, (3000, 3000));
 }
+
+/// A step that fails on a storage error every time is retried, and after its job's last attempt the
+/// task fails instead of staying `in_progress` with nothing left to run it.
+#[tokio::test]
+async fn a_task_failing_on_every_attempt_ends_failed_not_in_progress() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    // The database itself refuses every event the import would publish (and nothing else).
+    let refuse: &[&str] = match app.db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => &[
+            "CREATE FUNCTION refuse_orders() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.event_type = 'order.created' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_orders BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_orders()",
+        ],
+        _ => &["CREATE TRIGGER refuse_orders BEFORE INSERT ON events WHEN NEW.event_type = 'order.created'
+                BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"],
+    };
+    for statement in refuse {
+        app.db.execute_unprepared(statement).await.unwrap();
+    }
+    let csv = "type,source_id,customer.email,customer.name,total\norder.created,o1,ann@example.com,Ann,12\n";
+    let import = app.upload("orders.csv", "text/csv", csv.as_bytes().to_vec()).await;
+    let task = app.wait_finished(import["task_id"].as_str().unwrap()).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    let message = task["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("10 times") && !message.contains("refused by the test"), "no database internals: {message}");
+    assert!(app.events("type=order.created").await.is_empty(), "no row got through");
+    assert_eq!(app.events("type=task.failed").await.len(), 1);
+}
