@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::config::Settings;
 use crate::projections::unnest::Unnest;
@@ -131,20 +132,18 @@ pub struct SearchIndexer {
 }
 
 #[derive(Deserialize)]
-struct Bodies {
-    #[serde(default)]
-    request_body: serde_json::Value,
-    #[serde(default)]
-    response_body: serde_json::Value,
+struct Bodies<'a> {
+    #[serde(borrow, default)]
+    request_body: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    response_body: Option<&'a RawValue>,
 }
 
-/// The text a body is searched in: a string as is, JSON as its stored compact text.
-fn text(body: serde_json::Value) -> Option<String> {
-    match body {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s),
-        other => Some(other.to_string()),
-    }
+/// The text a body is searched in: a string as is, JSON as its compact text. The stored event
+/// holds exactly that text, so it is taken verbatim instead of parsed and written out again.
+fn text(body: Option<&RawValue>) -> Option<String> {
+    let raw = body?.get();
+    if raw.starts_with('"') { serde_json::from_str(raw).ok() } else { Some(raw.to_owned()) }
 }
 
 impl SearchIndexer {
@@ -486,4 +485,24 @@ fn escape_like(text: &str) -> String {
 /// The `n`th bind placeholder (1-based) in the backend's syntax.
 fn ph(backend: DbBackend, n: usize) -> String {
     if backend == DbBackend::Postgres { format!("${n}") } else { "?".to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_searched_as_its_string_or_its_compact_json() {
+        let event = serde_json::json!({
+            "request_body": {"note": "say \"hi\"", "n": 1},
+            "response_body": "line one\nzwei ü",
+            "request_headers": {"x": "y"},
+        });
+        let payload = event.to_string();
+        let bodies: Bodies = serde_json::from_str(&payload).unwrap();
+        assert_eq!(text(bodies.request_body).as_deref(), Some(event["request_body"].to_string().as_str()));
+        assert_eq!(text(bodies.response_body).as_deref(), Some("line one\nzwei ü"));
+        let empty: Bodies = serde_json::from_str(r#"{"request_body": null}"#).unwrap();
+        assert_eq!((text(empty.request_body), text(empty.response_body)), (None, None));
+    }
 }
