@@ -6,7 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait, Value,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -83,7 +86,7 @@ impl SearchIndex {
     /// Empties the index and rewinds its checkpoint, so the indexer rebuilds it from the log.
     pub async fn reset(&self) -> Result<(), DbErr> {
         tracing::info!("search index emptied; the indexer rebuilds it from the event log");
-        let txn = self.db.begin().await?;
+        let txn = write_transaction(&self.db).await?;
         if txn.get_database_backend() == DbBackend::Postgres {
             txn.execute_unprepared("DELETE FROM log_search").await?;
         } else {
@@ -109,11 +112,21 @@ impl SearchIndex {
                 format!("DELETE FROM log_search_response WHERE rowid IN ({list})"),
             ],
         };
+        let txn = write_transaction(&self.db).await?;
         for sql in statements {
-            self.db.execute_unprepared(&sql).await?;
+            txn.execute_unprepared(&sql).await?;
         }
-        Ok(())
+        txn.commit().await
     }
+}
+
+/// A write transaction on the index. On SQLite it takes the file's write lock at `BEGIN`: FTS5 reads
+/// its own tables before it writes, and a transaction that has read cannot wait for the lock
+/// (SQLite answers `SQLITE_BUSY` at once rather than risk a deadlock), so a reset or a purge that
+/// met the indexer mid-batch failed ("database is locked", 2 runs in 20 of the purge test).
+async fn write_transaction(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() })
+        .await
 }
 
 /// The newest position in the event log.
@@ -198,7 +211,7 @@ impl SearchIndexer {
         // On SQLite a deferred transaction on the index file alone. The checkpoint is locked
         // (PostgreSQL) and must still be the one read above: concurrent indexers on several
         // nodes take turns instead of doubling work.
-        let txn = db.begin().await?;
+        let txn = write_transaction(db).await?;
         if read_checkpoint(&txn, true).await? != last {
             return Ok(0);
         }
