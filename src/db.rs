@@ -134,18 +134,9 @@ pub async fn connect_search(main: &DatabaseConnection, settings: &Settings) -> a
     let main_uri = url::Url::from_file_path(&main_path)
         .map_err(|()| anyhow::anyhow!("{} is not an absolute path", main_path.display()))?;
     let main_uri = format!("{main_uri}?mode=ro");
-    let options = SqliteConnectOptions::new()
-        .filename(&index_path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // A commit lost to a power cut is indexed again: the checkpoint lives in the same file.
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(30))
-        .pragma("temp_store", "memory")
-        .pragma("cache_size", "-16384");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(settings.db_pool_size.clamp(2, 8))
-        .acquire_timeout(Duration::from_secs(30))
+    // A commit lost to a power cut is indexed again: the checkpoint lives in the same file.
+    let options = derived_file(&index_path).pragma("cache_size", "-16384");
+    let pool = derived_pool(settings)
         .after_connect(move |conn, _| {
             let main_uri = main_uri.clone();
             Box::pin(async move {
@@ -171,18 +162,9 @@ pub async fn connect_jobs(main: &DatabaseConnection, settings: &Settings) -> any
         return Ok(None);
     }
     let path = beside(&sqlite_path(main)?, "jobs");
-    let options = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // A job lost to a power cut is queued again by the sweeper.
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(30))
-        .pragma("temp_store", "memory");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(settings.db_pool_size.clamp(2, 8))
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_with(options)
+    // A job lost to a power cut is queued again by the sweeper.
+    let pool = derived_pool(settings)
+        .connect_with(derived_file(&path))
         .await
         .with_context(|| format!("cannot open the job queue {}", path.display()))?;
     Ok(Some(pool))
@@ -192,6 +174,23 @@ pub async fn connect_jobs(main: &DatabaseConnection, settings: &Settings) -> any
 fn sqlite_path(main: &DatabaseConnection) -> anyhow::Result<std::path::PathBuf> {
     let path = main.get_sqlite_connection_pool().connect_options().get_filename().to_owned();
     std::fs::canonicalize(&path).with_context(|| format!("the SQLite database {} must be a file", path.display()))
+}
+
+/// A file of data derived from the main database or recoverable without it (the search index, the
+/// job queues): WAL, and `synchronous=NORMAL`, since what a power cut loses there is made again.
+fn derived_file(path: &std::path::Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .pragma("temp_store", "memory")
+}
+
+/// The pool of such a file: its users are few background tasks and the search queries.
+fn derived_pool(settings: &Settings) -> SqlitePoolOptions {
+    SqlitePoolOptions::new().max_connections(settings.db_pool_size.clamp(2, 8)).acquire_timeout(Duration::from_secs(30))
 }
 
 /// `dir/logbook-<what>.db` for `dir/logbook.db`.
