@@ -11,6 +11,8 @@ mod m20261124_000006_log_filter_order;
 mod m20261124_000007_event_log_indexes;
 mod m20261124_000008_search_folded;
 mod m20261124_000009_search_statistics;
+mod m20261124_000010_search_unlogged;
+mod m20261124_000011_failures_index;
 
 pub use m20261124_000007_event_log_indexes::VERSIONED_STREAMS;
 
@@ -29,6 +31,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000007_event_log_indexes::Migration),
             Box::new(m20261124_000008_search_folded::Migration),
             Box::new(m20261124_000009_search_statistics::Migration),
+            Box::new(m20261124_000010_search_unlogged::Migration),
+            Box::new(m20261124_000011_failures_index::Migration),
         ]
     }
 }

@@ -40,7 +40,6 @@ const SQLITE_SCHEMA: &[&str] = &[
     "INSERT INTO main.log_search_request (log_search_request, rank) VALUES ('hashsize', 33554432), ('automerge', 8)",
     "INSERT INTO main.log_search_response (log_search_response, rank) VALUES ('hashsize', 33554432), ('automerge', 8)",
     "CREATE TABLE IF NOT EXISTS main.projection_checkpoints (name TEXT PRIMARY KEY, last_seq BIGINT NOT NULL)",
-    "INSERT OR IGNORE INTO main.projection_checkpoints (name, last_seq) VALUES ('log_search', 0)",
 ];
 
 /// The body-search index and the connection it is kept through (see `db::connect_search`).
@@ -60,6 +59,9 @@ impl SearchIndex {
             }
         }
         let index = Self { db };
+        if read_checkpoint(&index.db, false).await?.is_none() {
+            index.restart().await?;
+        }
         if index.checkpoint().await? > top_seq(&index.db).await? {
             tracing::warn!("the search index is ahead of the event log; rebuilding it");
             index.reset().await?;
@@ -72,9 +74,9 @@ impl SearchIndex {
         &self.db
     }
 
-    /// The position up to which the index is complete.
+    /// The position up to which the index is complete (0 while it is being started over).
     pub async fn checkpoint(&self) -> Result<i64, DbErr> {
-        read_checkpoint(&self.db, false).await
+        Ok(read_checkpoint(&self.db, false).await?.unwrap_or(0))
     }
 
     /// Events the index has not yet covered.
@@ -87,15 +89,27 @@ impl SearchIndex {
     pub async fn reset(&self) -> Result<(), DbErr> {
         tracing::info!("search index emptied; the indexer rebuilds it from the event log");
         let txn = write_transaction(&self.db).await?;
-        if txn.get_database_backend() == DbBackend::Postgres {
-            txn.execute_unprepared("DELETE FROM log_search").await?;
-        } else {
-            txn.execute_unprepared("DELETE FROM log_search_request").await?;
-            txn.execute_unprepared("DELETE FROM log_search_response").await?;
-        }
-        let table = checkpoints(txn.get_database_backend());
-        txn.execute_unprepared(&format!("UPDATE {table} SET last_seq = 0 WHERE name = '{CHECKPOINT}'")).await?;
+        empty(&txn).await?;
         txn.commit().await
+    }
+
+    /// Starts the index over when its checkpoint is gone: on PostgreSQL both are unlogged, and crash
+    /// recovery empties them together (migration 000010). Whatever the index still holds is dropped
+    /// with it, so the rebuild meets no rows of its own. Returns the checkpoint, 0 unless another
+    /// indexer restored it first.
+    async fn restart(&self) -> Result<i64, DbErr> {
+        let txn = write_transaction(&self.db).await?;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            // Indexers on other nodes meeting the same loss take turns here.
+            txn.execute_unprepared("LOCK TABLE projection_checkpoints IN SHARE ROW EXCLUSIVE MODE").await?;
+        }
+        if let Some(last) = read_checkpoint(&txn, false).await? {
+            return Ok(last);
+        }
+        tracing::info!("the search index has no checkpoint (a new index, or one emptied by crash recovery); indexing the event log from the start");
+        empty(&txn).await?;
+        txn.commit().await?;
+        Ok(0)
     }
 
     /// Removes purged logs. Called after the purge committed; a row left behind (the process died
@@ -127,6 +141,23 @@ impl SearchIndex {
 async fn write_transaction(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     db.begin_with_options(TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() })
         .await
+}
+
+/// Deletes every indexed body and sets the checkpoint to 0 (creating it if it is gone).
+async fn empty(txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    if backend == DbBackend::Postgres {
+        txn.execute_unprepared("DELETE FROM log_search").await?;
+    } else {
+        txn.execute_unprepared("DELETE FROM log_search_request").await?;
+        txn.execute_unprepared("DELETE FROM log_search_response").await?;
+    }
+    let table = checkpoints(backend);
+    txn.execute_unprepared(&format!(
+        "INSERT INTO {table} (name, last_seq) VALUES ('{CHECKPOINT}', 0) ON CONFLICT (name) DO UPDATE SET last_seq = 0"
+    ))
+    .await?;
+    Ok(())
 }
 
 /// The newest position in the event log.
@@ -168,7 +199,10 @@ impl SearchIndexer {
         // hold it back).
         let db = &index.db;
         let backend = db.get_database_backend();
-        let last = read_checkpoint(db, false).await?;
+        let last = match read_checkpoint(db, false).await? {
+            Some(last) => last,
+            None => index.restart().await?,
+        };
         if last < self.committed {
             tracing::warn!(last, committed = self.committed, "the search index checkpoint went back; indexing again from it");
         }
@@ -212,7 +246,7 @@ impl SearchIndexer {
         // (PostgreSQL) and must still be the one read above: concurrent indexers on several
         // nodes take turns instead of doubling work.
         let txn = write_transaction(db).await?;
-        if read_checkpoint(&txn, true).await? != last {
+        if read_checkpoint(&txn, true).await? != Some(last) {
             return Ok(0);
         }
         insert_docs(&txn, backend, &docs).await?;
@@ -282,9 +316,9 @@ async fn insert_docs(conn: &impl ConnectionTrait, backend: DbBackend, docs: &[(i
 }
 
 /// The checkpoint, optionally locked for the rest of the transaction (PostgreSQL; SQLite's single
-/// writer needs no row lock). A missing row is an error, never "nothing indexed yet": that would
-/// send the indexer back to the start.
-async fn read_checkpoint(conn: &impl ConnectionTrait, lock: bool) -> Result<i64, DbErr> {
+/// writer needs no row lock). `None` when its row is gone, which only [`SearchIndex::restart`]
+/// answers: it empties the index too, as a rewound checkpoint alone would meet indexed rows again.
+async fn read_checkpoint(conn: &impl ConnectionTrait, lock: bool) -> Result<Option<i64>, DbErr> {
     let backend = conn.get_database_backend();
     let lock = if lock && backend == DbBackend::Postgres { " FOR UPDATE" } else { "" };
     let row = conn
@@ -293,9 +327,8 @@ async fn read_checkpoint(conn: &impl ConnectionTrait, lock: bool) -> Result<i64,
             format!("SELECT last_seq FROM {} WHERE name = {}{lock}", checkpoints(backend), ph(backend, 1)),
             [CHECKPOINT.into()],
         ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("the {CHECKPOINT} checkpoint")))?;
-    row.try_get("", "last_seq")
+        .await?;
+    row.map(|r| r.try_get("", "last_seq")).transpose()
 }
 
 /// The checkpoint table. On SQLite the one in the index file, named with its schema: the main file
@@ -341,7 +374,7 @@ pub fn matching_seqs(backend: DbBackend, body: Body, needles: &[String], covered
         None
     } else if backend == DbBackend::Postgres {
         let likes: Vec<String> =
-            needles.iter().map(|n| format!("lower({column}) LIKE {} ESCAPE '!'", bind(like_pattern(n).into()))).collect();
+            needles.iter().map(|n| format!("{column} LIKE {} ESCAPE '!'", bind(like_pattern(n).into()))).collect();
         Some(format!("SELECT seq FROM log_search WHERE {}", likes.join(" OR ")))
     } else {
         // Candidates hold every trigram of a needle; the stored body decides.

@@ -160,7 +160,8 @@ fn filter_condition(project_id: &str, f: &LogFilter, related: Option<&[String]>,
     c = any_of_nullable(c, log::Column::ClientKeyId, &f.client_key_id);
     let (success, failure) = (f.status.contains(&LogStatus::Success), f.status.contains(&LogStatus::Failure));
     if success != failure {
-        c = c.add(log::Column::Failed.eq(failure));
+        // Literal, as the partial index of failures states it (migration 000011).
+        c = c.add(Expr::cust(if failure { "\"logs\".\"failed\"" } else { "NOT \"logs\".\"failed\"" }));
     }
     if let Some(ids) = related {
         c = c.add(log::Column::Id.is_in(ids.iter().cloned()));
