@@ -6,6 +6,7 @@
 //!     BENCH_ROWS=100000 cargo bench --bench logs                  # a quicker run
 //!     BENCH_TIMES=random cargo bench --bench logs                 # back-dated entries at random times
 //!     BENCH_KEEP=1 cargo bench --bench logs                       # keep the database, skip the load test
+//!     BENCH_CLIENTS=8 cargo bench --bench logs                    # ingest with 8 clients instead of 4
 //!
 //! The server is the release binary in a process of its own, on a fresh database (a temporary
 //! SQLite file, or a new PostgreSQL database next to BENCH_DATABASE_URL), driven over HTTP on
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 mod common;
 
 const BATCH: usize = 1000;
+/// Concurrent ingest clients, unless `BENCH_CLIENTS` says otherwise.
 const CLIENTS: usize = 4;
 const QUERY_RUNS: usize = 30;
 /// Clients of the logging-overhead load test.
@@ -102,16 +104,16 @@ fn batches(rows: usize, times: Times) -> Vec<actix_web::web::Bytes> {
         .collect()
 }
 
-async fn ingest(server: &common::Server, bodies: Vec<actix_web::web::Bytes>) -> f64 {
+async fn ingest(server: &common::Server, bodies: Vec<actix_web::web::Bytes>, clients: usize) -> f64 {
     let client = reqwest::Client::new();
     let rows: usize = bodies.len() * BATCH;
     let bodies = std::sync::Arc::new(bodies);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..CLIENTS {
+    for c in 0..clients {
         let (client, base, key, bodies) = (client.clone(), server.base.clone(), server.key.clone(), bodies.clone());
         tasks.push(tokio::spawn(async move {
-            for b in (c..bodies.len()).step_by(CLIENTS) {
+            for b in (c..bodies.len()).step_by(clients) {
                 let body = bodies[b].clone();
                 let res = client
                     .post(format!("{base}/v1/logs"))
@@ -234,10 +236,11 @@ async fn search_lag(server: &common::Server) -> i64 {
 
 async fn ingest_and_query(server: &common::Server, rows: usize, times: Times) {
     let bodies = batches(rows, times);
+    let clients = std::env::var("BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).filter(|&c| c > 0).unwrap_or(CLIENTS);
     let cpu_before = cpu_seconds(server.child.id());
-    let rate = ingest(server, bodies).await;
+    let rate = ingest(server, bodies, clients).await;
     let cpu = cpu_seconds(server.child.id()) - cpu_before;
-    println!("ingest: {rate:.0} logs/s ({CLIENTS} clients, batches of {BATCH}; search indexer running)");
+    println!("ingest: {rate:.0} logs/s ({clients} clients, batches of {BATCH}; search indexer running)");
     println!("server CPU: {:.0} µs per log", cpu * 1e6 / rows as f64);
 
     let lag_at_end = search_lag(server).await;
