@@ -39,8 +39,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LOGBOOK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Do not run job workers in this process.
-    #[arg(long)]
+    /// Do not run job workers (nor the search indexer) in this process: an API-only node.
+    #[arg(long, env = "LOGBOOK_NO_WORKERS", default_value = "false", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub no_workers: bool,
 }
 
@@ -169,6 +169,19 @@ mod tests {
         assert_eq!(s.0.len(), 8);
         let total: Duration = s.0.iter().sum();
         assert!((26 * 3600..28 * 3600).contains(&total.as_secs()), "{total:?}");
+    }
+
+    #[test]
+    fn no_workers_is_a_switch_that_also_takes_a_value() {
+        let no_workers = |args: &[&str]| match Cli::try_parse_from(args).map(|cli| cli.command) {
+            Ok(Command::Serve(serve)) => Ok(serve.no_workers),
+            Ok(_) => panic!("not serve"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(no_workers(&["logbook", "serve"]), Ok(false));
+        assert_eq!(no_workers(&["logbook", "serve", "--no-workers", "--listen", "127.0.0.1:1"]), Ok(true));
+        assert_eq!(no_workers(&["logbook", "serve", "--no-workers", "false"]), Ok(false));
+        assert!(no_workers(&["logbook", "serve", "--no-workers", "often"]).unwrap_err().contains("--no-workers"));
     }
 
     #[test]
