@@ -240,7 +240,8 @@ async fn ingest_and_query(server: &common::Server, rows: usize, times: Times) {
     let cpu_before = cpu_seconds(server.child.id());
     let rate = ingest(server, bodies, clients).await;
     let cpu = cpu_seconds(server.child.id()) - cpu_before;
-    println!("ingest: {rate:.0} logs/s ({clients} clients, batches of {BATCH}; search indexer running)");
+    let indexer = if std::env::var("LOGBOOK_NO_WORKERS").is_ok_and(|v| v == "true") { "no search indexer" } else { "search indexer running" };
+    println!("ingest: {rate:.0} logs/s ({clients} clients, batches of {BATCH}; {indexer})");
     println!("server CPU: {:.0} µs per log", cpu * 1e6 / rows as f64);
 
     let lag_at_end = search_lag(server).await;
