@@ -38,6 +38,8 @@ const SEARCH_PAUSE: Duration = Duration::from_millis(250);
 /// Runs of a task's job before it gives up: a step that fails on a storage error is retried (a
 /// step resumes from the task's checkpoint), and the last failure fails the task.
 const TASK_ATTEMPTS: usize = 10;
+/// The longest wait between tries to record a given-up task as failed.
+const GIVE_UP_RETRY_MAX: Duration = Duration::from_secs(60);
 /// The task types that have a worker so far.
 const QUEUES: &[TaskType] = &[TaskType::Import, TaskType::RetentionPurge, TaskType::WebhookRecovery];
 /// How often an idle task worker looks for jobs.
@@ -304,12 +306,30 @@ async fn run_task(job: TaskJob, attempt: Attempt, ctx: Data<JobContext>) -> Resu
         Err(StepError::Store(err)) if attempt.current() >= TASK_ATTEMPTS => {
             tracing::error!(task_id = job.task_id, error = %err, attempts = TASK_ATTEMPTS, "task step failed on its last attempt; the task fails");
             let message = format!("The task failed {TASK_ATTEMPTS} times on a storage error and was given up; the server log has the cause.");
-            tasks::give_up(&ctx.store, &ctx.queue, &job.task_id, message).await?;
+            give_up(&ctx, &job.task_id, message).await;
             Ok(())
         }
         Err(StepError::Store(err)) => {
             tracing::warn!(task_id = job.task_id, error = %err, "task step failed; the job will be retried");
             Err(err.into())
+        }
+    }
+}
+
+/// Records a given-up task as failed. The database may still be failing (that is why the job gave
+/// up), so the record is retried, 1 s to a minute apart, until it lands: the task must not stay
+/// `in_progress` with no job left to run it. The job keeps its worker slot meanwhile, so a process
+/// that dies here leaves the job to be taken over and given up again.
+async fn give_up(ctx: &JobContext, task_id: &str, message: String) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match tasks::give_up(&ctx.store, &ctx.queue, task_id, message.clone()).await {
+            Ok(()) | Err(StepError::Lost) => return,
+            Err(StepError::Store(err)) => {
+                tracing::warn!(task_id, error = %err, retry_in = ?delay, "recording a given-up task as failed failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(GIVE_UP_RETRY_MAX);
+            }
         }
     }
 }

@@ -305,27 +305,57 @@ async fn workers_on_several_nodes_share_the_queue_and_run_each_import_once() {
 }
 
 /// A step that fails on a storage error every time is retried, and after its job's last attempt the
-/// task fails instead of staying `in_progress` with nothing left to run it.
+/// task fails instead of staying `in_progress` with nothing left to run it, even if recording the
+/// failure fails too at first (the database still failing).
 #[tokio::test]
 async fn a_task_failing_on_every_attempt_ends_failed_not_in_progress() {
     use sea_orm::ConnectionTrait;
     let app = spawn_app().await;
-    // The database itself refuses every event the import would publish (and nothing else).
-    let refuse: &[&str] = match app.db.get_database_backend() {
-        sea_orm::DbBackend::Postgres => &[
-            "CREATE FUNCTION refuse_orders() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN IF NEW.event_type = 'order.created' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$",
-            "CREATE TRIGGER refuse_orders BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_orders()",
-        ],
-        _ => &["CREATE TRIGGER refuse_orders BEFORE INSERT ON events WHEN NEW.event_type = 'order.created'
-                BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"],
+    // The database itself refuses every event the import would publish, and for a while the
+    // task's own `task.failed` (and nothing else).
+    let refuse = |name: &str, event_type: &str| -> Vec<String> {
+        match app.db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => vec![
+                format!(
+                    "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN IF NEW.event_type = '{event_type}' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"
+                ),
+                format!("CREATE TRIGGER {name} BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION {name}()"),
+            ],
+            _ => vec![format!(
+                "CREATE TRIGGER {name} BEFORE INSERT ON events WHEN NEW.event_type = '{event_type}'
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )],
+        }
     };
-    for statement in refuse {
-        app.db.execute_unprepared(statement).await.unwrap();
+    for statement in refuse("refuse_orders", "order.created").into_iter().chain(refuse("refuse_failure", "task.failed")) {
+        app.db.execute_unprepared(&statement).await.unwrap();
     }
     let csv = "type,source_id,customer.email,customer.name,total\norder.created,o1,ann@example.com,Ann,12\n";
     let import = app.upload("orders.csv", "text/csv", csv.as_bytes().to_vec()).await;
-    let task = app.wait_finished(import["task_id"].as_str().unwrap()).await;
+    let task_id = import["task_id"].as_str().unwrap();
+
+    // Every attempt starts the task once; the eleventh start is the give-up's, whose record of the
+    // failure is refused.
+    let starts = format!("SELECT COUNT(*) AS n FROM event_log WHERE stream_id = '{task_id}' AND event_type = 'task.started'");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let row = app.db.query_one_raw(sea_orm::Statement::from_string(app.db.get_database_backend(), starts.clone())).await.unwrap().unwrap();
+        if row.try_get::<i64>("", "n").unwrap() > 10 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the job did not use up its attempts in 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let task = app.get_ok(&format!("/v1/tasks/{task_id}"), &app.server_key).await;
+    assert_eq!(task["status"], "in_progress", "{task}");
+    let drop_trigger = match app.db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => "DROP TRIGGER refuse_failure ON events",
+        _ => "DROP TRIGGER refuse_failure",
+    };
+    app.db.execute_unprepared(drop_trigger).await.unwrap();
+
+    let task = app.wait_finished(task_id).await;
     assert_eq!(task["status"], "failed", "{task}");
     let message = task["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("10 times") && !message.contains("refused by the test"), "no database internals: {message}");
