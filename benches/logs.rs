@@ -76,7 +76,7 @@ fn entry(i: usize, rows: usize, times: Times, now_ms: i64) -> Value {
         "request_body": {"note": note, "amount": r(37) % 100_000, "currency": "EUR", "items": [{"sku": format!("sku-{}", r(41) % 5000), "qty": 1 + r(43) % 5}]},
         "response_body": {"id": format!("ord_{i}"), "status": if failed { "declined by issuer" } else { "accepted" }, "words": words[..20].join(" ")},
     });
-    if i % 100 == 0 {
+    if i.is_multiple_of(100) {
         e["related"] = json!([{"type": "task", "id": format!("task_{}", i / 100)}]);
     }
     e
@@ -256,7 +256,7 @@ async fn ingest_and_query(server: &common::Server, rows: usize, times: Times) {
     let client = reqwest::Client::new();
     let w = "occurred_after=2020-01-01";
     let queries = [
-        format!("{w}"),
+        w.to_string(),
         format!("{w}&channel=shopify"),
         format!("{w}&status=failure"),
         format!("{w}&endpoint=POST%20/v1/refunds"),

@@ -125,11 +125,13 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let s = seen.lock().unwrap();
-    let span = s.last.unwrap().duration_since(s.first.unwrap()).as_secs_f64();
+    let (count, span, mut arrivals) = {
+        let s = seen.lock().unwrap();
+        let arrivals: Vec<Instant> = s.arrivals.values().copied().collect();
+        (s.count, s.last.unwrap().duration_since(s.first.unwrap()).as_secs_f64(), arrivals)
+    };
     // The steady state: from the 10th to the 90th percentile of arrivals, past the ramp while the
     // import is still publishing.
-    let mut arrivals: Vec<Instant> = s.arrivals.values().copied().collect();
     arrivals.sort();
     let (p10, p90) = (arrivals[arrivals.len() / 10], arrivals[arrivals.len() * 9 / 10]);
     let sustained = (arrivals.len() * 8 / 10) as f64 / p90.duration_since(p10).as_secs_f64();
@@ -137,8 +139,7 @@ async fn main() {
     println!("publish to first attempt, idle, 200 events: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies[latencies.len() - 1]);
     println!("{} deliveries of {rows} events: {:.0} deliveries/s between the first and the last ({span:.1} s), {sustained:.0}/s sustained (10th to 90th percentile of arrivals); upload to last delivery {:.1} s",
-        s.count, s.count as f64 / span, started.elapsed().as_secs_f64());
-    drop(s);
+        count, count as f64 / span, started.elapsed().as_secs_f64());
     drop(server);
     common::drop_database(&db_name).await;
 }

@@ -49,11 +49,10 @@ pub fn summarize_request_body(req: &HttpRequest, summary: String) {
 
 /// Names a resource the current request created or acted on; it shows in the log's `related`.
 pub fn relate(req: &HttpRequest, kind: RelatedKind, id: &str) {
-    if let Some(ctx) = req.extensions_mut().get_mut::<LogContext>() {
-        if !ctx.related.iter().any(|r| r.id == id) {
+    if let Some(ctx) = req.extensions_mut().get_mut::<LogContext>()
+        && !ctx.related.iter().any(|r| r.id == id) {
             ctx.related.push(RelatedRef { kind, id: id.to_owned() });
         }
-    }
 }
 
 pub async fn record_requests(mut req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -93,11 +92,12 @@ pub async fn record_requests(mut req: ServiceRequest, next: Next<BoxBody>) -> Re
     let mut response = head.set_body(body);
 
     let summary = http_req.extensions_mut().get_mut::<LogContext>().and_then(|c| c.body_summary.take());
-    let request = capture.borrow();
-    let complete = request.seen == request.bytes.len();
     let (request_body, request_truncated) = match summary {
         Some(summary) => (Value::String(summary), false),
-        None => redact::stored_body(&request.bytes, complete, &state.settings.redact_keys),
+        None => {
+            let request = capture.borrow();
+            redact::stored_body(&request.bytes, request.seen == request.bytes.len(), &state.settings.redact_keys)
+        }
     };
     let record = build_record(
         &http_req,
@@ -110,7 +110,6 @@ pub async fn record_requests(mut req: ServiceRequest, next: Next<BoxBody>) -> Re
         (request_body, request_truncated),
         (response_body, response_truncated),
     );
-    drop(request);
     if let Err(err) = state.log_writer.record(record).await {
         tracing::error!(error = %err, log_id = %id, "request log could not be written");
     }

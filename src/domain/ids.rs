@@ -53,7 +53,7 @@ pub fn new_id(kind: IdKind) -> String {
         .lock()
         .ok()
         .and_then(|mut g| g.generate().ok())
-        .unwrap_or_else(Ulid::new);
+        .unwrap_or_default();
     format!("{}_{}", kind.prefix(), ulid.to_string().to_ascii_lowercase())
 }
 

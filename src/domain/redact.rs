@@ -31,7 +31,7 @@ impl RedactKeys {
 
     fn matches(&self, key: &str) -> bool {
         let key = normalize(key);
-        self.0.iter().any(|k| *k == key)
+        self.0.contains(&key)
     }
 }
 

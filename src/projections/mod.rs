@@ -91,21 +91,6 @@ pub fn pow2_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]>
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::pow2_chunks;
-
-    #[test]
-    fn chunks_have_power_of_two_sizes_and_keep_every_item_in_order() {
-        let items: Vec<u32> = (0..1013).collect();
-        let chunks: Vec<&[u32]> = pow2_chunks(&items, 512).collect();
-        assert!(chunks.iter().all(|c| c.len().is_power_of_two() && c.len() <= 512));
-        assert_eq!(chunks.concat(), items);
-        assert_eq!(pow2_chunks(&items[..13], 512).map(<[u32]>::len).collect::<Vec<_>>(), vec![8, 4, 1]);
-        assert_eq!(pow2_chunks::<u32>(&[], 512).count(), 0);
-    }
-}
-
 /// Empties every projection and replays the log into it, in one transaction: readers keep seeing the
 /// old projections until the new ones are complete. Calls `progress(done, total)` as it goes.
 pub async fn rebuild(store: &EventStore, mut progress: impl FnMut(u64, u64)) -> Result<u64, StoreError> {
@@ -128,4 +113,19 @@ pub async fn rebuild(store: &EventStore, mut progress: impl FnMut(u64, u64)) -> 
     // The search index is asynchronous: rewound here, refilled by the indexer.
     store.search().reset().await?;
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pow2_chunks;
+
+    #[test]
+    fn chunks_have_power_of_two_sizes_and_keep_every_item_in_order() {
+        let items: Vec<u32> = (0..1013).collect();
+        let chunks: Vec<&[u32]> = pow2_chunks(&items, 512).collect();
+        assert!(chunks.iter().all(|c| c.len().is_power_of_two() && c.len() <= 512));
+        assert_eq!(chunks.concat(), items);
+        assert_eq!(pow2_chunks(&items[..13], 512).map(<[u32]>::len).collect::<Vec<_>>(), vec![8, 4, 1]);
+        assert_eq!(pow2_chunks::<u32>(&[], 512).count(), 0);
+    }
 }

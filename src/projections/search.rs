@@ -229,14 +229,13 @@ impl SearchIndexer {
                 break;
             }
             next = seq;
-            if let Some(payload) = row.try_get::<Option<String>>("", "payload")? {
-                if let Ok(bodies) = serde_json::from_str::<Bodies>(&payload) {
+            if let Some(payload) = row.try_get::<Option<String>>("", "payload")?
+                && let Ok(bodies) = serde_json::from_str::<Bodies>(&payload) {
                     let (req, res) = (text(bodies.request_body), text(bodies.response_body));
                     if req.is_some() || res.is_some() {
                         docs.push((seq, req, res));
                     }
                 }
-            }
         }
         if next == last {
             return Ok(0);

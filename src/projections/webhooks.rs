@@ -52,7 +52,7 @@ pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<
         }
         DomainEvent::WebhookSecretRotated(e) => {
             webhook::Entity::update_many()
-                .col_expr(webhook::Column::PreviousSecret, Expr::col(webhook::Column::Secret).into())
+                .col_expr(webhook::Column::PreviousSecret, Expr::col(webhook::Column::Secret))
                 .col_expr(webhook::Column::Secret, Expr::value(e.secret.clone()))
                 .col_expr(webhook::Column::PreviousSecretUntilMs, Expr::value(e.previous_secret_until_ms))
                 .col_expr(webhook::Column::UpdatedAtMs, Expr::value(at))

@@ -30,7 +30,7 @@ async fn dump(db: &DatabaseConnection) -> Vec<(String, Vec<Value>)> {
     for table in TABLES {
         let sql = format!("SELECT * FROM {table}");
         let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
-        let mut rows: Vec<Value> = rows.iter().map(|r| row_json(r)).collect();
+        let mut rows: Vec<Value> = rows.iter().map(row_json).collect();
         rows.sort_by_key(|r| r.to_string());
         out.push((table.to_string(), rows));
     }

@@ -33,7 +33,7 @@ impl Receiver {
     pub async fn start_on(port: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let records = dir.path().join("records.jsonl");
-        let child = Command::new("python3")
+        let mut child = Command::new("python3")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/receiver/receiver.py"))
             .arg(port.to_string())
             .arg(&records)
@@ -46,6 +46,8 @@ impl Receiver {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the receiver did not start; is standardwebhooks installed?");
     }
 
