@@ -48,12 +48,14 @@ impl IdKind {
 /// A monotonic generator, so ids minted in the same millisecond still sort in creation order.
 static GENERATOR: LazyLock<Mutex<Generator>> = LazyLock::new(|| Mutex::new(Generator::new()));
 
+#[allow(clippy::unwrap_or_default)]
 pub fn new_id(kind: IdKind) -> String {
     let ulid = GENERATOR
         .lock()
         .ok()
         .and_then(|mut g| g.generate().ok())
-        .unwrap_or_default();
+        // A fresh random ULID: `Ulid::default()` is the nil id, whatever clippy's lint assumes.
+        .unwrap_or_else(Ulid::new);
     format!("{}_{}", kind.prefix(), ulid.to_string().to_ascii_lowercase())
 }
 
