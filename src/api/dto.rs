@@ -20,3 +20,22 @@ impl<T> ListOut<T> {
         Self { has_more: next_cursor.is_some(), next_cursor, data: page.rows.into_iter().map(to_out).collect() }
     }
 }
+
+/// A file's bytes as a response or a request part (`type: string, format: binary`): generated
+/// clients read it as a file, not as text.
+pub struct FileBody;
+
+impl FileBody {
+    pub fn object() -> utoipa::openapi::schema::ObjectBuilder {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+    }
+}
+
+impl utoipa::PartialSchema for FileBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        Self::object().into()
+    }
+}
+
+impl ToSchema for FileBody {}

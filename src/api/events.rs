@@ -69,7 +69,6 @@ impl EventOut {
     params(EventListParams),
     responses(
         (status = 200, description = "OK", body = ListOut<EventOut>),
-        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
     )
 )]
 #[get("/events")]
@@ -84,7 +83,7 @@ async fn list_events(state: web::Data<AppState>, member: ProjectMember, params: 
 #[utoipa::path(
     operation_id = "get_event", tag = "events", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, description = "OK", body = EventOut), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+    responses((status = 200, description = "OK", body = EventOut),)
 )]
 #[get("/events/{id}")]
 async fn get_event(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<EventOut>> {
@@ -124,7 +123,6 @@ const IDEMPOTENCY_HEADER: &str = "idempotency-key";
     request_body = EventIn,
     responses(
         (status = 202, description = "Published; deliveries are queued", body = EventAcceptedOut),
-        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody), (status = 422, description = "Invalid content; details name the fields", body = ErrorBody),
     )
 )]

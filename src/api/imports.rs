@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::auth::ProjectMember;
+use crate::api::dto::FileBody;
 use crate::api::request_log;
 use crate::domain::import::ImportFormat;
 use crate::domain::log::RelatedKind;
@@ -33,8 +34,7 @@ pub struct ImportOut {
     pub id: String,
     pub task_id: String,
     pub file: FileOut,
-    /// `csv` or `ndjson`.
-    pub format: String,
+    pub format: ImportFormat,
     /// Rows read so far (the task's progress), imported and refused.
     pub rows_total: i64,
     pub rows_imported: i64,
@@ -45,10 +45,11 @@ pub struct ImportOut {
 
 impl ImportOut {
     fn new(row: entity::import::Model, zone: &ProjectTimeZone) -> Self {
+        let format = stored_format(&row);
         Self {
             task_id: row.task_id,
             file: FileOut { name: row.file_name, content_type: row.content_type, size_bytes: row.size_bytes, sha256: row.sha256 },
-            format: row.format,
+            format,
             rows_total: row.rows_total,
             rows_imported: row.rows_imported,
             rows_failed: row.rows_failed,
@@ -59,6 +60,20 @@ impl ImportOut {
     }
 }
 
+/// The multipart form of an upload, for the document only: the handler streams the parts.
+pub struct ImportUpload;
+
+impl utoipa::PartialSchema for ImportUpload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let file = FileBody::object().description(Some(
+            "The CSV or NDJSON file; its content type (`text/csv`, `application/x-ndjson`) or its name's extension tells the format.",
+        ));
+        utoipa::openapi::ObjectBuilder::new().property("file", file).required("file").into()
+    }
+}
+
+impl ToSchema for ImportUpload {}
+
 /// Room for multipart boundaries and part headers beyond the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
@@ -67,11 +82,10 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
     params(("name" = Option<String>, Query, description = "File name for a raw-body upload (default `import.csv` or `import.ndjson`)")),
     request_body(
         description = "The file: as `multipart/form-data` with a field `file`, or as the raw body with content type `text/csv` or `application/x-ndjson`.",
-        content(("multipart/form-data"), ("text/csv"), ("application/x-ndjson"))
+        content((ImportUpload = "multipart/form-data"), (String = "text/csv"), (String = "application/x-ndjson"))
     ),
     responses(
         (status = 202, description = "Stored; a background task publishes its rows as events", body = ImportOut),
-        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
         (status = 413, description = "Larger than LOGBOOK_MAX_IMPORT_BYTES", body = ErrorBody), (status = 415, description = "Neither multipart, CSV nor NDJSON", body = ErrorBody),
         (status = 422, description = "A multipart upload without a `file` field", body = ErrorBody),
     )
@@ -167,7 +181,7 @@ fn too_large(max: u64) -> ApiError {
 #[utoipa::path(
     operation_id = "get_import", tag = "imports", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, description = "OK", body = ImportOut), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+    responses((status = 200, description = "OK", body = ImportOut),)
 )]
 #[get("/imports/{id}")]
 async fn get_import(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<ImportOut>> {
@@ -179,8 +193,7 @@ async fn get_import(state: web::Data<AppState>, member: ProjectMember, id: web::
     operation_id = "download_import_file", tag = "imports", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses(
-        (status = 200, description = "The original file, byte for byte", content(("application/octet-stream"))),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody),
+        (status = 200, description = "The original file, byte for byte, under its format's content type", content((FileBody = "text/csv"), (FileBody = "application/x-ndjson"))),
     )
 )]
 #[get("/imports/{id}/file")]
@@ -190,11 +203,18 @@ async fn download_import_file(state: web::Data<AppState>, member: ProjectMember,
     Ok(file_response(&state, row))
 }
 
-/// Streams an import's stored file with its name and content type.
+/// The import's format; a stored value is always one the upload set.
+fn stored_format(row: &entity::import::Model) -> ImportFormat {
+    ImportFormat::from_name(&row.format).unwrap_or(ImportFormat::Csv)
+}
+
+/// Streams an import's stored file with its name, under its format's content type (what the
+/// document promises, whatever type the upload declared).
 pub fn file_response(state: &AppState, row: entity::import::Model) -> HttpResponse {
+    let content_type = stored_format(&row).content_type();
     let body = files::stream(state.db.clone(), row.file_id).map(|chunk| chunk.map_err(actix_web::error::ErrorInternalServerError));
     HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, row.content_type))
+        .insert_header((CONTENT_TYPE, content_type))
         .insert_header(ContentDisposition::attachment(row.file_name))
         .no_chunking(row.size_bytes as u64)
         .streaming(body)

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, each with its DTOs, handlers and routes.
 
 pub mod auth;
+pub mod docs;
 pub mod dto;
 pub mod events;
 pub mod extract;
@@ -13,48 +14,19 @@ pub mod sendouts;
 pub mod tasks;
 pub mod webhooks;
 
+pub use docs::openapi;
+
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{App, HttpRequest, HttpResponse, web};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
-use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Logbook API",
-        description = "Audit logs, background tasks, exports and webhook sendouts. Authenticate with `Authorization: Bearer <token>`: `adm_` (admin), `sk_` (server key), `pk_` (client key: POST /v1/events only) or `ut_` (dashboard user).",
-    ),
-    modifiers(&BearerAuth),
-    components(schemas(ErrorBody, ErrorCode, FieldError)),
-    tags(
-        (name = "projects", description = "Projects, API keys and users"),
-        (name = "logs", description = "Request logs"),
-        (name = "tasks", description = "Background tasks: progress, errors, cancelling"),
-        (name = "imports", description = "CSV and NDJSON files whose rows become events"),
-        (name = "events", description = "Events published by the project and by the server"),
-        (name = "webhooks", description = "Endpoints that receive events, signed per Standard Webhooks"),
-        (name = "sendouts", description = "Deliveries of events to endpoints, their attempts and retries"),
-        (name = "operations", description = "Health, readiness and metrics"),
-    )
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
-    }
-}
 
 /// Every route, for the server and for the generated OpenAPI document alike.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -69,13 +41,6 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(sendouts::routes),
     );
     cfg.configure(ops::routes);
-}
-
-/// The OpenAPI document, generated from the routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, mut api) = App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(configure).split_for_parts();
-    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    api
 }
 
 /// The application with its middleware, state and error mapping.
@@ -93,7 +58,7 @@ pub fn app(
     let max_body = state.settings.max_body_bytes;
     let (app, api) = App::new()
         .into_utoipa_app()
-        .openapi(ApiDoc::openapi())
+        .openapi(docs::ApiDoc::openapi())
         .app_data(state)
         .app_data(web::PayloadConfig::new(max_body))
         .app_data(web::PathConfig::default().error_handler(|err, _| {
@@ -101,9 +66,8 @@ pub fn app(
         }))
         .configure(configure)
         .split_for_parts();
-    let mut api = api;
-    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    app.service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+    drop(api); // the served document is the one `openapi` completes, the same as `logbook openapi` prints
+    app.service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", docs::openapi()))
         .default_service(web::to(no_route))
         .wrap(actix_web::middleware::from_fn(request_log::record_requests))
         .wrap(actix_web::middleware::from_fn(observe))

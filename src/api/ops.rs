@@ -38,7 +38,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus text exposition.
 #[utoipa::path(
     operation_id = "metrics", tag = "operations",
-    responses((status = 200, description = "OK", content_type = "text/plain", body = String))
+    responses((status = 200, description = "Prometheus / OpenMetrics text", content_type = "application/openmetrics-text", body = String))
 )]
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {

@@ -163,7 +163,6 @@ pub struct UserCreatedOut {
     request_body = ProjectIn,
     responses(
         (status = 201, description = "Created, with its keys", body = ProjectCreatedOut),
-        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
         (status = 422, description = "Invalid content; details name the fields", body = ErrorBody),
     )
 )]
@@ -191,7 +190,6 @@ async fn create_project(state: web::Data<AppState>, admin: Admin, body: Json<Pro
     params(("limit" = Option<i64>, Query, description = "1 to 1000, default 50"), ("cursor" = Option<String>, Query)),
     responses(
         (status = 200, description = "OK", body = ListOut<ProjectOut>),
-        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
     )
 )]
 #[get("/projects")]
@@ -204,7 +202,7 @@ async fn list_projects(state: web::Data<AppState>, _admin: Admin, params: Params
 #[utoipa::path(
     operation_id = "get_project", tag = "projects", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, description = "OK", body = ProjectOut), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+    responses((status = 200, description = "OK", body = ProjectOut),)
 )]
 #[get("/projects/{id}")]
 async fn get_project(state: web::Data<AppState>, _admin: Admin, id: web::Path<String>) -> ApiResult<web::Json<ProjectOut>> {
@@ -215,8 +213,7 @@ async fn get_project(state: web::Data<AppState>, _admin: Admin, id: web::Path<St
     operation_id = "update_project", tag = "projects", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ProjectPatch,
     responses(
-        (status = 200, description = "OK", body = ProjectOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody), (status = 409, description = "State conflict", body = ErrorBody), (status = 422, description = "Invalid content; details name the fields", body = ErrorBody),
+        (status = 200, description = "OK", body = ProjectOut), (status = 409, description = "State conflict", body = ErrorBody), (status = 422, description = "Invalid content; details name the fields", body = ErrorBody),
     )
 )]
 #[patch("/projects/{id}")]
@@ -235,8 +232,7 @@ async fn update_project(
     operation_id = "create_api_key", tag = "projects", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ApiKeyIn,
     responses(
-        (status = 201, description = "Created", body = ApiKeyCreatedOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody), (status = 422, description = "Invalid content; details name the fields", body = ErrorBody),
+        (status = 201, description = "Created", body = ApiKeyCreatedOut), (status = 422, description = "Invalid content; details name the fields", body = ErrorBody),
     )
 )]
 #[post("/projects/{id}/api-keys")]
@@ -254,7 +250,7 @@ async fn create_api_key(
 #[utoipa::path(
     operation_id = "list_api_keys", tag = "projects", security(("bearer" = [])),
     params(("id" = String, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "OK", body = ListOut<ApiKeyOut>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+    responses((status = 200, description = "OK", body = ListOut<ApiKeyOut>),)
 )]
 #[get("/projects/{id}/api-keys")]
 async fn list_api_keys(
@@ -272,7 +268,7 @@ async fn list_api_keys(
 #[utoipa::path(
     operation_id = "revoke_api_key", tag = "projects", security(("bearer" = [])),
     params(("id" = String, Path), ("key_id" = String, Path)),
-    responses((status = 204, description = "Revoked (also when it already was)"), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+    responses((status = 204, description = "Revoked (also when it already was)"),)
 )]
 #[delete("/projects/{id}/api-keys/{key_id}")]
 async fn revoke_api_key(state: web::Data<AppState>, admin: Admin, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
@@ -285,8 +281,7 @@ async fn revoke_api_key(state: web::Data<AppState>, admin: Admin, path: web::Pat
     operation_id = "create_user", tag = "projects", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = UserIn,
     responses(
-        (status = 201, description = "Created", body = UserCreatedOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody), (status = 409, description = "State conflict", body = ErrorBody), (status = 422, description = "Invalid content; details name the fields", body = ErrorBody),
+        (status = 201, description = "Created", body = UserCreatedOut), (status = 409, description = "State conflict", body = ErrorBody), (status = 422, description = "Invalid content; details name the fields", body = ErrorBody),
     )
 )]
 #[post("/projects/{id}/users")]
@@ -299,7 +294,7 @@ async fn create_user(state: web::Data<AppState>, admin: Admin, id: web::Path<Str
 #[utoipa::path(
     operation_id = "list_users", tag = "projects", security(("bearer" = [])),
     params(("id" = String, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "OK", body = ListOut<UserOut>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+    responses((status = 200, description = "OK", body = ListOut<UserOut>),)
 )]
 #[get("/projects/{id}/users")]
 async fn list_users(
@@ -317,7 +312,7 @@ async fn list_users(
 /// The caller's own project (server key or user token): lets a dashboard or script learn its time zone.
 #[utoipa::path(
     operation_id = "get_current_project", tag = "projects", security(("bearer" = [])),
-    responses((status = 200, description = "OK", body = ProjectOut), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody))
+    responses((status = 200, description = "OK", body = ProjectOut),)
 )]
 #[get("/project")]
 async fn get_current_project(member: ProjectMember) -> web::Json<ProjectOut> {
@@ -328,8 +323,7 @@ async fn get_current_project(member: ProjectMember) -> web::Json<ProjectOut> {
     operation_id = "run_retention", tag = "projects", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses(
-        (status = 202, description = "A retention_purge task for the project, scheduled now", body = crate::api::tasks::TaskOut),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody),
+        (status = 202, description = "A retention_purge task for the project, scheduled now", body = crate::api::tasks::TaskOut), (status = 404, description = "Not found", body = ErrorBody),
     )
 )]
 #[post("/projects/{id}/retention/run")]

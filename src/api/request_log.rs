@@ -76,8 +76,10 @@ pub async fn record_requests(mut req: ServiceRequest, next: Next<BoxBody>) -> Re
         as Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>));
 
     let header_error = validate_headers(req.headers()).err();
-    let query = query_json(req.query_string());
-    let request_headers = headers_json(req.headers());
+    let mut query = query_json(req.query_string());
+    let mut request_headers = headers_json(req.headers());
+    redact::scrub_json(&mut query);
+    redact::scrub_json(&mut request_headers);
     let response = match header_error {
         Some(err) => {
             let http = err.error_response();

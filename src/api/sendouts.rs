@@ -127,7 +127,6 @@ impl SendoutOut {
     params(SendoutListParams),
     responses(
         (status = 200, description = "OK", body = ListOut<SendoutOut>),
-        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
     )
 )]
 #[get("/webhook-sendouts")]
@@ -142,7 +141,7 @@ async fn list_sendouts(state: web::Data<AppState>, member: ProjectMember, params
 #[utoipa::path(
     operation_id = "get_sendout", tag = "sendouts", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, description = "OK", body = SendoutOut), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+    responses((status = 200, description = "OK", body = SendoutOut),)
 )]
 #[get("/webhook-sendouts/{id}")]
 async fn get_sendout(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<SendoutOut>> {
@@ -156,7 +155,6 @@ async fn get_sendout(state: web::Data<AppState>, member: ProjectMember, id: web:
     params(("id" = String, Path)),
     responses(
         (status = 202, description = "One more attempt is queued now, whatever the status", body = SendoutOut),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody),
     )
 )]
 #[post("/webhook-sendouts/{id}/retry")]
@@ -179,7 +177,6 @@ pub struct BulkRetryIn {
     request_body = BulkRetryIn,
     responses(
         (status = 202, description = "A webhook_recovery task that sends every matching sendout again", body = TaskOut),
-        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
         (status = 422, description = "Unknown filter or bad value; details name them", body = ErrorBody),
     )
 )]

@@ -130,7 +130,6 @@ pub async fn detail(state: &AppState, row: entity::task::Model, zone: &ProjectTi
     params(TaskListParams),
     responses(
         (status = 200, description = "OK", body = ListOut<TaskOut>),
-        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
     )
 )]
 #[get("/tasks")]
@@ -145,7 +144,7 @@ async fn list_tasks(state: web::Data<AppState>, member: ProjectMember, params: P
 #[utoipa::path(
     operation_id = "get_task", tag = "tasks", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, description = "OK", body = TaskOut), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+    responses((status = 200, description = "OK", body = TaskOut),)
 )]
 #[get("/tasks/{id}")]
 async fn get_task(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<TaskOut>> {
@@ -157,9 +156,7 @@ async fn get_task(state: web::Data<AppState>, member: ProjectMember, id: web::Pa
     operation_id = "cancel_task", tag = "tasks", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses(
-        (status = 200, description = "Cancelled: a scheduled task never starts, a running one stops at its next step", body = TaskOut),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
-        (status = 404, description = "Not found in this project", body = ErrorBody), (status = 409, description = "The task has already finished", body = ErrorBody),
+        (status = 200, description = "Cancelled: a scheduled task never starts, a running one stops at its next step", body = TaskOut), (status = 409, description = "The task has already finished", body = ErrorBody),
     )
 )]
 #[post("/tasks/{id}/cancel")]

@@ -131,7 +131,6 @@ fn check_settings(s: &Settings) -> ApiResult<()> {
     request_body = WebhookIn,
     responses(
         (status = 201, description = "Created; the response holds the signing secret", body = WebhookOut),
-        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
         (status = 422, description = "Invalid content, or `webhook_url_not_allowed`: the URL reaches an internal address", body = ErrorBody),
     )
 )]
@@ -149,7 +148,7 @@ async fn create_webhook(state: web::Data<AppState>, member: ProjectMember, req: 
 #[utoipa::path(
     operation_id = "list_webhooks", tag = "webhooks", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "OK", body = ListOut<WebhookOut>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody))
+    responses((status = 200, description = "OK", body = ListOut<WebhookOut>),)
 )]
 #[get("/webhooks")]
 async fn list_webhooks(state: web::Data<AppState>, member: ProjectMember, params: Params) -> ApiResult<web::Json<ListOut<WebhookOut>>> {
@@ -162,7 +161,7 @@ async fn list_webhooks(state: web::Data<AppState>, member: ProjectMember, params
 #[utoipa::path(
     operation_id = "get_webhook", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, description = "OK", body = WebhookOut), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+    responses((status = 200, description = "OK", body = WebhookOut),)
 )]
 #[get("/webhooks/{id}")]
 async fn get_webhook(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<WebhookOut>> {
@@ -174,8 +173,7 @@ async fn get_webhook(state: web::Data<AppState>, member: ProjectMember, id: web:
     operation_id = "update_webhook", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = WebhookPatch,
     responses(
-        (status = 200, description = "OK", body = WebhookOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody),
+        (status = 200, description = "OK", body = WebhookOut),
         (status = 422, description = "Invalid content, or `webhook_url_not_allowed`", body = ErrorBody),
     )
 )]
@@ -202,7 +200,7 @@ async fn update_webhook(state: web::Data<AppState>, member: ProjectMember, req: 
 #[utoipa::path(
     operation_id = "delete_webhook", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 204, description = "Deleted; its pending sendouts fail"), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+    responses((status = 204, description = "Deleted; its pending sendouts fail"),)
 )]
 #[delete("/webhooks/{id}")]
 async fn delete_webhook(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, id: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -214,7 +212,7 @@ async fn delete_webhook(state: web::Data<AppState>, member: ProjectMember, req: 
 #[utoipa::path(
     operation_id = "get_webhook_secret", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, description = "OK", body = SecretOut), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+    responses((status = 200, description = "OK", body = SecretOut),)
 )]
 #[get("/webhooks/{id}/secret")]
 async fn get_webhook_secret(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<SecretOut>> {
@@ -225,7 +223,7 @@ async fn get_webhook_secret(state: web::Data<AppState>, member: ProjectMember, i
 #[utoipa::path(
     operation_id = "rotate_webhook_secret", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, description = "A new secret; the old one signs beside it for 24 hours", body = SecretOut), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody), (status = 404, description = "Not found in this project", body = ErrorBody))
+    responses((status = 200, description = "A new secret; the old one signs beside it for 24 hours", body = SecretOut),)
 )]
 #[post("/webhooks/{id}/secret/rotate")]
 async fn rotate_webhook_secret(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, id: web::Path<String>) -> ApiResult<web::Json<SecretOut>> {
@@ -247,9 +245,7 @@ pub struct RecoverIn {
     operation_id = "recover_webhook", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = RecoverIn,
     responses(
-        (status = 202, description = "A webhook_recovery task that sends every failed sendout of the window again", body = TaskOut),
-        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or unknown token", body = ErrorBody), (status = 403, description = "Token not allowed here", body = ErrorBody),
-        (status = 404, description = "Not found in this project", body = ErrorBody), (status = 422, description = "Invalid content; details name the fields", body = ErrorBody),
+        (status = 202, description = "A webhook_recovery task that sends every failed sendout of the window again", body = TaskOut), (status = 422, description = "Invalid content; details name the fields", body = ErrorBody),
     )
 )]
 #[post("/webhooks/{id}/recover")]

@@ -52,6 +52,15 @@ impl ImportFormat {
         if first == Some(&b'{') { Self::Ndjson } else { Self::Csv }
     }
 
+    /// From its wire name (`csv`, `ndjson`), as stored on an import.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "csv" => Some(Self::Csv),
+            "ndjson" => Some(Self::Ndjson),
+            _ => None,
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Self::Csv => "text/csv",

@@ -62,6 +62,71 @@ pub fn redact_json(value: &mut Value, keys: &RedactKeys) {
     }
 }
 
+/// Prefixes of the credentials this server issues: tokens (`adm_`, `sk_`, `pk_`, `ut_`) and webhook
+/// signing secrets (`whsec_`).
+const CREDENTIAL_PREFIXES: &[&str] = &["adm_", "sk_", "pk_", "ut_", "whsec_"];
+/// A credential is its prefix and at least this many token characters: short enough for every
+/// issued form (32 characters, an admin token of 24 in all), long enough to pass over `sk_id`.
+const MIN_CREDENTIAL_TAIL: usize = 16;
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"_-+/=.~".contains(&b)
+}
+
+/// Replaces every credential this server issues, wherever it stands in `text`, with `"[redacted]"`.
+///
+/// Matched by form, not by key, so a credential is kept out of storage whatever
+/// `LOGBOOK_REDACT_KEYS` holds and wherever it appears: a creation response, a query string, a
+/// header, a free-text body.
+pub fn scrub_credentials(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut out: Option<String> = None;
+    let (mut copied, mut i) = (0, 0);
+    while i < bytes.len() {
+        let at_boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        let prefix = if at_boundary { CREDENTIAL_PREFIXES.iter().find(|p| bytes[i..].starts_with(p.as_bytes())) } else { None };
+        if let Some(prefix) = prefix {
+            let start = i + prefix.len();
+            let end = start + bytes[start..].iter().take_while(|b| is_token_char(**b)).count();
+            if end - start >= MIN_CREDENTIAL_TAIL {
+                let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                buf.push_str(&text[copied..i]);
+                buf.push_str(REDACTED);
+                copied = end;
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    match out {
+        Some(mut buf) => {
+            buf.push_str(&text[copied..]);
+            std::borrow::Cow::Owned(buf)
+        }
+        None => std::borrow::Cow::Borrowed(text),
+    }
+}
+
+/// [`scrub_credentials`] on every string of a JSON value, keys included.
+pub fn scrub_json(value: &mut Value) {
+    match value {
+        Value::String(text) => {
+            if let std::borrow::Cow::Owned(clean) = scrub_credentials(text) {
+                *text = clean;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(scrub_json),
+        Value::Object(map) => {
+            if map.keys().any(|k| matches!(scrub_credentials(k), std::borrow::Cow::Owned(_))) {
+                *map = std::mem::take(map).into_iter().map(|(k, v)| (scrub_credentials(&k).into_owned(), v)).collect();
+            }
+            map.values_mut().for_each(scrub_json);
+        }
+        _ => {}
+    }
+}
+
 /// A stored body: JSON when it parses (redacted), otherwise text; cut to [`MAX_STORED_BODY`].
 /// `complete` says whether `bytes` is the whole body (an upload may be captured only in part).
 pub fn stored_body(bytes: &[u8], complete: bool, keys: &RedactKeys) -> (Value, bool) {
@@ -71,14 +136,17 @@ pub fn stored_body(bytes: &[u8], complete: bool, keys: &RedactKeys) -> (Value, b
     if complete && let Ok(json) = serde_json::from_slice::<Value>(bytes) {
         return stored_json(json, keys);
     }
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_STORED_BODY)]);
-    let truncated = !complete || bytes.len() > MAX_STORED_BODY;
-    (Value::String(text.into_owned()), truncated)
+    // Scrubbed before it is cut, so no credential survives as a prefix at the cut.
+    let text = String::from_utf8_lossy(bytes);
+    let text = scrub_credentials(&text);
+    let truncated = !complete || text.len() > MAX_STORED_BODY;
+    (Value::String(cut(&text).to_owned()), truncated)
 }
 
 /// A stored JSON body: redacted, and cut to [`MAX_STORED_BODY`] as text when larger.
 pub fn stored_json(mut json: Value, keys: &RedactKeys) -> (Value, bool) {
     redact_json(&mut json, keys);
+    scrub_json(&mut json);
     let text = json.to_string();
     if text.len() <= MAX_STORED_BODY {
         return (json, false);
@@ -101,6 +169,8 @@ pub fn redact_header_map(headers: &mut Map<String, Value>) {
     for (name, value) in headers.iter_mut() {
         if is_secret_header(name) {
             *value = Value::String(REDACTED.into());
+        } else {
+            scrub_json(value);
         }
     }
 }
@@ -142,6 +212,24 @@ mod tests {
         let text = stored.as_str().unwrap();
         assert!(text.len() <= MAX_STORED_BODY);
         assert!(!text.contains("hunter2"));
+    }
+
+    #[test]
+    fn issued_credentials_are_scrubbed_wherever_they_stand_whatever_the_key() {
+        let token = "sk_0123456789ABCDEFabcdef0123456789";
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw+/==";
+        let mut body = json!({"server_key": token, "note": format!("use {token}, or ut_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"), "list": [secret]});
+        let (stored, _) = stored_json(body.take(), &RedactKeys::new(["nothing"]));
+        assert_eq!(stored, json!({"server_key": REDACTED, "note": format!("use {REDACTED}, or {REDACTED}"), "list": [REDACTED]}));
+        let (text, _) = stored_body(format!("token={token}&x=1").as_bytes(), true, &RedactKeys::default());
+        assert_eq!(text, json!(format!("token={REDACTED}&x=1")));
+    }
+
+    #[test]
+    fn ids_and_words_that_only_start_like_a_credential_are_kept() {
+        for text in ["sk_id", "key_01JABCDEFGHJKMNPQRSTVWXYZ0", "ask_0123456789ABCDEFGHIJ", "pk_short", "task_01JABCDEFGHJKMNPQRSTVWXYZ"] {
+            assert_eq!(scrub_credentials(text), text);
+        }
     }
 
     #[test]

@@ -5,14 +5,28 @@ use utoipa::ToSchema;
 
 use super::Invalid;
 
-/// Declares a string enum with its wire names, `as_str` and `parse` from one list.
+/// Declares a string enum with its wire names, `as_str`, `parse` and its OpenAPI schema from one list.
+///
+/// The schema is written out rather than derived: utoipa's derive does not see a `serde(rename)`
+/// whose literal comes through a macro, and documented the Rust variant names instead.
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }
+
+        impl ::utoipa::PartialSchema for $name {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
+                ::utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(::utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl ::utoipa::ToSchema for $name {}
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];

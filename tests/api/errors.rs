@@ -1,5 +1,6 @@
 //! Bad input of any kind answers a clear 4xx in the contract's error body and changes nothing.
 
+use crate::conformance::Conform;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -37,7 +38,7 @@ async fn malformed_requests_answer_in_the_error_body_and_change_nothing() {
         (app.client.delete(url("/v1/projects")).bearer_auth(&app.admin), StatusCode::NOT_FOUND, "not_found"),
     ];
     for (request, status, code) in cases {
-        let response = request.send().await.unwrap();
+        let response = request.checked().await.unwrap();
         assert!(response.headers().contains_key("logbook-log-id"), "every /v1 response names its log entry");
         assert_error(response, status, code).await;
     }
@@ -76,6 +77,6 @@ async fn operations_endpoints_answer_without_auth() {
     assert!(metrics.contains("logbook_db_pool_connections"));
     let docs = app.request(Method::GET, "/docs/", None, None).await.text().await.unwrap();
     assert!(docs.contains("swagger"), "the interactive docs are served from embedded assets");
-    let redirect = app.client.get(format!("{}/docs", app.address)).send().await.unwrap();
+    let redirect = app.client.get(format!("{}/docs", app.address)).checked().await.unwrap();
     assert_eq!(redirect.status(), StatusCode::OK, "/docs redirects to /docs/");
 }

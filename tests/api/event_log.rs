@@ -1,5 +1,6 @@
 //! The event log is append-only, and the projections are exactly what replaying it produces.
 
+use crate::conformance::Conform;
 use logbook::projections::{self, TABLES};
 use reqwest::{Method, StatusCode};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
@@ -81,7 +82,7 @@ async fn rebuilding_the_projections_reproduces_them_exactly() {
         .bearer_auth(&app.server_key)
         .header("idempotency-key", "k-1")
         .json(&json!({"type": "order.created", "data": {"n": 1}, "source_id": "o-1"}))
-        .send()
+        .checked()
         .await
         .unwrap();
     let published = json_of(published, StatusCode::ACCEPTED).await;

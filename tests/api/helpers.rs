@@ -1,6 +1,7 @@
 //! Spawns the real application on a free port with a fresh database: a SQLite file per test, or a
 //! new PostgreSQL database per test when `TEST_DATABASE_URL` is set.
 
+use crate::conformance::Conform;
 use logbook::config::Settings;
 use logbook::startup::Application;
 use reqwest::{Method, Response, StatusCode};
@@ -126,7 +127,7 @@ impl TestApp {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        req.send().await.expect("request sent")
+        req.checked().await.expect("request sent")
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {
@@ -226,7 +227,7 @@ impl TestApp {
             .post(format!("{}/v1/imports", self.address))
             .bearer_auth(&self.server_key)
             .multipart(form)
-            .send()
+            .checked()
             .await
             .expect("upload sent");
         json_of(response, StatusCode::ACCEPTED).await

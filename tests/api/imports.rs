@@ -1,5 +1,6 @@
 //! Imports and background tasks: upload, progress, bad rows, downloads, cancelling.
 
+use crate::conformance::Conform;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -65,7 +66,7 @@ async fn the_original_file_downloads_byte_for_byte_from_the_import_and_from_the_
         .bearer_auth(&app.server_key)
         .header("content-type", "text/csv")
         .body(bytes.clone())
-        .send()
+        .checked()
         .await
         .unwrap();
     let log_id = response.headers()["logbook-log-id"].to_str().unwrap().to_owned();
@@ -118,7 +119,7 @@ async fn ndjson_imports_as_a_raw_body() {
         .bearer_auth(&app.user_token)
         .header("content-type", "application/x-ndjson")
         .body(body)
-        .send()
+        .checked()
         .await
         .unwrap();
     let import = json_of(response, StatusCode::ACCEPTED).await;
@@ -163,7 +164,7 @@ async fn bad_uploads_are_refused_and_create_nothing() {
         .bearer_auth(&app.server_key)
         .header("content-type", "text/csv")
         .body(too_big.clone())
-        .send()
+        .checked()
         .await
         .unwrap();
     assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
@@ -175,7 +176,7 @@ async fn bad_uploads_are_refused_and_create_nothing() {
         .bearer_auth(&app.server_key)
         .header("content-type", "text/csv")
         .body(reqwest::Body::wrap_stream(stream))
-        .send()
+        .checked()
         .await
         .unwrap();
     assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
@@ -185,12 +186,12 @@ async fn bad_uploads_are_refused_and_create_nothing() {
         .bearer_auth(&app.server_key)
         .header("content-type", "application/pdf")
         .body("%PDF")
-        .send()
+        .checked()
         .await
         .unwrap();
     assert_error(response, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
     let form = reqwest::multipart::Form::new().text("other", "x");
-    let response = app.client.post(format!("{}/v1/imports", app.address)).bearer_auth(&app.server_key).multipart(form).send().await.unwrap();
+    let response = app.client.post(format!("{}/v1/imports", app.address)).bearer_auth(&app.server_key).multipart(form).checked().await.unwrap();
     assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     let response = app
         .client
@@ -198,7 +199,7 @@ async fn bad_uploads_are_refused_and_create_nothing() {
         .bearer_auth(&app.client_key)
         .header("content-type", "text/csv")
         .body("type\n")
-        .send()
+        .checked()
         .await
         .unwrap();
     assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;

@@ -1,3 +1,4 @@
+use crate::conformance::Conform;
 use std::collections::BTreeSet;
 
 use reqwest::StatusCode;
@@ -19,7 +20,7 @@ async fn the_servers_own_requests_are_logged_with_who_what_and_the_answer() {
         .header("Logbook-Channel", "shopify")
         .header("Logbook-Customer-Id", "cus_42")
         .header("X-Api-Key", "secret-value")
-        .send()
+        .checked()
         .await
         .unwrap();
     let log_id = res.headers()["logbook-log-id"].to_str().unwrap().to_owned();

@@ -1,11 +1,14 @@
 //! Black-box tests over HTTP against the real application and a real database.
 
+mod conformance;
 mod errors;
+mod credentials;
 mod event_log;
 mod helpers;
 mod imports;
 mod logs;
 mod openapi;
+mod postgres_tcp;
 mod projects;
 mod receiver;
 mod recovery;

@@ -1,3 +1,4 @@
+use crate::conformance::Conform;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -124,7 +125,7 @@ async fn each_token_kind_reaches_only_what_it_may() {
     for token in ["sk_doesnotexist", "garbage", "adm_wrongwrongwrongwrongwrong"] {
         assert_error(app.get("/v1/logs", token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
-    let basic = app.client.get(format!("{}/v1/logs", app.address)).header("Authorization", "Basic abc").send().await.unwrap();
+    let basic = app.client.get(format!("{}/v1/logs", app.address)).header("Authorization", "Basic abc").checked().await.unwrap();
     assert_error(basic, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
@@ -148,10 +149,10 @@ async fn a_restart_keeps_all_data_and_does_not_bootstrap_again() {
     assert!(again.first_start.is_none(), "credentials are printed on the first start only");
     let _server = again.spawn();
     let url = format!("http://127.0.0.1:{port}/v1/projects/{}", created["id"].as_str().unwrap());
-    let fetched = app.client.get(url).bearer_auth(&app.admin).send().await.unwrap();
+    let fetched = app.client.get(url).bearer_auth(&app.admin).checked().await.unwrap();
     let fetched = json_of(fetched, StatusCode::OK).await;
     assert_eq!(fetched["name"], "Kept");
     let key = created["server_key"].as_str().unwrap();
-    let logs = app.client.get(format!("http://127.0.0.1:{port}/v1/logs")).bearer_auth(key).send().await.unwrap();
+    let logs = app.client.get(format!("http://127.0.0.1:{port}/v1/logs")).bearer_auth(key).checked().await.unwrap();
     assert_eq!(logs.status(), StatusCode::OK);
 }

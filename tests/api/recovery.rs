@@ -1,5 +1,6 @@
 //! Crash recovery, with the real binary killed by SIGKILL in the middle of an import.
 
+use crate::conformance::Conform;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -60,7 +61,7 @@ fn start(url: &str, dir: &std::path::Path) -> (Node, std::sync::mpsc::Receiver<O
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {
     for _ in 0..300 {
-        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
+        if client.get(format!("{base}/readyz")).checked().await.is_ok_and(|r| r.status() == StatusCode::OK) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -69,7 +70,7 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
 }
 
 async fn task(client: &reqwest::Client, base: &str, key: &str, id: &str) -> Value {
-    client.get(format!("{base}/v1/tasks/{id}")).bearer_auth(key).send().await.unwrap().json().await.unwrap()
+    client.get(format!("{base}/v1/tasks/{id}")).bearer_auth(key).checked().await.unwrap().json().await.unwrap()
 }
 
 #[tokio::test]
@@ -88,7 +89,7 @@ async fn an_import_killed_mid_way_finishes_after_a_restart_with_every_row_exactl
         .bearer_auth(&key)
         .header("content-type", "text/csv")
         .body(orders_csv(ROWS, 1000))
-        .send()
+        .checked()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -152,7 +153,7 @@ async fn a_delivery_cut_off_by_a_crash_is_attempted_again_with_the_same_webhook_
         .post(format!("{}/v1/webhooks", node.base))
         .bearer_auth(&key)
         .json(&serde_json::json!({ "url": receiver.url(), "event_types": ["*"] }))
-        .send()
+        .checked()
         .await
         .unwrap()
         .json()
@@ -164,7 +165,7 @@ async fn a_delivery_cut_off_by_a_crash_is_attempted_again_with_the_same_webhook_
         .post(format!("{}/v1/events", node.base))
         .bearer_auth(&key)
         .json(&serde_json::json!({ "type": "order.created", "data": {} }))
-        .send()
+        .checked()
         .await
         .unwrap()
         .json()
@@ -179,7 +180,7 @@ async fn a_delivery_cut_off_by_a_crash_is_attempted_again_with_the_same_webhook_
     wait_ready(&client, &node.base).await;
     let mut sendout = Value::Null;
     for _ in 0..300 {
-        sendout = client.get(format!("{}/v1/webhook-sendouts/{sendout_id}", node.base)).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+        sendout = client.get(format!("{}/v1/webhook-sendouts/{sendout_id}", node.base)).bearer_auth(&key).checked().await.unwrap().json().await.unwrap();
         if sendout["status"] == "delivered" {
             break;
         }

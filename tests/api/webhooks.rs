@@ -1,6 +1,7 @@
 //! Webhooks and sendouts, delivered to a real receiver that verifies each request with the
 //! official Standard Webhooks library.
 
+use crate::conformance::Conform;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -220,7 +221,7 @@ async fn an_idempotency_key_answers_with_the_first_event_and_sends_once() {
             .bearer_auth(&app.server_key)
             .header("idempotency-key", key)
             .json(&json!({ "type": "order.created", "data": { "n": n } }))
-            .send()
+            .checked()
     };
     let first = send("order-42", 1).await.unwrap();
     assert!(first.headers().get("idempotent-replayed").is_none());
