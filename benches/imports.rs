@@ -3,7 +3,7 @@
 //! own, so the memory measured is the server's alone.
 //!
 //!     cargo bench --bench imports                                  # SQLite, 1,000,000 rows
-//!     BENCH_DATABASE_URL='postgres://postgres@localhost/postgres?host=/var/run/postgresql' cargo bench --bench imports
+//!     BENCH_DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres' cargo bench --bench imports
 //!     BENCH_ROWS=100000 cargo bench --bench imports                # a quicker run
 
 use std::io::Write;

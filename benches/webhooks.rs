@@ -3,7 +3,7 @@
 //! otherwise idle. The server is the release binary in a process of its own.
 //!
 //!     cargo bench --bench webhooks                                 # SQLite
-//!     BENCH_DATABASE_URL='postgres://postgres@localhost/postgres?host=/var/run/postgresql' cargo bench --bench webhooks
+//!     BENCH_DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres' cargo bench --bench webhooks
 //!     BENCH_ROWS=20000 cargo bench --bench webhooks                # a quicker run
 //!
 //! The 100,000 events are published by one NDJSON import (each row an event, fanned out to the

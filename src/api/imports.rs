@@ -82,7 +82,7 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
     params(("name" = Option<String>, Query, description = "File name for a raw-body upload (default `import.csv` or `import.ndjson`)")),
     request_body(
         description = "The file: as `multipart/form-data` with a field `file`, or as the raw body with content type `text/csv` or `application/x-ndjson`.",
-        content((ImportUpload = "multipart/form-data"), (String = "text/csv"), (String = "application/x-ndjson"))
+        content((ImportUpload = "multipart/form-data"), (FileBody = "text/csv"), (FileBody = "application/x-ndjson"))
     ),
     responses(
         (status = 202, description = "Stored; a background task publishes its rows as events", body = ImportOut),
