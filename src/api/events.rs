@@ -3,12 +3,11 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::api::auth::{AnyProjectKey, ProjectMember};
 use crate::api::dto::ListOut;
-use crate::api::extract::{Json, paging};
-use crate::api::logs::query_errors;
+use crate::api::extract::{Json, ListParams, ListQuery};
 use crate::api::request_log;
 use crate::domain::event::{EventType, NewEvent, SourceId};
 use crate::domain::log::RelatedKind;
@@ -17,23 +16,6 @@ use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::services::events::{self, EventFilter, EventView};
 use crate::state::AppState;
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct EventListParams {
-    #[serde(rename = "type")]
-    #[param(rename = "type")]
-    event_type: Option<Vec<String>>,
-    source_id: Option<Vec<String>>,
-    /// Inclusive: an RFC 3339 instant, or a local date-time or date in the project's zone.
-    created_after: Option<String>,
-    /// Exclusive, same forms.
-    created_before: Option<String>,
-    /// 1 to 1000, default 50.
-    limit: Option<i64>,
-    cursor: Option<String>,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventOut {
@@ -66,17 +48,17 @@ impl EventOut {
 
 #[utoipa::path(
     operation_id = "list_events", tag = "events", security(("bearer" = [])),
-    params(EventListParams),
+    params(ListParams<EventFilter>),
     responses(
         (status = 200, description = "OK", body = ListOut<EventOut>),
     )
 )]
 #[get("/events")]
 async fn list_events(state: web::Data<AppState>, member: ProjectMember, params: Params) -> ApiResult<web::Json<ListOut<EventOut>>> {
-    let (limit, cursor) = paging(&params, EventFilter::NAMES)?;
+
     let zone = member.access.project.time_zone;
-    let filter = EventFilter::parse(&params, &zone).map_err(query_errors)?;
-    let page = events::list(&state.db, member.project_id(), &filter, limit, cursor.as_ref()).await?;
+    let query = ListQuery::<EventFilter>::read(&params, &zone)?;
+    let page = events::list(&state.db, member.project_id(), &query.filter, query.limit, query.cursor.as_ref()).await?;
     Ok(web::Json(ListOut::from_page(page, |view| EventOut::new(view, &zone))))
 }
 

@@ -8,9 +8,11 @@ use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
+use crate::domain::filter::{Context, Filter, FilterErrors, Values};
 use crate::domain::pagination::{Cursor, Limit};
 use crate::domain::params::Params;
-use crate::error::{ApiError, ErrorCode};
+use crate::domain::time::{ProjectTimeZone, now_ms};
+use crate::error::{ApiError, ErrorCode, FieldError};
 
 /// A JSON body. Syntax errors answer 400; content that breaks a rule answers 422 naming the field
 /// by its JSON path (`logs[2].channel`).
@@ -74,6 +76,10 @@ pub fn paging(params: &Params, known: &[&str]) -> Result<(Limit, Option<Cursor>)
     if let Some(unknown) = params.first_unknown(known).filter(|p| !["limit", "cursor"].contains(p)) {
         return Err(ApiError::invalid_query(unknown, "is not a parameter of this list"));
     }
+    limit_and_cursor(params)
+}
+
+fn limit_and_cursor(params: &Params) -> Result<(Limit, Option<Cursor>), ApiError> {
     let limit = match params.one("limit").map_err(|e| ApiError::invalid_query("limit", e.0))? {
         Some(v) => v
             .parse::<i64>()
@@ -87,4 +93,85 @@ pub fn paging(params: &Params, known: &[&str]) -> Result<(Limit, Option<Cursor>)
         None => None,
     };
     Ok((limit, cursor))
+}
+
+/// A list request: the resource's filter, `limit` and `cursor`, read from the query string in the
+/// project's zone; an unknown parameter or a bad value is a 400 naming every bad one.
+pub struct ListQuery<F> {
+    pub filter: F,
+    pub limit: Limit,
+    pub cursor: Option<Cursor>,
+}
+
+impl<F: Filter> ListQuery<F> {
+    pub fn read(params: &Params, zone: &ProjectTimeZone) -> Result<Self, ApiError> {
+        let names: Vec<&str> = F::FIELDS.iter().map(|f| f.name).collect();
+        let (limit, cursor) = paging(params, &names)?;
+        let filter = F::from_params(params, Context { zone, now_ms: now_ms() }).map_err(query_errors)?;
+        Ok(Self { filter, limit, cursor })
+    }
+}
+
+/// Reads the filter from a request body's `filters` object (a bulk retry, an export): a 422 naming
+/// every bad one as `filters.<name>`.
+pub fn json_filter<F: Filter>(filters: &serde_json::Value, zone: &ProjectTimeZone) -> Result<F, ApiError> {
+    F::from_json(filters, Context { zone, now_ms: now_ms() })
+        .map_err(|errors| ApiError::validation(errors.into_iter().map(|(field, message)| FieldError { field, message }).collect()))
+}
+
+/// A 400 naming every bad query parameter.
+pub fn query_errors(errors: FilterErrors) -> ApiError {
+    let mut err = match errors.first() {
+        Some((field, message)) => ApiError::invalid_query(field, message.clone()),
+        None => ApiError::malformed("The query string is invalid."),
+    };
+    err.details = errors.into_iter().map(|(field, message)| FieldError { field, message }).collect();
+    err
+}
+
+/// The query parameters of a list, documented from its filter's fields: the docs cannot drift from
+/// what the list reads.
+pub struct ListParams<F>(std::marker::PhantomData<F>);
+
+impl<F: Filter> utoipa::IntoParams for ListParams<F> {
+    fn into_params(_: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn, ParameterStyle};
+        use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        use utoipa::openapi::{Ref, RefOr, Required, Schema};
+        let param = |name: &str, doc: &str, schema: RefOr<Schema>| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description((!doc.is_empty()).then(|| doc.to_owned()))
+                .schema(Some(schema))
+        };
+        let mut params: Vec<_> = F::FIELDS
+            .iter()
+            .map(|field| {
+                let value: RefOr<Schema> = match field.values {
+                    Values::Text => ObjectBuilder::new().schema_type(Type::String).into(),
+                    Values::Instant => ObjectBuilder::new().schema_type(Type::String).into(),
+                    Values::OneOf(schema) => Ref::from_schema_name(schema).into(),
+                };
+                if field.repeats {
+                    param(field.name, field.doc, ArrayBuilder::new().items(value).into())
+                        .style(Some(ParameterStyle::Form))
+                        .explode(Some(true))
+                        .build()
+                } else {
+                    param(field.name, field.doc, value).build()
+                }
+            })
+            .collect();
+        let limit = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(1))
+            .maximum(Some(1000));
+        params.push(param("limit", "1 to 1000, default 50.", limit.into()).build());
+        let cursor = ObjectBuilder::new().schema_type(Type::String);
+        params.push(param("cursor", "The `next_cursor` of the previous page.", cursor.into()).build());
+        params
+    }
 }

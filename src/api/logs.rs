@@ -3,11 +3,11 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::api::auth::{ProjectMember, ServerKey};
 use crate::api::dto::ListOut;
-use crate::api::extract::{Json, paging};
+use crate::api::extract::{Json, ListParams, ListQuery};
 use crate::api::request_log;
 use crate::domain::channel::Channel;
 use crate::domain::ids::{IdKind, new_id};
@@ -18,35 +18,6 @@ use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc, now_ms, p
 use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
 use crate::services::{imports, logs};
 use crate::state::AppState;
-
-/// Filters of `GET /v1/logs`; each may repeat (values OR-ed), different ones are AND-ed.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct LogListParams {
-    /// Inclusive lower bound: an RFC 3339 instant, or a local date-time or date in the project's zone.
-    /// Without either bound, the last 24 hours.
-    occurred_after: Option<String>,
-    /// Exclusive upper bound, same forms.
-    occurred_before: Option<String>,
-    channel: Option<Vec<String>>,
-    status: Option<Vec<LogStatus>>,
-    /// A route template such as `POST /v1/exports`.
-    endpoint: Option<Vec<String>>,
-    user_id: Option<Vec<String>>,
-    customer_id: Option<Vec<String>>,
-    server_key_id: Option<Vec<String>>,
-    client_key_id: Option<Vec<String>>,
-    /// Case-insensitive substring of the request body.
-    request_body_contains: Option<Vec<String>>,
-    /// Case-insensitive substring of the response body.
-    response_body_contains: Option<Vec<String>>,
-    /// Id of a task, import, export, event, webhook or sendout the request touched.
-    related_id: Option<Vec<String>>,
-    /// 1 to 1000, default 50.
-    limit: Option<i64>,
-    cursor: Option<String>,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LogSummaryOut {
@@ -108,29 +79,19 @@ pub struct LogDetailOut {
 
 #[utoipa::path(
     operation_id = "list_logs", tag = "logs", security(("bearer" = [])),
-    params(LogListParams),
+    params(ListParams<LogFilter>),
     responses(
         (status = 200, description = "OK", body = ListOut<LogSummaryOut>),
     )
 )]
 #[get("/logs")]
 async fn list_logs(state: web::Data<AppState>, member: ProjectMember, params: Params) -> ApiResult<web::Json<ListOut<LogSummaryOut>>> {
-    let (limit, cursor) = paging(&params, LogFilter::NAMES)?;
     let zone = member.access.project.time_zone;
-    let filter = LogFilter::parse(&params, &zone, now_ms()).map_err(query_errors)?;
-    let page = logs::list(&state.store, member.project_id(), &filter, limit, cursor.as_ref()).await?;
+    let query = ListQuery::<LogFilter>::read(&params, &zone)?;
+    let page = logs::list(&state.store, member.project_id(), &query.filter, query.limit, query.cursor.as_ref()).await?;
     Ok(web::Json(ListOut::from_page(page, |row| LogSummaryOut::new(row, &zone))))
 }
 
-/// A 400 naming every bad query parameter.
-pub fn query_errors(errors: Vec<(String, String)>) -> ApiError {
-    let mut err = match errors.first() {
-        Some((field, message)) => ApiError::invalid_query(field, message.clone()),
-        None => ApiError::malformed("The query string is invalid."),
-    };
-    err.details = errors.into_iter().map(|(field, message)| FieldError { field, message }).collect();
-    err
-}
 
 #[utoipa::path(
     operation_id = "list_log_endpoints", tag = "logs", security(("bearer" = [])),

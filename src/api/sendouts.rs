@@ -3,42 +3,21 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::api::auth::ProjectMember;
 use crate::api::dto::ListOut;
-use crate::api::extract::{Json, paging};
-use crate::api::logs::query_errors;
+use crate::api::extract::{Json, ListParams, ListQuery, json_filter};
 use crate::api::request_log;
 use crate::api::tasks::TaskOut;
 use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
 use crate::domain::sendout::{SendoutFilter, SendoutStatus};
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
-use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::error::{ApiResult, ErrorBody};
 use crate::events::AttemptTrigger;
 use crate::services::{sendouts, webhooks};
 use crate::state::AppState;
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct SendoutListParams {
-    status: Option<Vec<SendoutStatus>>,
-    event_type: Option<Vec<String>>,
-    webhook_id: Option<Vec<String>>,
-    /// The event's source object.
-    source_id: Option<Vec<String>>,
-    /// The log id of the request that published the event.
-    request_id: Option<Vec<String>>,
-    /// Inclusive: an RFC 3339 instant, or a local date-time or date in the project's zone.
-    created_after: Option<String>,
-    /// Exclusive, same forms.
-    created_before: Option<String>,
-    /// 1 to 1000, default 50.
-    limit: Option<i64>,
-    cursor: Option<String>,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptOut {
@@ -124,17 +103,17 @@ impl SendoutOut {
 
 #[utoipa::path(
     operation_id = "list_sendouts", tag = "sendouts", security(("bearer" = [])),
-    params(SendoutListParams),
+    params(ListParams<SendoutFilter>),
     responses(
         (status = 200, description = "OK", body = ListOut<SendoutOut>),
     )
 )]
 #[get("/webhook-sendouts")]
 async fn list_sendouts(state: web::Data<AppState>, member: ProjectMember, params: Params) -> ApiResult<web::Json<ListOut<SendoutOut>>> {
-    let (limit, cursor) = paging(&params, SendoutFilter::NAMES)?;
+
     let zone = member.access.project.time_zone;
-    let filter = SendoutFilter::parse(&params, &zone).map_err(query_errors)?;
-    let page = sendouts::list(&state.db, member.project_id(), &filter, limit, cursor.as_ref()).await?;
+    let query = ListQuery::<SendoutFilter>::read(&params, &zone)?;
+    let page = sendouts::list(&state.db, member.project_id(), &query.filter, query.limit, query.cursor.as_ref()).await?;
     Ok(web::Json(ListOut::from_page(page, |row| SendoutOut::new(row, &zone, None))))
 }
 
@@ -183,8 +162,7 @@ pub struct BulkRetryIn {
 #[post("/webhook-sendouts/retry")]
 async fn retry_sendouts(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, body: Json<BulkRetryIn>) -> ApiResult<HttpResponse> {
     let zone = member.access.project.time_zone;
-    let mut filter = SendoutFilter::from_json(&body.0.filters, &zone)
-        .map_err(|errors| ApiError::validation(errors.into_iter().map(|(field, message)| FieldError { field, message }).collect()))?;
+    let mut filter: SendoutFilter = json_filter(&body.0.filters, &zone)?;
     if filter.status.is_empty() {
         filter.status = vec![SendoutStatus::Failed];
     }

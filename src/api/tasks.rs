@@ -1,14 +1,13 @@
 //! `/v1/tasks`: background tasks, their progress and errors; cancelling.
 
 use actix_web::{HttpRequest, get, post, web};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::api::auth::ProjectMember;
 use crate::api::dto::ListOut;
-use crate::api::extract::paging;
-use crate::api::logs::query_errors;
+use crate::api::extract::{ListParams, ListQuery};
 use crate::api::request_log;
 use crate::domain::actor::ActorKind;
 use crate::domain::log::{RelatedKind, RelatedRef};
@@ -18,24 +17,6 @@ use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc, now_ms};
 use crate::error::{ApiResult, ErrorBody};
 use crate::services::tasks;
 use crate::state::AppState;
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct TaskListParams {
-    #[serde(rename = "type")]
-    #[param(rename = "type")]
-    task_type: Option<Vec<TaskType>>,
-    status: Option<Vec<TaskStatus>>,
-    processing_status: Option<Vec<ProcessingStatus>>,
-    /// Inclusive: an RFC 3339 instant, or a local date-time or date in the project's zone.
-    created_after: Option<String>,
-    /// Exclusive, same forms.
-    created_before: Option<String>,
-    /// 1 to 1000, default 50.
-    limit: Option<i64>,
-    cursor: Option<String>,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProgressOut {
@@ -127,17 +108,17 @@ pub async fn detail(state: &AppState, row: entity::task::Model, zone: &ProjectTi
 
 #[utoipa::path(
     operation_id = "list_tasks", tag = "tasks", security(("bearer" = [])),
-    params(TaskListParams),
+    params(ListParams<TaskFilter>),
     responses(
         (status = 200, description = "OK", body = ListOut<TaskOut>),
     )
 )]
 #[get("/tasks")]
 async fn list_tasks(state: web::Data<AppState>, member: ProjectMember, params: Params) -> ApiResult<web::Json<ListOut<TaskOut>>> {
-    let (limit, cursor) = paging(&params, TaskFilter::NAMES)?;
+
     let zone = member.access.project.time_zone;
-    let filter = TaskFilter::parse(&params, &zone).map_err(query_errors)?;
-    let page = tasks::list(&state.db, member.project_id(), &filter, limit, cursor.as_ref()).await?;
+    let query = ListQuery::<TaskFilter>::read(&params, &zone)?;
+    let page = tasks::list(&state.db, member.project_id(), &query.filter, query.limit, query.cursor.as_ref()).await?;
     Ok(web::Json(ListOut::from_page(page, |row| TaskOut::new(row, &zone, None))))
 }
 

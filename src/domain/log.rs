@@ -76,13 +76,13 @@ impl LogRecord {
     }
 }
 
-/// `success` (HTTP status below 400) or `failure`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LogStatus {
-    Success,
-    Failure,
-}
+crate::domain::task::wire_enum!(
+    /// `success` (HTTP status below 400) or `failure`.
+    LogStatus { Success = "success", Failure = "failure" }
+);
+
+use crate::domain::filter::{Context, Field, Filter, FilterErrors, Values, each};
+use crate::domain::params::Params;
 
 /// The one definition of the log filters, shared by the list, exports and browsing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,29 +103,29 @@ pub struct LogFilter {
 
 const DAY_MS: i64 = 86_400_000;
 
-impl LogFilter {
-    pub const NAMES: &'static [&'static str] = &[
-        "occurred_after",
-        "occurred_before",
-        "channel",
-        "status",
-        "endpoint",
-        "user_id",
-        "customer_id",
-        "server_key_id",
-        "client_key_id",
-        "request_body_contains",
-        "response_body_contains",
-        "related_id",
+impl Filter for LogFilter {
+    const RESOURCE: &'static str = "log";
+    const FIELDS: &'static [Field] = &[
+        Field::bound(
+            "occurred_after",
+            "Inclusive: an RFC 3339 instant, or a local date-time or date in the project's zone. Without either bound, the last 24 hours.",
+        ),
+        Field::bound("occurred_before", "Exclusive, same forms as `occurred_after`."),
+        Field::any_of("channel", Values::Text, "`api`, `client`, `dashboard`, `admin`, `anonymous` or an integration's slug."),
+        Field::any_of("status", Values::OneOf("LogStatus"), "`failure`: HTTP status 400 and above."),
+        Field::any_of("endpoint", Values::Text, "A route template such as `POST /v1/exports`."),
+        Field::any_of("user_id", Values::Text, ""),
+        Field::any_of("customer_id", Values::Text, ""),
+        Field::any_of("server_key_id", Values::Text, ""),
+        Field::any_of("client_key_id", Values::Text, ""),
+        Field::any_of("request_body_contains", Values::Text, "Case-insensitive substring of the request body (at most 200 characters)."),
+        Field::any_of("response_body_contains", Values::Text, "Case-insensitive substring of the response body (at most 200 characters)."),
+        Field::any_of("related_id", Values::Text, "Id of a task, import, export, event, webhook or sendout the request touched."),
     ];
 
-    /// Reads the filters from `params`; every bad value is reported, as `(parameter, message)`.
-    /// Without either date bound the window is the 24 hours before `now_ms`.
-    pub fn parse(
-        params: &crate::domain::params::Params,
-        zone: &crate::domain::time::ProjectTimeZone,
-        now_ms: i64,
-    ) -> Result<Self, Vec<(String, String)>> {
+    /// Every bad value is reported. Without either date bound the window is the 24 hours before now.
+    fn from_params(params: &Params, cx: Context<'_>) -> Result<Self, FilterErrors> {
+        let (zone, now_ms) = (cx.zone, cx.now_ms);
         use crate::domain::time::parse_filter;
         let mut errors = Vec::new();
         let mut date = |name: &str| match params.one(name) {
@@ -143,14 +143,7 @@ impl LogFilter {
         if after.is_none() && before.is_none() && !errors.iter().any(|(f, _)| f.starts_with("occurred")) {
             after = Some(now_ms - DAY_MS);
         }
-        let mut status = Vec::new();
-        for value in params.all("status") {
-            match value.as_str() {
-                "success" => status.push(LogStatus::Success),
-                "failure" => status.push(LogStatus::Failure),
-                _ => errors.push(("status".into(), "must be success or failure".into())),
-            }
-        }
+        let status = each(params, "status", LogStatus::parse, &mut errors);
         let channel = params.all("channel");
         for c in &channel {
             if crate::domain::channel::Channel::try_from(c.clone()).is_err() {
@@ -190,9 +183,13 @@ mod tests {
 
     const NOW: i64 = 1_795_000_000_000;
 
+    fn parse(params: &Params, zone: &ProjectTimeZone, now_ms: i64) -> Result<LogFilter, FilterErrors> {
+        LogFilter::from_params(params, Context { zone, now_ms })
+    }
+
     #[test]
     fn without_dates_the_window_is_the_last_24_hours() {
-        let f = LogFilter::parse(&Params::default(), &ProjectTimeZone::utc(), NOW).unwrap();
+        let f = parse(&Params::default(), &ProjectTimeZone::utc(), NOW).unwrap();
         assert_eq!((f.occurred_after, f.occurred_before), (Some(NOW - DAY_MS), None));
     }
 
@@ -200,7 +197,7 @@ mod tests {
     fn dates_are_read_in_the_project_zone_and_values_repeat() {
         let zone = ProjectTimeZone::try_from("Asia/Tokyo".to_string()).unwrap();
         let p = Params::parse("occurred_after=2026-11-23&status=failure&status=success&channel=api&channel=shopify");
-        let f = LogFilter::parse(&p, &zone, NOW).unwrap();
+        let f = parse(&p, &zone, NOW).unwrap();
         assert_eq!(f.occurred_after, Some(parse_instant("2026-11-22T15:00:00Z").unwrap()));
         assert_eq!(f.occurred_before, None);
         assert_eq!(f.status, vec![LogStatus::Failure, LogStatus::Success]);
@@ -210,7 +207,7 @@ mod tests {
     #[test]
     fn every_bad_value_is_reported_by_name() {
         let p = Params::parse("occurred_after=yesterday&status=broken&channel=Not%20A%20Slug");
-        let errors = LogFilter::parse(&p, &ProjectTimeZone::utc(), NOW).unwrap_err();
+        let errors = parse(&p, &ProjectTimeZone::utc(), NOW).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, vec!["occurred_after", "status", "channel"]);
     }

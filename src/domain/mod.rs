@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod channel;
 pub mod event;
+pub mod filter;
 pub mod ids;
 pub mod import;
 pub mod log;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::filter::{CREATED_AFTER, CREATED_BEFORE, Context, Field, Filter, FilterErrors, Values, each};
+use super::params::Params;
 use super::task::wire_enum;
 
 wire_enum!(
@@ -72,22 +74,23 @@ pub struct SendoutFilter {
     pub created_before: Option<i64>,
 }
 
-impl SendoutFilter {
-    pub const NAMES: &'static [&'static str] =
-        &["status", "event_type", "webhook_id", "source_id", "request_id", "created_after", "created_before"];
+impl Filter for SendoutFilter {
+    const RESOURCE: &'static str = "sendout";
+    const FIELDS: &'static [Field] = &[
+        Field::any_of("status", Values::OneOf("SendoutStatus"), ""),
+        Field::any_of("event_type", Values::Text, ""),
+        Field::any_of("webhook_id", Values::Text, ""),
+        Field::any_of("source_id", Values::Text, "The event's source object."),
+        Field::any_of("request_id", Values::Text, "The log id of the request that published the event."),
+        CREATED_AFTER,
+        CREATED_BEFORE,
+    ];
 
-    pub fn parse(params: &super::params::Params, zone: &super::time::ProjectTimeZone) -> Result<Self, Vec<(String, String)>> {
+    fn from_params(params: &Params, cx: Context<'_>) -> Result<Self, FilterErrors> {
         let mut errors = Vec::new();
-        let (created_after, created_before) = params.created_window(zone, &mut errors);
-        let mut status = Vec::new();
-        for value in params.all("status") {
-            match SendoutStatus::parse(&value) {
-                Ok(s) => status.push(s),
-                Err(e) => errors.push(("status".into(), format!("'{value}' {}", e.0))),
-            }
-        }
+        let (created_after, created_before) = params.created_window(cx.zone, &mut errors);
         let filter = Self {
-            status,
+            status: each(params, "status", SendoutStatus::parse, &mut errors),
             event_type: params.all("event_type"),
             webhook_id: params.all("webhook_id"),
             source_id: params.all("source_id"),
@@ -96,38 +99,5 @@ impl SendoutFilter {
             created_before,
         };
         if errors.is_empty() { Ok(filter) } else { Err(errors) }
-    }
-
-    /// Reads filters given as a JSON object (`{"status": "failed", "webhook_id": ["whk_…"]}`): the
-    /// list's parameter names, a repeated parameter as an array.
-    pub fn from_json(value: &serde_json::Value, zone: &super::time::ProjectTimeZone) -> Result<Self, Vec<(String, String)>> {
-        let Some(object) = value.as_object() else { return Err(vec![("filters".into(), "must be an object".into())]) };
-        let mut pairs = Vec::new();
-        let mut errors = Vec::new();
-        for (name, v) in object {
-            if !Self::NAMES.contains(&name.as_str()) {
-                errors.push((format!("filters.{name}"), format!("is not a sendout filter; use {}", Self::NAMES.join(", "))));
-                continue;
-            }
-            let texts: Vec<String> = match v {
-                serde_json::Value::String(s) => vec![s.clone()],
-                serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_string) => {
-                    items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect()
-                }
-                serde_json::Value::Null => Vec::new(),
-                _ => {
-                    errors.push((format!("filters.{name}"), "must be a string or an array of strings".into()));
-                    continue;
-                }
-            };
-            pairs.extend(texts.into_iter().map(|t| (name.clone(), t)));
-        }
-        let parsed = Self::parse(&super::params::Params::from_pairs(pairs), zone)
-            .map_err(|e| e.into_iter().map(|(f, m)| (format!("filters.{f}"), m)).collect::<Vec<_>>());
-        match parsed {
-            Ok(filter) if errors.is_empty() => Ok(filter),
-            Ok(_) => Err(errors),
-            Err(more) => Err(errors.into_iter().chain(more).collect()),
-        }
     }
 }

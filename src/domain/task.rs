@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::Invalid;
+use super::filter::{CREATED_AFTER, CREATED_BEFORE, Context, Field, Filter, FilterErrors, Values, each};
+use super::params::Params;
 
 /// Declares a string enum with its wire names, `as_str`, `parse` and its OpenAPI schema from one list.
 ///
@@ -121,20 +122,19 @@ pub struct TaskFilter {
     pub created_before: Option<i64>,
 }
 
-impl TaskFilter {
-    pub const NAMES: &'static [&'static str] = &["type", "status", "processing_status", "created_after", "created_before"];
+impl Filter for TaskFilter {
+    const RESOURCE: &'static str = "task";
+    const FIELDS: &'static [Field] = &[
+        Field::any_of("type", Values::OneOf("TaskType"), ""),
+        Field::any_of("status", Values::OneOf("TaskStatus"), ""),
+        Field::any_of("processing_status", Values::OneOf("ProcessingStatus"), "Set once a task has finished."),
+        CREATED_AFTER,
+        CREATED_BEFORE,
+    ];
 
-    /// Reads the filters; every bad value is reported as `(parameter, message)`.
-    pub fn parse(params: &super::params::Params, zone: &super::time::ProjectTimeZone) -> Result<Self, Vec<(String, String)>> {
+    fn from_params(params: &Params, cx: Context<'_>) -> Result<Self, FilterErrors> {
         let mut errors = Vec::new();
-        let (created_after, created_before) = params.created_window(zone, &mut errors);
-        fn each<T>(params: &super::params::Params, name: &str, parse: fn(&str) -> Result<T, Invalid>, errors: &mut Vec<(String, String)>) -> Vec<T> {
-            params
-                .all(name)
-                .iter()
-                .filter_map(|v| parse(v).map_err(|e| errors.push((name.to_owned(), format!("'{v}' {}", e.0)))).ok())
-                .collect()
-        }
+        let (created_after, created_before) = params.created_window(cx.zone, &mut errors);
         let filter = Self {
             task_type: each(params, "type", TaskType::parse, &mut errors),
             status: each(params, "status", TaskStatus::parse, &mut errors),

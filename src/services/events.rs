@@ -10,8 +10,9 @@ use super::newest_first;
 use crate::domain::event::{EventType, NewEvent};
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::pagination::{Cursor, Limit, Page};
+use crate::domain::filter::{CREATED_AFTER, CREATED_BEFORE, Context, Field, Filter, FilterErrors, Values};
 use crate::domain::params::Params;
-use crate::domain::time::{ProjectTimeZone, now_ms};
+use crate::domain::time::now_ms;
 use crate::domain::webhook::EventTypePattern;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{DomainEvent, EventMetadata, EventPublished, EventStore, SendoutCreated};
@@ -54,12 +55,18 @@ pub struct EventFilter {
     pub created_before: Option<i64>,
 }
 
-impl EventFilter {
-    pub const NAMES: &'static [&'static str] = &["type", "source_id", "created_after", "created_before"];
+impl Filter for EventFilter {
+    const RESOURCE: &'static str = "event";
+    const FIELDS: &'static [Field] = &[
+        Field::any_of("type", Values::Text, "An event type such as `order.created`."),
+        Field::any_of("source_id", Values::Text, ""),
+        CREATED_AFTER,
+        CREATED_BEFORE,
+    ];
 
-    pub fn parse(params: &Params, zone: &ProjectTimeZone) -> Result<Self, Vec<(String, String)>> {
+    fn from_params(params: &Params, cx: Context<'_>) -> Result<Self, FilterErrors> {
         let mut errors = Vec::new();
-        let (created_after, created_before) = params.created_window(zone, &mut errors);
+        let (created_after, created_before) = params.created_window(cx.zone, &mut errors);
         let event_type = params.all("type");
         for t in &event_type {
             if let Err(e) = EventType::try_from(t.clone()) {
