@@ -37,7 +37,11 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<(EventStore, J
     crate::db::migrate(&db).await?;
     let jobs = JobQueue::open(&db, settings).await.context("opening the job queues failed")?;
     let search = SearchIndex::open(&db, settings).await?;
-    Ok((EventStore::new(db, search, sqlite_writer), jobs))
+    let store = EventStore::new(db, search, sqlite_writer);
+    // Every commit's jobs are queued by one dispatcher, on API-only nodes too (workers elsewhere
+    // take them).
+    store.set_after_commit(std::sync::Arc::new(jobs::Dispatcher::new(jobs.clone())));
+    Ok((store, jobs))
 }
 
 impl Application {

@@ -119,7 +119,7 @@ async fn publish_event(state: web::Data<AppState>, key: AnyProjectKey, req: Http
     };
     let new = NewEvent { event_type: body.0.event_type, source_id: body.0.source_id, data: body.0.data };
     let project_id = key.access.project.id.clone();
-    let accepted = events::publish(&state.store, &state.jobs, &project_id, &key.meta, new, idempotency_key).await?;
+    let accepted = events::publish(&state.store, &project_id, &key.meta, new, idempotency_key).await?;
     request_log::relate(&req, RelatedKind::Event, &accepted.event.row.id);
     for (id, _) in &accepted.sendouts {
         request_log::relate(&req, RelatedKind::Sendout, id);

@@ -130,7 +130,7 @@ async fn create_import(
         let name = params.one("name").map_err(|e| ApiError::invalid_query("name", e.0))?.map(str::to_owned);
         store_upload(&state, &project_id, payload, name, Some(content_type)).await?
     };
-    let import = imports::create(&state.store, &state.jobs, &project_id, &member.meta, upload).await?;
+    let import = imports::create(&state.store, &project_id, &member.meta, upload).await?;
     request_log::relate(&req, RelatedKind::Import, &import.id);
     request_log::relate(&req, RelatedKind::Task, &import.task_id);
     request_log::summarize_request_body(&req, format!(

@@ -329,7 +329,7 @@ async fn get_current_project(member: ProjectMember) -> web::Json<ProjectOut> {
 #[post("/projects/{id}/retention/run")]
 async fn run_retention(state: web::Data<AppState>, admin: Admin, req: HttpRequest, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let project = projects::get(&state.db, &id).await?;
-    let task = retention::schedule(&state.store, &state.jobs, &project.id, &admin.meta).await?;
+    let task = retention::schedule(&state.store, &project.id, &admin.meta).await?;
     request_log::relate(&req, RelatedKind::Task, &task.id);
     let out = crate::api::tasks::TaskOut::new(task, &project.time_zone, Some(Vec::new()));
     Ok(HttpResponse::Accepted().json(out))

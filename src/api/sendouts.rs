@@ -139,7 +139,7 @@ async fn get_sendout(state: web::Data<AppState>, member: ProjectMember, id: web:
 #[post("/webhook-sendouts/{id}/retry")]
 async fn retry_sendout(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, id: web::Path<String>) -> ApiResult<HttpResponse> {
     request_log::relate(&req, RelatedKind::Sendout, &id);
-    let row = sendouts::retry(&state.store, &state.jobs, member.project_id(), &id, &member.meta).await?;
+    let row = sendouts::retry(&state.store, member.project_id(), &id, &member.meta).await?;
     Ok(HttpResponse::Accepted().json(SendoutOut::new(row, &member.access.project.time_zone, None)))
 }
 
@@ -166,7 +166,7 @@ async fn retry_sendouts(state: web::Data<AppState>, member: ProjectMember, req: 
     if filter.status.is_empty() {
         filter.status = vec![SendoutStatus::Failed];
     }
-    let task = webhooks::schedule_recovery(&state.store, &state.jobs, member.project_id(), &member.meta, filter, Vec::new()).await?;
+    let task = webhooks::schedule_recovery(&state.store, member.project_id(), &member.meta, filter, Vec::new()).await?;
     request_log::relate(&req, RelatedKind::Task, &task.id);
     Ok(HttpResponse::Accepted().json(TaskOut::new(task, &zone, Some(Vec::new()))))
 }

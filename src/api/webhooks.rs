@@ -254,7 +254,7 @@ async fn recover_webhook(state: web::Data<AppState>, member: ProjectMember, req:
     let since = parse_filter(&body.0.since, &zone).map_err(|e| ApiError::invalid_field("since", e.0))?;
     let until = body.0.until.as_deref().map(|u| parse_filter(u, &zone)).transpose().map_err(|e| ApiError::invalid_field("until", e.0))?;
     request_log::relate(&req, RelatedKind::Webhook, &id);
-    let task = webhooks::recover(&state.store, &state.jobs, member.project_id(), &id, &member.meta, since, until).await?;
+    let task = webhooks::recover(&state.store, member.project_id(), &id, &member.meta, since, until).await?;
     request_log::relate(&req, RelatedKind::Task, &task.id);
     Ok(HttpResponse::Accepted().json(TaskOut::new(task, &zone, Some(Vec::new()))))
 }

@@ -7,6 +7,7 @@ pub mod event;
 pub mod filter;
 pub mod ids;
 pub mod import;
+pub mod job;
 pub mod log;
 pub mod pagination;
 pub mod params;

@@ -2,6 +2,9 @@
 //! path here; the database refuses both with a trigger (see the foundation migration).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use futures_util::future::BoxFuture;
 
 use entity::event_log;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, Query, SimpleExpr};
@@ -42,9 +45,21 @@ pub struct StoredEvent {
     pub event: DomainEvent,
 }
 
+/// What follows a commit (queueing the jobs it implies, waking live subscribers): told the
+/// committed events it asked for, once the commit has succeeded and before the committing call
+/// returns, so a caller that saw its write committed also sees its jobs queued.
+pub trait AfterCommit: Send + Sync {
+    /// Whether `event` matters here; only those are kept for [`AfterCommit::committed`], so the
+    /// request log's bodies are never copied for it.
+    fn wants(&self, event: &DomainEvent) -> bool;
+    fn committed(&self, events: Vec<StoredEvent>) -> BoxFuture<'_, ()>;
+}
+
 #[derive(Clone)]
 pub struct EventStore {
     db: DatabaseConnection,
+    /// Set once at start-up; empty in tools that only read or replay the log.
+    after_commit: Arc<OnceLock<Arc<dyn AfterCommit>>>,
     /// The asynchronous projection with storage of its own (on SQLite, a file of its own).
     search: SearchIndex,
     /// SQLite has one writer at a time; queueing writers here instead of in SQLite's busy handler
@@ -54,7 +69,12 @@ pub struct EventStore {
 
 impl EventStore {
     pub fn new(db: DatabaseConnection, search: SearchIndex, sqlite_writer: Option<SqliteWriter>) -> Self {
-        Self { db, search, sqlite_writer }
+        Self { db, after_commit: Arc::default(), search, sqlite_writer }
+    }
+
+    /// Hands every later commit to `dispatcher`; the first call wins.
+    pub fn set_after_commit(&self, dispatcher: Arc<dyn AfterCommit>) {
+        let _ = self.after_commit.set(dispatcher);
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -69,13 +89,14 @@ impl EventStore {
     /// no other writer can change before commit on SQLite; on PostgreSQL the per-stream unique
     /// version turns a lost race into [`StoreError::Conflict`].
     pub async fn begin(&self) -> Result<Writer, DbErr> {
+        let after_commit = self.after_commit.get().cloned();
         let Some(writer) = &self.sqlite_writer else {
-            return Ok(Writer { txn: self.db.begin().await?, _guard: None });
+            return Ok(Writer { txn: self.db.begin().await?, guard: None, after_commit, committed: Mutex::default() });
         };
         let guard = writer.lock.clone().lock_owned().await;
         let options = TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
         let txn = writer.db.begin_with_options(options).await?;
-        Ok(Writer { txn, _guard: Some(guard) })
+        Ok(Writer { txn, guard: Some(guard), after_commit, committed: Mutex::default() })
     }
 
     /// Appends `events` in a transaction of their own and commits.
@@ -89,7 +110,10 @@ impl EventStore {
 
 pub struct Writer {
     txn: DatabaseTransaction,
-    _guard: Option<OwnedMutexGuard<()>>,
+    guard: Option<OwnedMutexGuard<()>>,
+    after_commit: Option<Arc<dyn AfterCommit>>,
+    /// The appended events the after-commit dispatcher wants, handed over once committed.
+    committed: Mutex<Vec<StoredEvent>>,
 }
 
 /// Most rows per INSERT statement: well under SQLite's 32,766 bound parameters at 10 columns a row.
@@ -101,8 +125,18 @@ impl Writer {
         &self.txn
     }
 
+    /// Commits, releases the write lock, then hands what was committed to the dispatcher.
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.txn.commit().await
+        let Writer { txn, guard, after_commit, committed } = self;
+        txn.commit().await?;
+        drop(guard);
+        let committed = committed.into_inner().unwrap_or_else(PoisonError::into_inner);
+        if let Some(dispatcher) = after_commit
+            && !committed.is_empty()
+        {
+            dispatcher.committed(committed).await;
+        }
+        Ok(())
     }
 
     /// Appends events in order and projects them. All or nothing with the rest of the transaction.
@@ -179,6 +213,10 @@ impl Writer {
             })
             .collect();
         projections::apply(&self.txn, &stored).await?;
+        if let Some(dispatcher) = &self.after_commit {
+            let wanted = stored.iter().filter(|e| dispatcher.wants(&e.event)).cloned();
+            self.committed.lock().unwrap_or_else(PoisonError::into_inner).extend(wanted);
+        }
         Ok(stored)
     }
 

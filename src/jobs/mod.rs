@@ -15,8 +15,12 @@ use apalis::prelude::{PollSnapshot, PollStrategy};
 use apalis_cron::{CronScheduler, Tick};
 use prometheus_client::metrics::counter::Counter;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
-use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
+
+mod dispatch;
+
+pub use crate::domain::job::{DeliveryJob, TaskJob};
+pub use dispatch::Dispatcher;
 
 use crate::config::Settings;
 use crate::domain::task::{TaskStatus, TaskType};
@@ -58,21 +62,6 @@ const DELIVERY_BATCH: usize = 200;
 const SWEEP_AFTER_MS: i64 = 10_000;
 /// ...and a due sendout after this long (a backlog of deliveries is no reason to queue them again).
 const SWEEP_DELIVERIES_AFTER_MS: i64 = 120_000;
-
-/// A job: which task to run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskJob {
-    pub task_id: String,
-}
-
-/// A delivery job: one attempt of a sendout. `generation` names the attempt it was queued for; a
-/// job whose sendout has moved on (retried by hand meanwhile) does nothing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeliveryJob {
-    pub sendout_id: String,
-    pub generation: i32,
-    pub manual: bool,
-}
 
 const DELIVERY_QUEUE: &str = "logbook.delivery";
 
@@ -187,7 +176,7 @@ pub fn start(store: EventStore, queue: JobQueue, metrics: Arc<Metrics>, settings
     let indexed = Counter::default();
     metrics.register("search_indexed_events", "Events consumed by the log search indexer", indexed.clone());
     let schedule: cron::Schedule = settings.retention_schedule.parse()?;
-    let deliverer = Arc::new(Deliverer::new(store.clone(), queue.clone(), settings)?);
+    let deliverer = Arc::new(Deliverer::new(store.clone(), settings)?);
     let ctx = JobContext {
         store: store.clone(),
         queue: queue.clone(),
@@ -289,11 +278,11 @@ async fn run_delivery(job: DeliveryJob, ctx: Data<JobContext>) -> Result<(), Box
 }
 
 async fn run_task(job: TaskJob, attempt: Attempt, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    let Some(run) = TaskRun::start(&ctx.store, &ctx.queue, &job.task_id).await? else { return Ok(()) };
+    let Some(run) = TaskRun::start(&ctx.store, &job.task_id).await? else { return Ok(()) };
     let outcome = match TaskType::parse(&run.task.task_type) {
         Ok(TaskType::Import) => imports::run(&ctx.store, run).await,
         Ok(TaskType::RetentionPurge) => retention::run(&ctx.store, run).await,
-        Ok(TaskType::WebhookRecovery) => sendouts::run_recovery(&ctx.store, &ctx.queue, run).await,
+        Ok(TaskType::WebhookRecovery) => sendouts::run_recovery(&ctx.store, run).await,
         _ => {
             let mut run = run;
             run.fail(Vec::new(), "this task type has no worker yet".into()).await
@@ -323,7 +312,7 @@ async fn run_task(job: TaskJob, attempt: Attempt, ctx: Data<JobContext>) -> Resu
 async fn give_up(ctx: &JobContext, task_id: &str, message: String) {
     let mut delay = Duration::from_secs(1);
     loop {
-        match tasks::give_up(&ctx.store, &ctx.queue, task_id, message.clone()).await {
+        match tasks::give_up(&ctx.store, task_id, message.clone()).await {
             Ok(()) | Err(StepError::Lost) => return,
             Err(StepError::Store(err)) => {
                 tracing::warn!(task_id, error = %err, retry_in = ?delay, "recording a given-up task as failed failed; retrying");
@@ -336,7 +325,7 @@ async fn give_up(ctx: &JobContext, task_id: &str, message: String) {
 
 async fn daily_retention(tick: Tick, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     let day = chrono::DateTime::from_timestamp(tick.get_timestamp() as i64, 0).unwrap_or_default().format("%Y-%m-%d").to_string();
-    let scheduled = retention::daily(&ctx.store, &ctx.queue, day.clone()).await?;
+    let scheduled = retention::daily(&ctx.store, day.clone()).await?;
     tracing::info!(day, projects = scheduled, "daily retention purge scheduled");
     Ok(())
 }

@@ -26,14 +26,13 @@ use crate::events::{
     Attempt, AttemptOutcome, AttemptTrigger, DomainEvent, EventMetadata, EventPublished, EventStore, SendoutAttempted, StoreError,
     WebhookDisabled,
 };
-use crate::jobs::{DeliveryJob, JobQueue};
+use crate::domain::job::DeliveryJob;
 
 /// Response bodies are kept up to this many bytes.
 const MAX_RESPONSE_BODY: usize = 4096;
 
 pub struct Deliverer {
     store: EventStore,
-    jobs: JobQueue,
     recorder: mpsc::Sender<Record>,
     client: reqwest::Client,
     allow_private: bool,
@@ -61,7 +60,7 @@ impl Resolve for VettingResolver {
 }
 
 impl Deliverer {
-    pub fn new(store: EventStore, jobs: JobQueue, settings: &Settings) -> anyhow::Result<Self> {
+    pub fn new(store: EventStore, settings: &Settings) -> anyhow::Result<Self> {
         crate::startup::install_tls();
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -75,11 +74,10 @@ impl Deliverer {
         let (recorder, rx) = mpsc::channel(4 * RECORD_BATCH);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         for _ in 0..RECORDERS {
-            tokio::spawn(run_recorder(store.clone(), jobs.clone(), rx.clone()));
+            tokio::spawn(run_recorder(store.clone(), rx.clone()));
         }
         Ok(Self {
             store,
-            jobs,
             recorder,
             client: builder.build()?,
             allow_private: settings.webhook_allow_private,
@@ -273,8 +271,9 @@ impl Deliverer {
         Ok(serde_json::to_vec(&body).unwrap_or_default())
     }
 
-    /// Records the attempt (group-committed with other deliveries' records) and queues the next
-    /// attempt if there is one.
+    /// Records the attempt, group-committed with other deliveries' records; a record that says
+    /// another attempt follows has it queued by the dispatcher on commit. A record outrun by a
+    /// retry by hand is dropped, and so is its next attempt.
     async fn record(
         &self,
         row: &sendout::Model,
@@ -283,20 +282,12 @@ impl Deliverer {
         attempt: Attempt,
         outcome: AttemptOutcome,
     ) -> Result<(), StoreError> {
-        let retry_at = match outcome {
-            AttemptOutcome::Retrying { next_attempt_at_ms } => Some(next_attempt_at_ms),
-            _ => None,
-        };
         let events = self.attempt_events(row, endpoint, generation, attempt, outcome);
         let meta = EventMetadata { actor: Actor::system(), request_log_id: row.request_id.clone() };
         let (done, recorded) = oneshot::channel();
         let record = Record { sendout_id: row.id.clone(), generation, meta, events, done };
         self.recorder.send(record).await.map_err(|_| StoreError::Db(sea_orm::DbErr::Custom("the recorder stopped".into())))?;
-        let recorded = recorded.await.map_err(|_| StoreError::Db(sea_orm::DbErr::Custom("the recorder stopped".into())))??;
-        if recorded && let Some(at) = retry_at {
-            let next = DeliveryJob { sendout_id: row.id.clone(), generation: generation + 1, manual: false };
-            self.jobs.enqueue_delivery_jobs(vec![next], Some(at)).await;
-        }
+        recorded.await.map_err(|_| StoreError::Db(sea_orm::DbErr::Custom("the recorder stopped".into())))??;
         Ok(())
     }
 
@@ -361,7 +352,7 @@ const RECORDERS: usize = 2;
 
 /// Commits attempts' records in groups: concurrent deliveries share one transaction (and, on
 /// SQLite, one sync to disk), which is what lets one node sustain thousands of deliveries a second.
-async fn run_recorder(store: EventStore, jobs: JobQueue, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Record>>>) {
+async fn run_recorder(store: EventStore, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Record>>>) {
     loop {
         let batch = {
             let mut rx = rx.lock().await;
@@ -376,8 +367,7 @@ async fn run_recorder(store: EventStore, jobs: JobQueue, rx: Arc<tokio::sync::Mu
             batch
         };
         match commit_records(&store, &batch).await {
-            Ok((recorded, sendouts)) => {
-                jobs.enqueue_deliveries(&sendouts).await;
+            Ok(recorded) => {
                 for (record, ok) in batch.into_iter().zip(recorded) {
                     let _ = record.done.send(Ok(ok));
                 }
@@ -387,10 +377,7 @@ async fn run_recorder(store: EventStore, jobs: JobQueue, rx: Arc<tokio::sync::Mu
                 for record in batch {
                     let result = commit_records(&store, std::slice::from_ref(&record)).await;
                     let reply = match result {
-                        Ok((recorded, sendouts)) => {
-                            jobs.enqueue_deliveries(&sendouts).await;
-                            Ok(recorded[0])
-                        }
+                        Ok(recorded) => Ok(recorded[0]),
                         Err(StoreError::Conflict(_)) => Ok(false),
                         Err(e) => Err(e),
                     };
@@ -412,9 +399,8 @@ async fn run_recorder(store: EventStore, jobs: JobQueue, rx: Arc<tokio::sync::Mu
     }
 }
 
-/// Appends the records whose sendout is still at their generation; returns which were, and the
-/// sendouts that notices among them created.
-async fn commit_records(store: &EventStore, batch: &[Record]) -> Result<(Vec<bool>, Vec<String>), StoreError> {
+/// Appends the records whose sendout is still at their generation; returns which were.
+async fn commit_records(store: &EventStore, batch: &[Record]) -> Result<Vec<bool>, StoreError> {
     let writer = store.begin().await?;
     let ids: Vec<&str> = batch.iter().map(|r| r.sendout_id.as_str()).collect();
     let mut current: HashMap<String, i32> = sendout::Entity::find()
@@ -427,22 +413,21 @@ async fn commit_records(store: &EventStore, batch: &[Record]) -> Result<(Vec<boo
         .into_iter()
         .collect();
     let mut recorded = Vec::with_capacity(batch.len());
-    let (mut events, mut new_sendouts) = (Vec::new(), Vec::new());
+    let mut events = Vec::new();
     for record in batch {
         // Taking the generation out makes a second record of it in this batch lose too.
         let ok = current.get(&record.sendout_id) == Some(&record.generation);
         if ok {
             current.remove(&record.sendout_id);
             // (Only a failure's notice is published here; most records look nothing up.)
-            let (with, sendouts) = with_sendouts(writer.conn(), record.events.clone()).await?;
+            let with = with_sendouts(writer.conn(), record.events.clone()).await?;
             events.extend(with.into_iter().map(|e| (record.meta.clone(), e)));
-            new_sendouts.extend(sendouts);
         }
         recorded.push(ok);
     }
     writer.append_each(events).await?;
     writer.commit().await?;
-    Ok((recorded, new_sendouts))
+    Ok(recorded)
 }
 
 /// An error with its causes, which is where reqwest keeps the useful part.

@@ -16,7 +16,6 @@ use crate::domain::time::now_ms;
 use crate::domain::webhook::EventTypePattern;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{DomainEvent, EventMetadata, EventPublished, EventStore, SendoutCreated};
-use crate::jobs::JobQueue;
 
 /// The events that publish `new` in `project_id`, ready to append (webhook fan-out hooks in here).
 pub fn published(project_id: &str, new: Vec<NewEvent>) -> Vec<DomainEvent> {
@@ -145,8 +144,8 @@ fn data_of(payload: Option<String>) -> Value {
 
 /// Adds to `events`, for every published event among them, one sendout per enabled endpoint of its
 /// project whose patterns match: all in the caller's transaction, so no accepted event ever lacks
-/// its sendouts. Returns the events to append and the sendouts to queue after commit.
-pub async fn with_sendouts(conn: &impl ConnectionTrait, events: Vec<DomainEvent>) -> Result<(Vec<DomainEvent>, Vec<String>), DbErr> {
+/// its sendouts (their deliveries are queued by the dispatcher once committed).
+pub async fn with_sendouts(conn: &impl ConnectionTrait, events: Vec<DomainEvent>) -> Result<Vec<DomainEvent>, DbErr> {
     let projects: HashSet<&str> = events
         .iter()
         .filter_map(|e| match e {
@@ -155,7 +154,7 @@ pub async fn with_sendouts(conn: &impl ConnectionTrait, events: Vec<DomainEvent>
         })
         .collect();
     if projects.is_empty() {
-        return Ok((events, Vec::new()));
+        return Ok(events);
     }
     let endpoints: Vec<(webhook::Model, Vec<EventTypePattern>)> = webhook::Entity::find()
         .filter(webhook::Column::ProjectId.is_in(projects))
@@ -169,9 +168,8 @@ pub async fn with_sendouts(conn: &impl ConnectionTrait, events: Vec<DomainEvent>
         })
         .collect();
     if endpoints.is_empty() {
-        return Ok((events, Vec::new()));
+        return Ok(events);
     }
-    let mut sendouts = Vec::new();
     let mut out = Vec::with_capacity(events.len());
     for event in events {
         let created: Vec<DomainEvent> = match &event {
@@ -179,10 +177,8 @@ pub async fn with_sendouts(conn: &impl ConnectionTrait, events: Vec<DomainEvent>
                 .iter()
                 .filter(|(w, patterns)| w.project_id == p.project_id && patterns.iter().any(|pat| pat.matches(p.event_type.as_str())))
                 .map(|(w, _)| {
-                    let id = new_id(IdKind::Sendout);
-                    sendouts.push(id.clone());
                     DomainEvent::SendoutCreated(SendoutCreated {
-                        id,
+                        id: new_id(IdKind::Sendout),
                         project_id: p.project_id.clone(),
                         webhook_id: w.id.clone(),
                         url: w.url.clone(),
@@ -198,7 +194,7 @@ pub async fn with_sendouts(conn: &impl ConnectionTrait, events: Vec<DomainEvent>
         out.push(event);
         out.extend(created);
     }
-    Ok((out, sendouts))
+    Ok(out)
 }
 
 /// What `POST /v1/events` answers: the event and its sendouts.
@@ -216,7 +212,6 @@ const IDEMPOTENCY_MS: i64 = 24 * 3_600_000;
 /// answers with the first event and publishes nothing.
 pub async fn publish(
     store: &EventStore,
-    jobs: &JobQueue,
     project_id: &str,
     meta: &EventMetadata,
     new: NewEvent,
@@ -249,12 +244,9 @@ pub async fn publish(
         Some(DomainEvent::EventPublished(e)) => e.id.clone(),
         _ => unreachable!("published() makes one event per input"),
     };
-    let (events, sendouts) = with_sendouts(writer.conn(), events).await?;
-    match writer.append(meta, events).await {
-        Ok(_) => writer.commit().await?,
-        Err(e) => return Err(e.into()),
-    }
-    jobs.enqueue_deliveries(&sendouts).await;
+    let events = with_sendouts(writer.conn(), events).await?;
+    writer.append(meta, events).await?;
+    writer.commit().await?;
     accepted(store.db(), project_id, &event_id, false).await
 }
 

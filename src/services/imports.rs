@@ -16,7 +16,6 @@ use crate::domain::log::{RelatedKind, RelatedRef};
 use crate::domain::task::{TaskType, percent};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{DomainEvent, EventMetadata, EventStore, ImportCreated};
-use crate::jobs::JobQueue;
 
 /// Rows per committed step: progress moves every few thousand rows...
 const STEP_ROWS: usize = 4096;
@@ -31,8 +30,8 @@ pub struct Upload {
     pub format: ImportFormat,
 }
 
-/// Records the import and its task, then queues the task.
-pub async fn create(store: &EventStore, jobs: &JobQueue, project_id: &str, meta: &EventMetadata, upload: Upload) -> ApiResult<import::Model> {
+/// Records the import and its task (whose job the dispatcher queues).
+pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, upload: Upload) -> ApiResult<import::Model> {
     let id = new_id(IdKind::Import);
     let task = tasks::scheduled(meta, NewTask {
         project_id: project_id.to_owned(),
@@ -41,11 +40,10 @@ pub async fn create(store: &EventStore, jobs: &JobQueue, project_id: &str, meta:
         related: vec![RelatedRef { kind: RelatedKind::Import, id: id.clone() }],
         total: None,
     });
-    let task_id = task.id.clone();
     let created = DomainEvent::ImportCreated(ImportCreated {
         id: id.clone(),
         project_id: project_id.to_owned(),
-        task_id: task_id.clone(),
+        task_id: task.id.clone(),
         file_id: upload.file.id,
         file_name: upload.name,
         content_type: upload.content_type,
@@ -54,7 +52,6 @@ pub async fn create(store: &EventStore, jobs: &JobQueue, project_id: &str, meta:
         format: upload.format,
     });
     store.append(meta, vec![created, DomainEvent::TaskScheduled(task)]).await?;
-    jobs.enqueue(TaskType::Import, &task_id).await;
     get(store.db(), project_id, &id).await
 }
 

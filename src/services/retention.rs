@@ -14,7 +14,6 @@ use crate::domain::task::TaskType;
 use crate::domain::time::{format_utc, now_ms};
 use crate::error::ApiResult;
 use crate::events::{DailyRetentionRun, DomainEvent, EventMetadata, EventStore, StoreError, Writer, in_streams};
-use crate::jobs::JobQueue;
 
 const DAY_MS: i64 = 86_400_000;
 /// Rows removed per transaction.
@@ -22,12 +21,11 @@ const BATCH: u64 = 500;
 
 /// Schedules a purge of `project_id` with the cutoff fixed now: whatever runs later never removes
 /// anything younger than the window was when the purge was asked for.
-pub async fn schedule(store: &EventStore, jobs: &JobQueue, project_id: &str, meta: &EventMetadata) -> ApiResult<entity::task::Model> {
+pub async fn schedule(store: &EventStore, project_id: &str, meta: &EventMetadata) -> ApiResult<entity::task::Model> {
     let project = super::projects::get(store.db(), project_id).await?;
     let task = purge_task(meta, &project.id, project.retention_days);
     let id = task.id.clone();
     store.append(meta, vec![DomainEvent::TaskScheduled(task)]).await?;
-    jobs.enqueue(TaskType::RetentionPurge, &id).await;
     tasks::get(store.db(), project_id, &id).await
 }
 
@@ -44,7 +42,7 @@ fn purge_task(meta: &EventMetadata, project_id: &str, retention_days: i32) -> cr
 
 /// The daily run: one purge task per project. The day's stream admits one event, so however many
 /// nodes fire the schedule, one run happens.
-pub async fn daily(store: &EventStore, jobs: &JobQueue, day: String) -> Result<usize, StoreError> {
+pub async fn daily(store: &EventStore, day: String) -> Result<usize, StoreError> {
     let meta = EventMetadata::system();
     let projects: Vec<(String, i32)> = entity::project::Entity::find()
         .select_only()
@@ -53,7 +51,7 @@ pub async fn daily(store: &EventStore, jobs: &JobQueue, day: String) -> Result<u
         .all(store.db())
         .await?;
     let tasks: Vec<_> = projects.iter().map(|(id, days)| purge_task(&meta, id, *days)).collect();
-    let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    let count = tasks.len();
     let mut events = vec![DomainEvent::DailyRetentionRun(DailyRetentionRun { day })];
     events.extend(tasks.into_iter().map(DomainEvent::TaskScheduled));
     match store.append(&meta, events).await {
@@ -61,10 +59,7 @@ pub async fn daily(store: &EventStore, jobs: &JobQueue, day: String) -> Result<u
         Err(StoreError::Conflict(_)) => return Ok(0),
         Err(e) => return Err(e),
     }
-    for id in &ids {
-        jobs.enqueue(TaskType::RetentionPurge, id).await;
-    }
-    Ok(ids.len())
+    Ok(count)
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]

@@ -13,7 +13,6 @@ use crate::domain::sendout::SendoutFilter;
 use crate::domain::task::percent;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{DomainEvent, EventMetadata, EventStore, SendoutRetryRequested};
-use crate::jobs::{DeliveryJob, JobQueue};
 
 fn condition(project_id: &str, f: &SendoutFilter) -> Condition {
     let mut c = Condition::all().add(sendout::Column::ProjectId.eq(project_id));
@@ -58,7 +57,7 @@ pub async fn attempts(db: &DatabaseConnection, sendout_id: &str) -> ApiResult<Ve
 }
 
 /// One more attempt now, whatever the status.
-pub async fn retry(store: &EventStore, jobs: &JobQueue, project_id: &str, id: &str, meta: &EventMetadata) -> ApiResult<sendout::Model> {
+pub async fn retry(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ApiResult<sendout::Model> {
     let writer = store.begin().await?;
     let row = get(writer.conn(), project_id, id).await?;
     let generation = row.generation + 1;
@@ -66,7 +65,6 @@ pub async fn retry(store: &EventStore, jobs: &JobQueue, project_id: &str, id: &s
     writer.append(meta, vec![event]).await?;
     let row = get(writer.conn(), project_id, id).await?;
     writer.commit().await?;
-    jobs.enqueue_delivery_jobs(vec![DeliveryJob { sendout_id: id.to_owned(), generation, manual: true }], None).await;
     Ok(row)
 }
 
@@ -80,7 +78,7 @@ struct RecoveryCheckpoint {
 const RECOVERY_BATCH: u64 = 500;
 
 /// Runs a `webhook_recovery` task: every sendout matching its filter gets one more attempt.
-pub async fn run_recovery(store: &EventStore, jobs: &JobQueue, mut run: TaskRun) -> Result<(), StepError> {
+pub async fn run_recovery(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> {
     let filter: SendoutFilter = serde_json::from_value(run.params()["filter"].clone()).unwrap_or_default();
     let project_id = run.task.project_id.clone();
     let mut at: RecoveryCheckpoint = run.checkpoint().and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default();
@@ -111,8 +109,6 @@ pub async fn run_recovery(store: &EventStore, jobs: &JobQueue, mut run: TaskRun)
         let Some(last) = rows.last() else { break };
         at.after = Some((last.2, last.0.clone()));
         at.queued += rows.len() as i64;
-        let jobs_to_queue: Vec<DeliveryJob> =
-            rows.iter().map(|(id, generation, _)| DeliveryJob { sendout_id: id.clone(), generation: generation + 1, manual: true }).collect();
         let events = rows
             .iter()
             .map(|(id, generation, _)| {
@@ -128,7 +124,6 @@ pub async fn run_recovery(store: &EventStore, jobs: &JobQueue, mut run: TaskRun)
             errors: Vec::new(),
         };
         run.step(events, progress).await?;
-        jobs.enqueue_delivery_jobs(jobs_to_queue, None).await;
     }
     run.complete(Vec::new(), at.queued, false, json!({ "sendouts_retried": at.queued })).await
 }

@@ -22,7 +22,6 @@ use crate::events::{
     DomainEvent, EventMetadata, EventStore, StoreError, TaskCompleted, TaskFailed, TaskProgressed, TaskRef,
     TaskScheduled, Writer,
 };
-use crate::jobs::JobQueue;
 
 /// What a new task is about; the id is minted by [`scheduled`].
 pub struct NewTask {
@@ -134,8 +133,8 @@ impl From<sea_orm::DbErr> for StepError {
 
 /// Ends as failed a task whose job has used up its attempts, so that it does not stay `in_progress`
 /// with nothing left to run it. Nothing happens to a task that has finished or been cancelled.
-pub async fn give_up(store: &EventStore, jobs: &JobQueue, task_id: &str, message: String) -> Result<(), StepError> {
-    match TaskRun::start(store, jobs, task_id).await? {
+pub async fn give_up(store: &EventStore, task_id: &str, message: String) -> Result<(), StepError> {
+    match TaskRun::start(store, task_id).await? {
         Some(mut run) => run.fail(Vec::new(), message).await,
         None => Ok(()),
     }
@@ -144,14 +143,13 @@ pub async fn give_up(store: &EventStore, jobs: &JobQueue, task_id: &str, message
 /// A worker's hold on a running task; see the module comment.
 pub struct TaskRun {
     store: EventStore,
-    jobs: JobQueue,
     pub task: task::Model,
     meta: EventMetadata,
 }
 
 impl TaskRun {
     /// Starts (or, after a crash, resumes) a task. `None` when it is finished or cancelled.
-    pub async fn start(store: &EventStore, jobs: &JobQueue, task_id: &str) -> Result<Option<TaskRun>, StepError> {
+    pub async fn start(store: &EventStore, task_id: &str) -> Result<Option<TaskRun>, StepError> {
         let writer = store.begin().await?;
         let Some(row) = task::Entity::find_by_id(task_id).one(writer.conn()).await? else { return Ok(None) };
         if status(&row).is_finished() {
@@ -166,7 +164,7 @@ impl TaskRun {
         }
         let task = task::Entity::find_by_id(task_id).one(writer.conn()).await?.unwrap_or(row);
         writer.commit().await?;
-        Ok(Some(TaskRun { store: store.clone(), jobs: jobs.clone(), task, meta }))
+        Ok(Some(TaskRun { store: store.clone(), task, meta }))
     }
 
     pub fn checkpoint(&self) -> Option<Value> {
@@ -192,11 +190,11 @@ impl TaskRun {
         Ok(writer)
     }
 
-    /// Appends the step's events (published ones with their sendouts) and commits; then queues the
-    /// new sendouts' deliveries.
+    /// Appends the step's events (published ones with their sendouts) and commits (the dispatcher
+    /// queues the new sendouts' deliveries).
     async fn commit(&mut self, writer: Writer, mut events: Vec<DomainEvent>, last: DomainEvent) -> Result<(), StepError> {
         events.push(last);
-        let (events, sendouts) = with_sendouts(writer.conn(), events).await?;
+        let events = with_sendouts(writer.conn(), events).await?;
         match writer.append(&self.meta, events).await {
             Ok(_) => {}
             Err(StoreError::Conflict(_)) => return Err(StepError::Lost),
@@ -205,7 +203,6 @@ impl TaskRun {
         let row = task::Entity::find_by_id(&self.task.id).one(writer.conn()).await?.ok_or(StepError::Lost)?;
         writer.commit().await?;
         self.task = row;
-        self.jobs.enqueue_deliveries(&sendouts).await;
         Ok(())
     }
 

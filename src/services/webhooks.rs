@@ -15,7 +15,6 @@ use crate::domain::time::now_ms;
 use crate::domain::webhook::{EventTypePattern, WebhookUrl, new_secret, refused_address};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::{DomainEvent, EventMetadata, EventStore, WebhookCreated, WebhookRef, WebhookSecretRotated, WebhookUpdated};
-use crate::jobs::JobQueue;
 
 /// How long a rotated-out secret keeps signing beside the new one.
 const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
@@ -164,7 +163,6 @@ pub fn signing_secrets(row: &webhook::Model, now: i64) -> Vec<&str> {
 /// Schedules a `webhook_recovery` task that sends again every sendout matching `filter`.
 pub async fn schedule_recovery(
     store: &EventStore,
-    jobs: &JobQueue,
     project_id: &str,
     meta: &EventMetadata,
     filter: SendoutFilter,
@@ -179,14 +177,12 @@ pub async fn schedule_recovery(
     });
     let id = task.id.clone();
     store.append(meta, vec![DomainEvent::TaskScheduled(task)]).await?;
-    jobs.enqueue(TaskType::WebhookRecovery, &id).await;
     tasks::get(store.db(), project_id, &id).await
 }
 
 /// `POST /v1/webhooks/{id}/recover`: the endpoint's failed sendouts in `[since, until)`.
 pub async fn recover(
     store: &EventStore,
-    jobs: &JobQueue,
     project_id: &str,
     id: &str,
     meta: &EventMetadata,
@@ -201,5 +197,5 @@ pub async fn recover(
         created_before: until,
         ..Default::default()
     };
-    schedule_recovery(store, jobs, project_id, meta, filter, vec![RelatedRef { kind: RelatedKind::Webhook, id: id.to_owned() }]).await
+    schedule_recovery(store, project_id, meta, filter, vec![RelatedRef { kind: RelatedKind::Webhook, id: id.to_owned() }]).await
 }
