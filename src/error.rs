@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::domain::Invalid;
 use crate::events::StoreError;
+use crate::services::error::ServiceError;
 
 /// Every error code the API answers with, and the one HTTP status each maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -176,6 +177,27 @@ impl From<StoreError> for ApiError {
                 Self::conflict(format!("A concurrent change to {what} was made first; retry the request."))
             }
             other => Self::internal(other),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::NotFound(what) => Self::not_found(what),
+            ServiceError::Conflict(message) => Self::conflict(message),
+            ServiceError::Invalid { field, message } => Self::invalid_field(field, message),
+            ServiceError::Rejected(errors) => {
+                Self::validation(errors.into_iter().map(|(field, message)| FieldError { field, message }).collect())
+            }
+            ServiceError::UrlNotAllowed(why) => Self::new(
+                ErrorCode::WebhookUrlNotAllowed,
+                format!("The webhook URL reaches {why}; only public addresses are allowed."),
+            )
+            .with_detail("url", format!("reaches {why}")),
+            ServiceError::Store(e) => e.into(),
+            ServiceError::Db(e) => Self::internal(e),
+            ServiceError::Internal(e) => Self::internal(e),
         }
     }
 }

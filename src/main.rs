@@ -76,7 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let new = NewProject { name, time_zone, plan, retention_days: None };
             let created = projects::create(&store, &EventMetadata::system(), new)
                 .await
-                .map_err(|e| anyhow::anyhow!(e.message))?;
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("Project {} ({})", created.project.name, created.project.id);
             println!("  server key: {}", created.server_key.token);
             println!("  client key: {}", created.client_key.token);

@@ -51,7 +51,7 @@ impl Application {
         let (store, jobs) = open_database(&settings).await?;
         let first_start = projects::bootstrap(&store, settings.admin_token.is_some())
             .await
-            .map_err(|e| anyhow::anyhow!("first-start setup failed: {}", e.message))?;
+            .map_err(|e| anyhow::anyhow!("first-start setup failed: {e}"))?;
         let (log_writer, _) = LogWriter::start(store.clone());
         let state = web::Data::new(AppState::new(store.clone(), jobs, settings, log_writer));
         state.log_writer.register_metrics(&state.metrics);

@@ -13,7 +13,7 @@ use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc, parse_filter};
 use crate::domain::webhook::{EventTypePattern, WebhookUrl};
-use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::services::webhooks::{self, Settings};
 use crate::state::AppState;
 
@@ -112,19 +112,6 @@ impl SecretOut {
     }
 }
 
-fn check_settings(s: &Settings) -> ApiResult<()> {
-    let mut errors = Vec::new();
-    if s.event_types.is_empty() || s.event_types.len() > 100 {
-        errors.push(FieldError { field: "event_types".into(), message: "must hold 1 to 100 patterns".into() });
-    }
-    if s.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
-        errors.push(FieldError { field: "description".into(), message: "must be at most 500 characters".into() });
-    }
-    if s.rate_limit_per_second.is_some_and(|r| !(1..=10_000).contains(&r)) {
-        errors.push(FieldError { field: "rate_limit_per_second".into(), message: "must be from 1 to 10000".into() });
-    }
-    if errors.is_empty() { Ok(()) } else { Err(ApiError::validation(errors)) }
-}
 
 #[utoipa::path(
     operation_id = "create_webhook", tag = "webhooks", security(("bearer" = [])),
@@ -138,9 +125,7 @@ fn check_settings(s: &Settings) -> ApiResult<()> {
 async fn create_webhook(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, body: Json<WebhookIn>) -> ApiResult<HttpResponse> {
     let b = body.0;
     let settings = Settings { url: b.url, event_types: b.event_types, description: b.description, enabled: b.enabled.unwrap_or(true), rate_limit_per_second: b.rate_limit_per_second };
-    check_settings(&settings)?;
-    webhooks::check_url(&settings.url, state.settings.webhook_allow_private).await?;
-    let row = webhooks::create(&state.store, member.project_id(), &member.meta, settings).await?;
+    let row = webhooks::create(&state.store, member.project_id(), &member.meta, settings, state.settings.webhook_allow_private).await?;
     request_log::relate(&req, RelatedKind::Webhook, &row.id);
     Ok(HttpResponse::Created().json(WebhookOut::new(row, &member.access.project.time_zone, true)))
 }
@@ -181,17 +166,14 @@ async fn get_webhook(state: web::Data<AppState>, member: ProjectMember, id: web:
 async fn update_webhook(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, id: web::Path<String>, body: Json<WebhookPatch>) -> ApiResult<web::Json<WebhookOut>> {
     let p = body.0;
     request_log::relate(&req, RelatedKind::Webhook, &id);
-    if let Some(url) = &p.url {
-        webhooks::check_url(url, state.settings.webhook_allow_private).await?;
-    }
-    let row = webhooks::update(&state.store, member.project_id(), &id, &member.meta, |mut s| {
+    let allow_private = state.settings.webhook_allow_private;
+    let row = webhooks::update(&state.store, member.project_id(), &id, &member.meta, allow_private, |mut s| {
         s.url = p.url.unwrap_or(s.url);
         s.event_types = p.event_types.unwrap_or(s.event_types);
         s.description = p.description.unwrap_or(s.description);
         s.enabled = p.enabled.unwrap_or(s.enabled);
         s.rate_limit_per_second = p.rate_limit_per_second.unwrap_or(s.rate_limit_per_second);
-        check_settings(&s)?;
-        Ok(s)
+        s
     })
     .await?;
     Ok(web::Json(WebhookOut::new(row, &member.access.project.time_zone, false)))

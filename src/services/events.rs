@@ -14,7 +14,7 @@ use crate::domain::filter::{CREATED_AFTER, CREATED_BEFORE, Context, Field, Filte
 use crate::domain::params::Params;
 use crate::domain::time::now_ms;
 use crate::domain::webhook::EventTypePattern;
-use crate::error::{ApiError, ApiResult};
+use super::error::{ServiceError, ServiceResult};
 use crate::events::{DomainEvent, EventMetadata, EventPublished, EventStore, SendoutCreated};
 
 /// The events that publish `new` in `project_id`, ready to append (webhook fan-out hooks in here).
@@ -86,7 +86,7 @@ pub struct EventView {
     pub data: Value,
 }
 
-pub async fn list(db: &DatabaseConnection, project_id: &str, f: &EventFilter, limit: Limit, cursor: Option<&Cursor>) -> ApiResult<Page<EventView>> {
+pub async fn list(db: &DatabaseConnection, project_id: &str, f: &EventFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<EventView>> {
     let mut c = Condition::all().add(published_event::Column::ProjectId.eq(project_id));
     if let Some(after) = f.created_after {
         c = c.add(published_event::Column::CreatedAtMs.gte(after));
@@ -125,12 +125,12 @@ pub async fn list(db: &DatabaseConnection, project_id: &str, f: &EventFilter, li
     })
 }
 
-pub async fn get(db: &DatabaseConnection, project_id: &str, id: &str) -> ApiResult<EventView> {
+pub async fn get(db: &DatabaseConnection, project_id: &str, id: &str) -> ServiceResult<EventView> {
     let row = published_event::Entity::find_by_id(id)
         .filter(published_event::Column::ProjectId.eq(project_id))
         .one(db)
         .await?
-        .ok_or_else(|| ApiError::not_found("event"))?;
+        .ok_or_else(|| ServiceError::NotFound("event"))?;
     let payload = event_log::Entity::find_by_id(row.event_seq).one(db).await?.map(|e| e.payload);
     Ok(EventView { data: data_of(payload), row })
 }
@@ -216,7 +216,7 @@ pub async fn publish(
     meta: &EventMetadata,
     new: NewEvent,
     idempotency_key: Option<String>,
-) -> ApiResult<Accepted> {
+) -> ServiceResult<Accepted> {
     let writer = store.begin().await?;
     if let Some(key) = &idempotency_key
         && writer.conn().get_database_backend() == sea_orm::DbBackend::Postgres
@@ -250,7 +250,7 @@ pub async fn publish(
     accepted(store.db(), project_id, &event_id, false).await
 }
 
-async fn accepted(db: &DatabaseConnection, project_id: &str, event_id: &str, replayed: bool) -> ApiResult<Accepted> {
+async fn accepted(db: &DatabaseConnection, project_id: &str, event_id: &str, replayed: bool) -> ServiceResult<Accepted> {
     let event = get(db, project_id, event_id).await?;
     let sendouts = sendout::Entity::find()
         .select_only()

@@ -14,7 +14,7 @@ use crate::domain::ids::{IdKind, new_id};
 use crate::domain::import::{Batch, FileError, ImportFormat, Position, Row, RowReader, read_csv_header};
 use crate::domain::log::{RelatedKind, RelatedRef};
 use crate::domain::task::{TaskType, percent};
-use crate::error::{ApiError, ApiResult};
+use super::error::{ServiceError, ServiceResult};
 use crate::events::{DomainEvent, EventMetadata, EventStore, ImportCreated};
 
 /// Rows per committed step: progress moves every few thousand rows...
@@ -31,7 +31,7 @@ pub struct Upload {
 }
 
 /// Records the import and its task (whose job the dispatcher queues).
-pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, upload: Upload) -> ApiResult<import::Model> {
+pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, upload: Upload) -> ServiceResult<import::Model> {
     let id = new_id(IdKind::Import);
     let task = tasks::scheduled(meta, NewTask {
         project_id: project_id.to_owned(),
@@ -55,22 +55,22 @@ pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, 
     get(store.db(), project_id, &id).await
 }
 
-pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ApiResult<import::Model> {
+pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<import::Model> {
     import::Entity::find_by_id(id)
         .filter(import::Column::ProjectId.eq(project_id))
         .one(db)
         .await?
-        .ok_or_else(|| ApiError::not_found("import"))
+        .ok_or_else(|| ServiceError::NotFound("import"))
 }
 
 /// The import uploaded by the request logged as `log_id`.
-pub async fn uploaded_by(db: &impl ConnectionTrait, project_id: &str, log_id: &str) -> ApiResult<import::Model> {
+pub async fn uploaded_by(db: &impl ConnectionTrait, project_id: &str, log_id: &str) -> ServiceResult<import::Model> {
     import::Entity::find()
         .filter(import::Column::ProjectId.eq(project_id))
         .filter(import::Column::RequestId.eq(log_id))
         .one(db)
         .await?
-        .ok_or_else(|| ApiError::not_found("file uploaded by this request"))
+        .ok_or_else(|| ServiceError::NotFound("file uploaded by this request"))
 }
 
 /// Where a resumed import carries on, and its counts so far.

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::log::{LogFilter, LogRecord, LogStatus};
 use crate::domain::pagination::{Cursor, Limit, Page};
-use crate::error::{ApiError, ApiResult};
+use super::error::{ServiceError, ServiceResult};
 use crate::events::{DomainEvent, EventMetadata, EventStore, StoreError, StoredEvent};
 use crate::metrics::Metrics;
 use crate::projections::search::{self, Body, SearchIndex};
@@ -122,7 +122,7 @@ pub async fn list(
     filter: &LogFilter,
     limit: Limit,
     cursor: Option<&Cursor>,
-) -> ApiResult<Page<log::Model>> {
+) -> ServiceResult<Page<log::Model>> {
     let db = store.db();
     let related = related_logs(db, project_id, &filter.related_id).await?;
     let searches = body_searches(store.search(), filter).await?;
@@ -182,7 +182,7 @@ fn filter_condition(project_id: &str, f: &LogFilter, related: Option<&[String]>,
 
 /// The ids of the logs related to any of `related_ids`, looked up first: they are few, and
 /// listing them lets the query fetch exactly those rows instead of scanning by time.
-async fn related_logs(db: &DatabaseConnection, project_id: &str, related_ids: &[String]) -> ApiResult<Option<Vec<String>>> {
+async fn related_logs(db: &DatabaseConnection, project_id: &str, related_ids: &[String]) -> ServiceResult<Option<Vec<String>>> {
     if related_ids.is_empty() {
         return Ok(None);
     }
@@ -216,7 +216,7 @@ const SAMPLE: u64 = 1000;
 const DENSE: u64 = 5;
 const MAX_LISTED: usize = 20_000;
 
-async fn body_searches(index: &SearchIndex, f: &LogFilter) -> ApiResult<Vec<BodyMatches>> {
+async fn body_searches(index: &SearchIndex, f: &LogFilter) -> ServiceResult<Vec<BodyMatches>> {
     let wanted = [(Body::Request, &f.request_body_contains), (Body::Response, &f.response_body_contains)];
     if wanted.iter().all(|(_, needles)| needles.is_empty()) {
         return Ok(Vec::new());
@@ -247,7 +247,7 @@ async fn body_searches(index: &SearchIndex, f: &LogFilter) -> ApiResult<Vec<Body
 
 /// The sorted, distinct `seq`s the query selects, or `None` if there are more than `max` or, on
 /// PostgreSQL, if listing them takes longer than [`LIST_BUDGET`].
-async fn seqs(db: &DatabaseConnection, (sql, values): (String, Vec<sea_orm::Value>), max: usize) -> ApiResult<Option<Vec<i64>>> {
+async fn seqs(db: &DatabaseConnection, (sql, values): (String, Vec<sea_orm::Value>), max: usize) -> ServiceResult<Option<Vec<i64>>> {
     let backend = db.get_database_backend();
     let probe = Statement::from_sql_and_values(backend, format!("SELECT seq FROM ({sql}) AS m LIMIT {}", max + 1), values);
     let rows = match backend {
@@ -274,7 +274,7 @@ async fn seqs(db: &DatabaseConnection, (sql, values): (String, Vec<sea_orm::Valu
 const LIST_BUDGET: Duration = Duration::from_millis(100);
 
 /// Runs `query` under [`LIST_BUDGET`]; `None` if PostgreSQL cancelled it for taking longer.
-async fn within_budget(db: &DatabaseConnection, query: Statement) -> ApiResult<Option<Vec<sea_orm::QueryResult>>> {
+async fn within_budget(db: &DatabaseConnection, query: Statement) -> ServiceResult<Option<Vec<sea_orm::QueryResult>>> {
     let txn = db.begin().await?;
     txn.execute_unprepared(&format!("SET LOCAL statement_timeout = {}", LIST_BUDGET.as_millis())).await?;
     match txn.query_all_raw(query).await {
@@ -298,27 +298,27 @@ fn is_cancelled(err: &DbErr) -> bool {
 }
 
 /// The single number a `SELECT COUNT(*) AS n` returns.
-async fn scalar(db: &DatabaseConnection, (sql, values): (String, Vec<sea_orm::Value>)) -> ApiResult<u64> {
+async fn scalar(db: &DatabaseConnection, (sql, values): (String, Vec<sea_orm::Value>)) -> ServiceResult<u64> {
     let backend = db.get_database_backend();
     let row = db.query_one_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0) as u64)
 }
 
 /// A log entry with its full stored record, scoped to the project.
-pub async fn get(db: &DatabaseConnection, project_id: &str, id: &str) -> ApiResult<(log::Model, LogRecord)> {
+pub async fn get(db: &DatabaseConnection, project_id: &str, id: &str) -> ServiceResult<(log::Model, LogRecord)> {
     let row = log::Entity::find_by_id(id)
         .filter(log::Column::ProjectId.eq(project_id))
         .one(db)
         .await?
-        .ok_or_else(|| ApiError::not_found("log entry"))?;
+        .ok_or_else(|| ServiceError::NotFound("log entry"))?;
     let event = event_log::Entity::find_by_id(row.event_seq).one(db).await?;
     let record = event
         .and_then(|e| serde_json::from_str::<LogRecord>(&e.payload).ok())
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("log {id} has no readable event")))?;
+        .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("log {id} has no readable event")))?;
     Ok((row, record))
 }
 
-pub async fn endpoints(db: &DatabaseConnection, project_id: &str) -> ApiResult<Vec<String>> {
+pub async fn endpoints(db: &DatabaseConnection, project_id: &str) -> ServiceResult<Vec<String>> {
     Ok(log_endpoint::Entity::find()
         .select_only()
         .column(log_endpoint::Column::Endpoint)

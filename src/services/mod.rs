@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod delivery;
+pub mod error;
 pub mod events;
 pub mod files;
 pub mod imports;

@@ -8,7 +8,7 @@ use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::project::{ApiKey, Email, KeyKind, KeyName, Plan, Project, ProjectName, RetentionDays, User, UserName};
 use crate::domain::time::ProjectTimeZone;
 use crate::domain::token::{self, TokenKind};
-use crate::error::{ApiError, ApiResult};
+use super::error::{ServiceError, ServiceResult};
 use crate::events::{
     AdminTokenCreated, ApiKeyCreated, ApiKeyRevoked, Bootstrapped, DomainEvent, EventMetadata, EventStore,
     ProjectCreated, ProjectUpdated, StoreError, UserCreated,
@@ -47,7 +47,7 @@ pub struct CreatedProject {
     pub client_key: IssuedKey,
 }
 
-pub async fn create(store: &EventStore, meta: &EventMetadata, new: NewProject) -> ApiResult<CreatedProject> {
+pub async fn create(store: &EventStore, meta: &EventMetadata, new: NewProject) -> ServiceResult<CreatedProject> {
     let id = new_id(IdKind::Project);
     let (server_key, server_token) = new_key(&id, KeyKind::Server, KeyName::from_static("Default server key"));
     let (client_key, client_token) = new_key(&id, KeyKind::Client, KeyName::from_static("Default client key"));
@@ -86,9 +86,9 @@ fn new_key(project_id: &str, kind: KeyKind, name: KeyName) -> (ApiKeyCreated, St
     (event, token)
 }
 
-async fn issued(db: &DatabaseConnection, key_id: &str, token: String) -> ApiResult<IssuedKey> {
+async fn issued(db: &DatabaseConnection, key_id: &str, token: String) -> ServiceResult<IssuedKey> {
     let row = api_key::Entity::find_by_id(key_id).one(db).await?;
-    let key = row.map(to_key).ok_or_else(|| ApiError::internal(anyhow::anyhow!("key {key_id} vanished")))?;
+    let key = row.map(to_key).ok_or_else(|| ServiceError::internal(anyhow::anyhow!("key {key_id} vanished")))?;
     Ok(IssuedKey { key, token })
 }
 
@@ -97,19 +97,19 @@ pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<Project>
 }
 
 /// The project, or 404.
-pub async fn get(db: &DatabaseConnection, id: &str) -> ApiResult<Project> {
-    find(db, id).await?.ok_or_else(|| ApiError::not_found("project"))
+pub async fn get(db: &DatabaseConnection, id: &str) -> ServiceResult<Project> {
+    find(db, id).await?.ok_or_else(|| ServiceError::NotFound("project"))
 }
 
-pub async fn list(db: &DatabaseConnection, limit: Limit, cursor: Option<&Cursor>) -> ApiResult<Page<Project>> {
+pub async fn list(db: &DatabaseConnection, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<Project>> {
     let query = newest_first(project::Entity::find(), project::Column::CreatedAtMs, project::Column::Id, limit, cursor);
     let rows = query.all(db).await?;
     Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() }).map(to_project))
 }
 
-pub async fn update(store: &EventStore, meta: &EventMetadata, id: &str, changes: ProjectChanges) -> ApiResult<Project> {
+pub async fn update(store: &EventStore, meta: &EventMetadata, id: &str, changes: ProjectChanges) -> ServiceResult<Project> {
     let writer = store.begin().await?;
-    let current = find(writer.conn(), id).await?.ok_or_else(|| ApiError::not_found("project"))?;
+    let current = find(writer.conn(), id).await?.ok_or_else(|| ServiceError::NotFound("project"))?;
     let changed = ProjectUpdated {
         id: id.to_owned(),
         name: changes.name.filter(|n| n.as_str() != current.name),
@@ -123,10 +123,10 @@ pub async fn update(store: &EventStore, meta: &EventMetadata, id: &str, changes:
     writer.append(meta, vec![DomainEvent::ProjectUpdated(changed)]).await?;
     let updated = find(writer.conn(), id).await?;
     writer.commit().await?;
-    updated.ok_or_else(|| ApiError::not_found("project"))
+    updated.ok_or_else(|| ServiceError::NotFound("project"))
 }
 
-pub async fn create_key(store: &EventStore, meta: &EventMetadata, project_id: &str, kind: KeyKind, name: KeyName) -> ApiResult<IssuedKey> {
+pub async fn create_key(store: &EventStore, meta: &EventMetadata, project_id: &str, kind: KeyKind, name: KeyName) -> ServiceResult<IssuedKey> {
     get(store.db(), project_id).await?;
     let (event, token) = new_key(project_id, kind, name);
     let key_id = event.id.clone();
@@ -134,7 +134,7 @@ pub async fn create_key(store: &EventStore, meta: &EventMetadata, project_id: &s
     issued(store.db(), &key_id, token).await
 }
 
-pub async fn list_keys(db: &DatabaseConnection, project_id: &str, limit: Limit, cursor: Option<&Cursor>) -> ApiResult<Page<ApiKey>> {
+pub async fn list_keys(db: &DatabaseConnection, project_id: &str, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<ApiKey>> {
     get(db, project_id).await?;
     let query = api_key::Entity::find().filter(api_key::Column::ProjectId.eq(project_id));
     let rows = newest_first(query, api_key::Column::CreatedAtMs, api_key::Column::Id, limit, cursor).all(db).await?;
@@ -142,13 +142,13 @@ pub async fn list_keys(db: &DatabaseConnection, project_id: &str, limit: Limit, 
 }
 
 /// Revokes a key; revoking a revoked key again changes nothing.
-pub async fn revoke_key(store: &EventStore, meta: &EventMetadata, project_id: &str, key_id: &str) -> ApiResult<()> {
+pub async fn revoke_key(store: &EventStore, meta: &EventMetadata, project_id: &str, key_id: &str) -> ServiceResult<()> {
     let writer = store.begin().await?;
     let key = api_key::Entity::find_by_id(key_id)
         .filter(api_key::Column::ProjectId.eq(project_id))
         .one(writer.conn())
         .await?
-        .ok_or_else(|| ApiError::not_found("API key"))?;
+        .ok_or_else(|| ServiceError::NotFound("API key"))?;
     if key.revoked_at_ms.is_none() {
         let event = ApiKeyRevoked { id: key.id, project_id: project_id.to_owned() };
         writer.append(meta, vec![DomainEvent::ApiKeyRevoked(event)]).await?;
@@ -157,16 +157,16 @@ pub async fn revoke_key(store: &EventStore, meta: &EventMetadata, project_id: &s
     Ok(())
 }
 
-pub async fn create_user(store: &EventStore, meta: &EventMetadata, project_id: &str, name: UserName, email: Email) -> ApiResult<IssuedUser> {
+pub async fn create_user(store: &EventStore, meta: &EventMetadata, project_id: &str, name: UserName, email: Email) -> ServiceResult<IssuedUser> {
     let writer = store.begin().await?;
-    find(writer.conn(), project_id).await?.ok_or_else(|| ApiError::not_found("project"))?;
+    find(writer.conn(), project_id).await?.ok_or_else(|| ServiceError::NotFound("project"))?;
     let taken = user::Entity::find()
         .filter(user::Column::ProjectId.eq(project_id))
         .filter(user::Column::Email.eq(email.as_str()))
         .count(writer.conn())
         .await?;
     if taken > 0 {
-        return Err(ApiError::conflict(format!("A user with e-mail {} already exists in this project.", email.as_str())));
+        return Err(ServiceError::Conflict(format!("A user with e-mail {} already exists in this project.", email.as_str())));
     }
     let token = token::generate(TokenKind::User);
     let id = new_id(IdKind::User);
@@ -174,11 +174,11 @@ pub async fn create_user(store: &EventStore, meta: &EventMetadata, project_id: &
     writer.append(meta, vec![DomainEvent::UserCreated(event)]).await?;
     let row = user::Entity::find_by_id(id).one(writer.conn()).await?;
     writer.commit().await?;
-    let user = row.map(to_user).ok_or_else(|| ApiError::internal(anyhow::anyhow!("user vanished")))?;
+    let user = row.map(to_user).ok_or_else(|| ServiceError::internal(anyhow::anyhow!("user vanished")))?;
     Ok(IssuedUser { user, token })
 }
 
-pub async fn list_users(db: &DatabaseConnection, project_id: &str, limit: Limit, cursor: Option<&Cursor>) -> ApiResult<Page<User>> {
+pub async fn list_users(db: &DatabaseConnection, project_id: &str, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<User>> {
     get(db, project_id).await?;
     let query = user::Entity::find().filter(user::Column::ProjectId.eq(project_id));
     let rows = newest_first(query, user::Column::CreatedAtMs, user::Column::Id, limit, cursor).all(db).await?;
@@ -196,7 +196,7 @@ pub struct FirstStart {
 /// On an empty event log: an admin token (unless configured) and a `default` project with a server
 /// key, a client key and a dashboard user. `None` on every later start, and on the losing node when
 /// several start at once.
-pub async fn bootstrap(store: &EventStore, admin_token_configured: bool) -> ApiResult<Option<FirstStart>> {
+pub async fn bootstrap(store: &EventStore, admin_token_configured: bool) -> ServiceResult<Option<FirstStart>> {
     let empty = event_log::Entity::find().count(store.db()).await? == 0;
     if !empty {
         return Ok(None);
@@ -230,7 +230,7 @@ pub async fn bootstrap(store: &EventStore, admin_token_configured: bool) -> ApiR
         &meta,
         &project.project.id,
         UserName::from_static("Admin"),
-        Email::try_from("admin@localhost.localdomain".to_owned()).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?,
+        Email::try_from("admin@localhost.localdomain".to_owned()).map_err(|e| ServiceError::internal(anyhow::anyhow!(e)))?,
     )
     .await?;
     Ok(Some(FirstStart { admin_token, project, user }))

@@ -12,7 +12,7 @@ use super::files;
 use super::tasks::{self, NewTask, Progress, StepError, TaskRun};
 use crate::domain::task::TaskType;
 use crate::domain::time::{format_utc, now_ms};
-use crate::error::ApiResult;
+use super::error::ServiceResult;
 use crate::events::{DailyRetentionRun, DomainEvent, EventMetadata, EventStore, StoreError, Writer, in_streams};
 
 const DAY_MS: i64 = 86_400_000;
@@ -21,7 +21,7 @@ const BATCH: u64 = 500;
 
 /// Schedules a purge of `project_id` with the cutoff fixed now: whatever runs later never removes
 /// anything younger than the window was when the purge was asked for.
-pub async fn schedule(store: &EventStore, project_id: &str, meta: &EventMetadata) -> ApiResult<entity::task::Model> {
+pub async fn schedule(store: &EventStore, project_id: &str, meta: &EventMetadata) -> ServiceResult<entity::task::Model> {
     let project = super::projects::get(store.db(), project_id).await?;
     let task = purge_task(meta, &project.id, project.retention_days);
     let id = task.id.clone();

@@ -11,7 +11,7 @@ use super::tasks::{Progress, StepError, TaskRun};
 use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::sendout::SendoutFilter;
 use crate::domain::task::percent;
-use crate::error::{ApiError, ApiResult};
+use super::error::{ServiceError, ServiceResult};
 use crate::events::{DomainEvent, EventMetadata, EventStore, SendoutRetryRequested};
 
 fn condition(project_id: &str, f: &SendoutFilter) -> Condition {
@@ -33,21 +33,21 @@ fn condition(project_id: &str, f: &SendoutFilter) -> Condition {
     any_of(c, sendout::Column::RequestId, &f.request_id)
 }
 
-pub async fn list(db: &DatabaseConnection, project_id: &str, f: &SendoutFilter, limit: Limit, cursor: Option<&Cursor>) -> ApiResult<Page<sendout::Model>> {
+pub async fn list(db: &DatabaseConnection, project_id: &str, f: &SendoutFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<sendout::Model>> {
     let query = sendout::Entity::find().filter(condition(project_id, f));
     let rows = newest_first(query, sendout::Column::CreatedAtMs, sendout::Column::Id, limit, cursor).all(db).await?;
     Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() }))
 }
 
-pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ApiResult<sendout::Model> {
+pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<sendout::Model> {
     sendout::Entity::find_by_id(id)
         .filter(sendout::Column::ProjectId.eq(project_id))
         .one(db)
         .await?
-        .ok_or_else(|| ApiError::not_found("sendout"))
+        .ok_or_else(|| ServiceError::NotFound("sendout"))
 }
 
-pub async fn attempts(db: &DatabaseConnection, sendout_id: &str) -> ApiResult<Vec<sendout_attempt::Model>> {
+pub async fn attempts(db: &DatabaseConnection, sendout_id: &str) -> ServiceResult<Vec<sendout_attempt::Model>> {
     Ok(sendout_attempt::Entity::find()
         .filter(sendout_attempt::Column::SendoutId.eq(sendout_id))
         .order_by_asc(sendout_attempt::Column::AttemptedAtMs)
@@ -57,7 +57,7 @@ pub async fn attempts(db: &DatabaseConnection, sendout_id: &str) -> ApiResult<Ve
 }
 
 /// One more attempt now, whatever the status.
-pub async fn retry(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ApiResult<sendout::Model> {
+pub async fn retry(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<sendout::Model> {
     let writer = store.begin().await?;
     let row = get(writer.conn(), project_id, id).await?;
     let generation = row.generation + 1;

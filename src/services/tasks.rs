@@ -17,7 +17,7 @@ use crate::domain::ids::{IdKind, new_id};
 use crate::domain::log::RelatedRef;
 use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::task::{ProcessingStatus, TaskError, TaskFilter, TaskStatus, TaskType};
-use crate::error::{ApiError, ApiResult};
+use super::error::{ServiceError, ServiceResult};
 use crate::events::{
     DomainEvent, EventMetadata, EventStore, StoreError, TaskCompleted, TaskFailed, TaskProgressed, TaskRef,
     TaskScheduled, Writer,
@@ -46,16 +46,16 @@ pub fn scheduled(meta: &EventMetadata, new: NewTask) -> TaskScheduled {
     }
 }
 
-pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ApiResult<task::Model> {
+pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<task::Model> {
     task::Entity::find_by_id(id)
         .filter(task::Column::ProjectId.eq(project_id))
         .one(db)
         .await?
-        .ok_or_else(|| ApiError::not_found("task"))
+        .ok_or_else(|| ServiceError::NotFound("task"))
 }
 
 /// The kept errors of a task, in order.
-pub async fn errors(db: &DatabaseConnection, task_id: &str) -> ApiResult<Vec<TaskError>> {
+pub async fn errors(db: &DatabaseConnection, task_id: &str) -> ServiceResult<Vec<TaskError>> {
     let rows = task_error::Entity::find()
         .filter(task_error::Column::TaskId.eq(task_id))
         .order_by_asc(task_error::Column::Position)
@@ -64,7 +64,7 @@ pub async fn errors(db: &DatabaseConnection, task_id: &str) -> ApiResult<Vec<Tas
     Ok(rows.into_iter().map(|r| TaskError { line: r.line, message: r.message }).collect())
 }
 
-pub async fn list(db: &DatabaseConnection, project_id: &str, f: &TaskFilter, limit: Limit, cursor: Option<&Cursor>) -> ApiResult<Page<task::Model>> {
+pub async fn list(db: &DatabaseConnection, project_id: &str, f: &TaskFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<task::Model>> {
     let mut c = Condition::all().add(task::Column::ProjectId.eq(project_id));
     if let Some(after) = f.created_after {
         c = c.add(task::Column::CreatedAtMs.gte(after));
@@ -92,14 +92,14 @@ pub fn status(row: &task::Model) -> TaskStatus {
 
 /// Cancels a scheduled task before it starts, or a running one at its next step (what it already
 /// committed stays). A finished task answers 409.
-pub async fn cancel(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ApiResult<task::Model> {
+pub async fn cancel(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<task::Model> {
     // A race with a worker's step is lost by one side on PostgreSQL; cancelling simply tries again.
     for _ in 0..5 {
         let writer = store.begin().await?;
         let row = get(writer.conn(), project_id, id).await?;
         let current = status(&row);
         if current.is_finished() {
-            return Err(ApiError::conflict(format!("The task is already {}; only scheduled or running tasks can be cancelled.", current.as_str())));
+            return Err(ServiceError::Conflict(format!("The task is already {}; only scheduled or running tasks can be cancelled.", current.as_str())));
         }
         let event = DomainEvent::TaskCancelled(TaskRef { id: id.to_owned(), project_id: project_id.to_owned() });
         match writer.append(meta, vec![event]).await {
@@ -112,7 +112,7 @@ pub async fn cancel(store: &EventStore, project_id: &str, id: &str, meta: &Event
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::conflict("The task changed while cancelling it; try again."))
+    Err(ServiceError::Conflict("The task changed while cancelling it; try again.".into()))
 }
 
 /// Why a worker stopped working on a task.

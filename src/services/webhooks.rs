@@ -13,13 +13,13 @@ use crate::domain::sendout::{SendoutFilter, SendoutStatus};
 use crate::domain::task::TaskType;
 use crate::domain::time::now_ms;
 use crate::domain::webhook::{EventTypePattern, WebhookUrl, new_secret, refused_address};
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use super::error::{ServiceError, ServiceResult};
 use crate::events::{DomainEvent, EventMetadata, EventStore, WebhookCreated, WebhookRef, WebhookSecretRotated, WebhookUpdated};
 
 /// How long a rotated-out secret keeps signing beside the new one.
 const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
 
-/// An endpoint's settings, validated.
+/// An endpoint's settings; [`create`] and [`update`] check them before anything is stored.
 pub struct Settings {
     pub url: WebhookUrl,
     pub event_types: Vec<EventTypePattern>,
@@ -28,16 +28,32 @@ pub struct Settings {
     pub rate_limit_per_second: Option<i32>,
 }
 
+impl Settings {
+    /// The rules between fields and on counts; every broken one is reported.
+    fn check(&self) -> ServiceResult<()> {
+        let mut errors = Vec::new();
+        if self.event_types.is_empty() || self.event_types.len() > 100 {
+            errors.push(("event_types".into(), "must hold 1 to 100 patterns".into()));
+        }
+        if self.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
+            errors.push(("description".into(), "must be at most 500 characters".into()));
+        }
+        if self.rate_limit_per_second.is_some_and(|r| !(1..=10_000).contains(&r)) {
+            errors.push(("rate_limit_per_second".into(), "must be from 1 to 10000".into()));
+        }
+        if errors.is_empty() { Ok(()) } else { Err(ServiceError::Rejected(errors)) }
+    }
+}
+
 /// Refuses URLs whose host is or resolves to an internal address (unless private addresses are
 /// allowed). Deliveries check again when they connect: DNS may answer differently by then.
-pub async fn check_url(url: &WebhookUrl, allow_private: bool) -> ApiResult<()> {
+async fn check_url(url: &WebhookUrl, allow_private: bool) -> ServiceResult<()> {
     if allow_private {
         return Ok(());
     }
     let parsed = url.parsed();
     let refused = |why: &str| {
-        ApiError::new(ErrorCode::WebhookUrlNotAllowed, format!("The webhook URL reaches {why}; only public addresses are allowed."))
-            .with_detail("url", format!("reaches {why}"))
+        ServiceError::UrlNotAllowed(why.to_string())
     };
     let port = parsed.port_or_known_default().unwrap_or(443);
     let addresses: Vec<std::net::IpAddr> = match parsed.host() {
@@ -50,10 +66,10 @@ pub async fn check_url(url: &WebhookUrl, allow_private: bool) -> ApiResult<()> {
             }
             let found = tokio::net::lookup_host((name.as_str(), port))
                 .await
-                .map_err(|_| ApiError::invalid_field("url", format!("the host {name} cannot be resolved")))?;
+                .map_err(|_| ServiceError::invalid("url", format!("the host {name} cannot be resolved")))?;
             found.map(|a| a.ip()).collect()
         }
-        None => return Err(ApiError::invalid_field("url", "must name a host")),
+        None => return Err(ServiceError::invalid("url", "must name a host")),
     };
     match addresses.into_iter().find_map(refused_address) {
         Some(why) => Err(refused(why)),
@@ -61,7 +77,9 @@ pub async fn check_url(url: &WebhookUrl, allow_private: bool) -> ApiResult<()> {
     }
 }
 
-pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, s: Settings) -> ApiResult<webhook::Model> {
+pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, s: Settings, allow_private: bool) -> ServiceResult<webhook::Model> {
+    s.check()?;
+    check_url(&s.url, allow_private).await?;
     let id = new_id(IdKind::Webhook);
     let event = DomainEvent::WebhookCreated(WebhookCreated {
         id: id.clone(),
@@ -77,38 +95,46 @@ pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, 
     get(store.db(), project_id, &id).await
 }
 
-pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ApiResult<webhook::Model> {
+pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<webhook::Model> {
     webhook::Entity::find_by_id(id)
         .filter(webhook::Column::ProjectId.eq(project_id))
         .one(db)
         .await?
-        .ok_or_else(|| ApiError::not_found("webhook"))
+        .ok_or_else(|| ServiceError::NotFound("webhook"))
 }
 
-pub async fn list(db: &DatabaseConnection, project_id: &str, limit: Limit, cursor: Option<&Cursor>) -> ApiResult<Page<webhook::Model>> {
+pub async fn list(db: &DatabaseConnection, project_id: &str, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<webhook::Model>> {
     let query = webhook::Entity::find().filter(webhook::Column::ProjectId.eq(project_id));
     let rows = newest_first(query, webhook::Column::CreatedAtMs, webhook::Column::Id, limit, cursor).all(db).await?;
     Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() }))
 }
 
-/// Applies `change` to the endpoint's current settings; an error from it changes nothing.
+/// Applies `change` to the endpoint's current settings and checks the result as [`create`] does; a
+/// refusal changes nothing. The checks (a changed URL is resolved) run before the write lock is
+/// taken; a concurrent update between the two is overwritten, as with any PATCH.
 pub async fn update(
     store: &EventStore,
     project_id: &str,
     id: &str,
     meta: &EventMetadata,
-    change: impl FnOnce(Settings) -> ApiResult<Settings>,
-) -> ApiResult<webhook::Model> {
-    let writer = store.begin().await?;
-    let row = get(writer.conn(), project_id, id).await?;
+    allow_private: bool,
+    change: impl FnOnce(Settings) -> Settings,
+) -> ServiceResult<webhook::Model> {
+    let row = get(store.db(), project_id, id).await?;
     let current = Settings {
-        url: WebhookUrl::try_from(row.url.clone()).map_err(ApiError::internal)?,
-        event_types: serde_json::from_str(&row.event_types).map_err(ApiError::internal)?,
+        url: WebhookUrl::try_from(row.url.clone()).map_err(ServiceError::internal)?,
+        event_types: serde_json::from_str(&row.event_types).map_err(ServiceError::internal)?,
         description: row.description.clone(),
         enabled: row.enabled,
         rate_limit_per_second: row.rate_limit_per_second,
     };
-    let s = change(current)?;
+    let s = change(current);
+    s.check()?;
+    if s.url.as_str() != row.url {
+        check_url(&s.url, allow_private).await?;
+    }
+    let writer = store.begin().await?;
+    get(writer.conn(), project_id, id).await?;
     let event = DomainEvent::WebhookUpdated(WebhookUpdated {
         id: id.to_owned(),
         project_id: project_id.to_owned(),
@@ -125,7 +151,7 @@ pub async fn update(
 }
 
 /// Removes the endpoint; its pending sendouts fail at their next attempt.
-pub async fn delete(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ApiResult<()> {
+pub async fn delete(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<()> {
     let writer = store.begin().await?;
     get(writer.conn(), project_id, id).await?;
     writer.append(meta, vec![DomainEvent::WebhookDeleted(WebhookRef { id: id.to_owned(), project_id: project_id.to_owned() })]).await?;
@@ -134,7 +160,7 @@ pub async fn delete(store: &EventStore, project_id: &str, id: &str, meta: &Event
 }
 
 /// A new secret; the old one signs beside it for 24 hours.
-pub async fn rotate_secret(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ApiResult<webhook::Model> {
+pub async fn rotate_secret(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<webhook::Model> {
     let writer = store.begin().await?;
     get(writer.conn(), project_id, id).await?;
     let event = DomainEvent::WebhookSecretRotated(WebhookSecretRotated {
@@ -167,7 +193,7 @@ pub async fn schedule_recovery(
     meta: &EventMetadata,
     filter: SendoutFilter,
     related: Vec<RelatedRef>,
-) -> ApiResult<entity::task::Model> {
+) -> ServiceResult<entity::task::Model> {
     let task = tasks::scheduled(meta, NewTask {
         project_id: project_id.to_owned(),
         task_type: TaskType::WebhookRecovery,
@@ -188,7 +214,7 @@ pub async fn recover(
     meta: &EventMetadata,
     since: i64,
     until: Option<i64>,
-) -> ApiResult<entity::task::Model> {
+) -> ServiceResult<entity::task::Model> {
     get(store.db(), project_id, id).await?;
     let filter = SendoutFilter {
         status: vec![SendoutStatus::Failed],
