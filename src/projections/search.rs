@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::config::Settings;
+use crate::dialect::{for_update, ph};
 use crate::projections::unnest::Unnest;
 
 pub const CHECKPOINT: &str = "log_search";
@@ -319,7 +320,7 @@ async fn insert_docs(conn: &impl ConnectionTrait, backend: DbBackend, docs: &[(i
 /// answers: it empties the index too, as a rewound checkpoint alone would meet indexed rows again.
 async fn read_checkpoint(conn: &impl ConnectionTrait, lock: bool) -> Result<Option<i64>, DbErr> {
     let backend = conn.get_database_backend();
-    let lock = if lock && backend == DbBackend::Postgres { " FOR UPDATE" } else { "" };
+    let lock = if lock { for_update(backend) } else { "" };
     let row = conn
         .query_one_raw(Statement::from_sql_and_values(
             backend,
@@ -527,10 +528,6 @@ fn escape_like(text: &str) -> String {
     text.replace('!', "!!").replace('%', "!%").replace('_', "!_")
 }
 
-/// The `n`th bind placeholder (1-based) in the backend's syntax.
-fn ph(backend: DbBackend, n: usize) -> String {
-    if backend == DbBackend::Postgres { format!("${n}") } else { "?".to_owned() }
-}
 
 #[cfg(test)]
 mod tests {

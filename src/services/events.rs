@@ -218,16 +218,9 @@ pub async fn publish(
     idempotency_key: Option<String>,
 ) -> ServiceResult<Accepted> {
     let writer = store.begin().await?;
-    if let Some(key) = &idempotency_key
-        && writer.conn().get_database_backend() == sea_orm::DbBackend::Postgres
-    {
-        // Two requests with one key take turns (SQLite's writer lock already serialises them).
-        let lock = sea_orm::Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            [format!("{project_id}/{key}").into()],
-        );
-        writer.conn().execute_raw(lock).await?;
+    if let Some(key) = &idempotency_key {
+        // Two requests with one key take turns.
+        crate::dialect::lock_key(writer.conn(), &format!("{project_id}/{key}")).await?;
     }
     if let Some(key) = &idempotency_key
         && let Some(seen) = event_idempotency::Entity::find_by_id((project_id.to_owned(), key.clone())).one(writer.conn()).await?

@@ -6,8 +6,7 @@ use entity::{event_log, log, log_endpoint, log_related};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    RuntimeErr, Statement, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -250,13 +249,7 @@ async fn body_searches(index: &SearchIndex, f: &LogFilter) -> ServiceResult<Vec<
 async fn seqs(db: &DatabaseConnection, (sql, values): (String, Vec<sea_orm::Value>), max: usize) -> ServiceResult<Option<Vec<i64>>> {
     let backend = db.get_database_backend();
     let probe = Statement::from_sql_and_values(backend, format!("SELECT seq FROM ({sql}) AS m LIMIT {}", max + 1), values);
-    let rows = match backend {
-        DbBackend::Postgres => match within_budget(db, probe).await? {
-            Some(rows) => rows,
-            None => return Ok(None),
-        },
-        _ => db.query_all_raw(probe).await?,
-    };
+    let Some(rows) = crate::dialect::query_within(db, probe, LIST_BUDGET).await? else { return Ok(None) };
     if rows.len() > max {
         return Ok(None);
     }
@@ -272,30 +265,6 @@ async fn seqs(db: &DatabaseConnection, (sql, values): (String, Vec<sea_orm::Valu
 /// find rare read most of the index (740 ms at 200,000 logs), where checking rows fills a page in
 /// about 100 ms.
 const LIST_BUDGET: Duration = Duration::from_millis(100);
-
-/// Runs `query` under [`LIST_BUDGET`]; `None` if PostgreSQL cancelled it for taking longer.
-async fn within_budget(db: &DatabaseConnection, query: Statement) -> ServiceResult<Option<Vec<sea_orm::QueryResult>>> {
-    let txn = db.begin().await?;
-    txn.execute_unprepared(&format!("SET LOCAL statement_timeout = {}", LIST_BUDGET.as_millis())).await?;
-    match txn.query_all_raw(query).await {
-        Ok(rows) => {
-            txn.commit().await?;
-            Ok(Some(rows))
-        }
-        Err(err) if is_cancelled(&err) => Ok(None),
-        Err(err) => Err(err.into()),
-    }
-}
-
-/// PostgreSQL's `query_canceled` (57014), which `statement_timeout` raises.
-fn is_cancelled(err: &DbErr) -> bool {
-    match err {
-        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => {
-            e.as_database_error().and_then(|d| d.code()).is_some_and(|code| code == "57014")
-        }
-        _ => false,
-    }
-}
 
 /// The single number a `SELECT COUNT(*) AS n` returns.
 async fn scalar(db: &DatabaseConnection, (sql, values): (String, Vec<sea_orm::Value>)) -> ServiceResult<u64> {
@@ -327,27 +296,4 @@ pub async fn endpoints(db: &DatabaseConnection, project_id: &str) -> ServiceResu
         .into_tuple()
         .all(db)
         .await?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Needs PostgreSQL (`TEST_DATABASE_URL`, as CI's second run sets it); on SQLite there is no budget.
-    #[tokio::test]
-    async fn a_listing_over_budget_is_given_up_and_one_within_it_is_returned() {
-        let Some(url) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) else {
-            eprintln!("TEST_DATABASE_URL is not PostgreSQL: nothing to check");
-            return;
-        };
-        let db = sea_orm::Database::connect(url).await.unwrap();
-        let query = |sql: &str| Statement::from_string(DbBackend::Postgres, sql.to_owned());
-        let slow = format!("SELECT pg_sleep({}) IS NULL AS seq", 3.0 * LIST_BUDGET.as_secs_f64());
-        assert!(within_budget(&db, query(&slow)).await.unwrap().is_none());
-        let quick = within_budget(&db, query("SELECT 7::bigint AS seq")).await.unwrap().expect("a quick listing");
-        assert_eq!(quick[0].try_get::<i64>("", "seq").unwrap(), 7);
-        // The budget was local to its transaction: the pool's connections are not left with it.
-        let timeout = db.query_one_raw(query("SHOW statement_timeout")).await.unwrap().unwrap();
-        assert_eq!(timeout.try_get::<String>("", "statement_timeout").unwrap(), "0");
-    }
 }

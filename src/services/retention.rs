@@ -4,7 +4,7 @@
 
 use entity::{event_idempotency, event_log, file, import, log, log_related, published_event, sendout, sendout_attempt, task, task_error};
 use sea_orm::sea_query::Query;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -13,6 +13,7 @@ use super::tasks::{self, NewTask, Progress, StepError, TaskRun};
 use crate::domain::task::TaskType;
 use crate::domain::time::{format_utc, now_ms};
 use super::error::ServiceResult;
+use crate::dialect;
 use crate::events::{DailyRetentionRun, DomainEvent, EventMetadata, EventStore, StoreError, Writer, in_streams};
 
 const DAY_MS: i64 = 86_400_000;
@@ -249,37 +250,22 @@ fn finished_tasks(project_id: &str, cutoff_ms: i64, this_task: &str) -> sea_orm:
 /// Deletes event-log rows of the project; the append-only trigger lets them go only while this
 /// transaction holds a purge permit, which it drops again before committing.
 async fn delete_events(conn: &impl ConnectionTrait, project_id: &str, which: sea_orm::sea_query::SimpleExpr) -> Result<u64, DbErr> {
-    let backend = conn.get_database_backend();
     let permit = format!("purge-{}", crate::domain::ids::new_id(crate::domain::ids::IdKind::Task));
-    conn.execute_raw(Statement::from_sql_and_values(backend, insert_permit(backend), [permit.clone().into()])).await?;
+    dialect::grant_purge_permit(conn, &permit).await?;
     let deleted = event_log::Entity::delete_many()
         .filter(event_log::Column::ProjectId.eq(project_id))
         .filter(which)
         .exec(conn)
         .await?
         .rows_affected;
-    conn.execute_raw(Statement::from_sql_and_values(backend, delete_permit(backend), [permit.into()])).await?;
+    dialect::revoke_purge_permit(conn, &permit).await?;
     Ok(deleted)
-}
-
-fn insert_permit(backend: DbBackend) -> &'static str {
-    match backend {
-        DbBackend::Postgres => "INSERT INTO event_log_purge_permits (purge_id) VALUES ($1)",
-        _ => "INSERT INTO event_log_purge_permits (purge_id) VALUES (?)",
-    }
-}
-
-fn delete_permit(backend: DbBackend) -> &'static str {
-    match backend {
-        DbBackend::Postgres => "DELETE FROM event_log_purge_permits WHERE purge_id = $1",
-        _ => "DELETE FROM event_log_purge_permits WHERE purge_id = ?",
-    }
 }
 
 /// Drops endpoints of the filter picker that no remaining log uses.
 async fn prune_endpoints(store: &EventStore, project_id: &str) -> Result<(), DbErr> {
     let backend = store.db().get_database_backend();
-    let p = if backend == DbBackend::Postgres { "$1" } else { "?" };
+    let p = dialect::ph(backend, 1);
     let sql = format!(
         "DELETE FROM log_endpoints WHERE project_id = {p} AND NOT EXISTS \
          (SELECT 1 FROM logs WHERE logs.project_id = log_endpoints.project_id AND logs.endpoint = log_endpoints.endpoint)"
