@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::Invalid;
-use crate::events::StoreError;
+use crate::event_log::StoreError;
 use crate::services::error::ServiceError;
 
 /// Every error code the API answers with, and the one HTTP status each maps to.

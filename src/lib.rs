@@ -6,7 +6,7 @@ pub mod db;
 pub mod dialect;
 pub mod domain;
 pub mod error;
-pub mod events;
+pub mod event_log;
 pub mod jobs;
 pub mod metrics;
 pub mod projections;

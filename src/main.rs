@@ -5,7 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use logbook::config::{Cli, Command, ProjectCommand, Settings};
 use logbook::domain::project::{Plan, ProjectName};
 use logbook::domain::time::ProjectTimeZone;
-use logbook::events::EventMetadata;
+use logbook::event_log::EventMetadata;
 use logbook::services::projects::{self, FirstStart, NewProject};
 use logbook::startup::{Application, open_database, shutdown_signal};
 use logbook::{api, jobs, projections, telemetry};

@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::api;
 use crate::config::Settings;
-use crate::events::EventStore;
+use crate::event_log::EventStore;
 use crate::jobs::{self, JobQueue, Workers};
 use crate::projections::search::SearchIndex;
 use crate::services::logs::LogWriter;

@@ -4,7 +4,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::config::Settings;
 use crate::domain::token;
-use crate::events::EventStore;
+use crate::event_log::EventStore;
 use crate::jobs::JobQueue;
 use crate::metrics::Metrics;
 use crate::services::logs::LogWriter;

@@ -7,7 +7,7 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::domain::actor::Actor;
 use crate::error::ApiError;
-use crate::events::EventMetadata;
+use crate::event_log::EventMetadata;
 use crate::services::auth::{Credential, Principal, ProjectAccess, authenticate};
 use crate::state::AppState;
 

@@ -15,7 +15,7 @@ use crate::domain::params::Params;
 use crate::domain::sendout::{SendoutFilter, SendoutStatus};
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
 use crate::error::{ApiResult, ErrorBody};
-use crate::events::AttemptTrigger;
+use crate::event_log::AttemptTrigger;
 use crate::services::{sendouts, webhooks};
 use crate::state::AppState;
 

@@ -1,7 +1,7 @@
 //! The one place that turns committed events into queued jobs: a scheduled task gets its job, a
 //! new sendout its first attempt, a retry request its manual attempt, and a failed attempt with a
 //! retry left its next attempt at the time the schedule says. Services only append events; the
-//! event store hands each commit here (see `events::AfterCommit`), and the sweepers queue again
+//! event store hands each commit here (see `event_log::AfterCommit`), and the sweepers queue again
 //! whatever a crash between commit and queueing lost.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 
 use super::JobQueue;
 use crate::domain::job::DeliveryJob;
-use crate::events::{AfterCommit, AttemptOutcome, DomainEvent, StoredEvent};
+use crate::event_log::{AfterCommit, AttemptOutcome, DomainEvent, StoredEvent};
 
 pub struct Dispatcher {
     jobs: JobQueue,

@@ -25,7 +25,7 @@ pub use dispatch::Dispatcher;
 use crate::config::Settings;
 use crate::domain::task::{TaskStatus, TaskType};
 use crate::domain::time::now_ms;
-use crate::events::EventStore;
+use crate::event_log::EventStore;
 use crate::metrics::Metrics;
 use crate::projections::search::{SearchIndex, SearchIndexer};
 use crate::services::delivery::Deliverer;

@@ -3,7 +3,7 @@
 use entity::published_event;
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, IntoActiveModel};
 
-use crate::events::{EventPublished, StoredEvent};
+use crate::event_log::{EventPublished, StoredEvent};
 
 const CHUNK: usize = 512;
 

@@ -12,7 +12,7 @@ mod webhooks;
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait};
 
 use crate::domain::log::LogRecord;
-use crate::events::{DomainEvent, EventPublished, EventStore, SendoutAttempted, SendoutCreated, StoreError, StoredEvent, read_batch};
+use crate::event_log::{DomainEvent, EventPublished, EventStore, SendoutAttempted, SendoutCreated, StoreError, StoredEvent, read_batch};
 
 /// Every projection table, children before parents. `rebuild` empties exactly these.
 pub const TABLES: &[&str] = &[

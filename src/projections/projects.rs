@@ -3,7 +3,7 @@
 use entity::{admin_token, api_key, project, user};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel};
 
-use crate::events::{DomainEvent, StoredEvent};
+use crate::event_log::{DomainEvent, StoredEvent};
 
 pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<(), DbErr> {
     let at = stored.recorded_at_ms;

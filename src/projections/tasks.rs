@@ -6,7 +6,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait
 use serde_json::Value;
 
 use crate::domain::task::{MAX_KEPT_ERRORS, ProcessingStatus, TaskError, TaskStatus};
-use crate::events::{DomainEvent, StoredEvent};
+use crate::event_log::{DomainEvent, StoredEvent};
 
 pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<(), DbErr> {
     let at = stored.recorded_at_ms;

@@ -5,7 +5,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter};
 
 use crate::domain::sendout::SendoutStatus;
-use crate::events::{AttemptOutcome, AttemptTrigger, DomainEvent, SendoutAttempted, StoredEvent};
+use crate::event_log::{AttemptOutcome, AttemptTrigger, DomainEvent, SendoutAttempted, StoredEvent};
 
 pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<(), DbErr> {
     let at = stored.recorded_at_ms;
@@ -221,7 +221,7 @@ pub async fn record_attempts(conn: &impl ConnectionTrait, attempts: &[(&StoredEv
 }
 
 /// Sendouts come in bulk (an import's rows fan out), so they are inserted many rows at a time.
-pub async fn insert_sendouts(conn: &impl ConnectionTrait, created: &[(&StoredEvent, &crate::events::SendoutCreated)]) -> Result<(), DbErr> {
+pub async fn insert_sendouts(conn: &impl ConnectionTrait, created: &[(&StoredEvent, &crate::event_log::SendoutCreated)]) -> Result<(), DbErr> {
     for chunk in super::pow2_chunks(created, CHUNK) {
         let rows = chunk.iter().map(|(stored, e)| {
             sendout::Model {

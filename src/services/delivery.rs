@@ -22,7 +22,7 @@ use crate::domain::ids::{IdKind, new_id};
 use crate::domain::sendout::{next_delay, parse_retry_after};
 use crate::domain::time::{format_utc, now_ms};
 use crate::domain::webhook::{refused_address, sign};
-use crate::events::{
+use crate::event_log::{
     Attempt, AttemptOutcome, AttemptTrigger, DomainEvent, EventMetadata, EventPublished, EventStore, SendoutAttempted, StoreError,
     WebhookDisabled,
 };

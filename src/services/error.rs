@@ -3,7 +3,7 @@
 
 use sea_orm::DbErr;
 
-use crate::events::StoreError;
+use crate::event_log::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -15,7 +15,7 @@ use crate::domain::params::Params;
 use crate::domain::time::now_ms;
 use crate::domain::webhook::EventTypePattern;
 use super::error::{ServiceError, ServiceResult};
-use crate::events::{DomainEvent, EventMetadata, EventPublished, EventStore, SendoutCreated};
+use crate::event_log::{DomainEvent, EventMetadata, EventPublished, EventStore, SendoutCreated};
 
 /// The events that publish `new` in `project_id`, ready to append (webhook fan-out hooks in here).
 pub fn published(project_id: &str, new: Vec<NewEvent>) -> Vec<DomainEvent> {

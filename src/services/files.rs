@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::time::now_ms;
-use crate::events::EventStore;
+use crate::event_log::EventStore;
 
 pub const CHUNK_BYTES: usize = 1 << 20;
 

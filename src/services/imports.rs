@@ -15,7 +15,7 @@ use crate::domain::import::{Batch, FileError, ImportFormat, Position, Row, RowRe
 use crate::domain::log::{RelatedKind, RelatedRef};
 use crate::domain::task::{TaskType, percent};
 use super::error::{ServiceError, ServiceResult};
-use crate::events::{DomainEvent, EventMetadata, EventStore, ImportCreated};
+use crate::event_log::{DomainEvent, EventMetadata, EventStore, ImportCreated};
 
 /// Rows per committed step: progress moves every few thousand rows...
 const STEP_ROWS: usize = 4096;

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::domain::log::{LogFilter, LogRecord, LogStatus};
 use crate::domain::pagination::{Cursor, Limit, Page};
 use super::error::{ServiceError, ServiceResult};
-use crate::events::{DomainEvent, EventMetadata, EventStore, StoreError, StoredEvent};
+use crate::event_log::{DomainEvent, EventMetadata, EventStore, StoreError, StoredEvent};
 use crate::metrics::Metrics;
 use crate::projections::search::{self, Body, SearchIndex};
 use crate::services::newest_first;

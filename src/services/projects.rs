@@ -9,7 +9,7 @@ use crate::domain::project::{ApiKey, Email, KeyKind, KeyName, Plan, Project, Pro
 use crate::domain::time::ProjectTimeZone;
 use crate::domain::token::{self, TokenKind};
 use super::error::{ServiceError, ServiceResult};
-use crate::events::{
+use crate::event_log::{
     AdminTokenCreated, ApiKeyCreated, ApiKeyRevoked, Bootstrapped, DomainEvent, EventMetadata, EventStore,
     ProjectCreated, ProjectUpdated, StoreError, UserCreated,
 };

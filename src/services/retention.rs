@@ -14,7 +14,7 @@ use crate::domain::task::TaskType;
 use crate::domain::time::{format_utc, now_ms};
 use super::error::ServiceResult;
 use crate::dialect;
-use crate::events::{DailyRetentionRun, DomainEvent, EventMetadata, EventStore, StoreError, Writer, in_streams};
+use crate::event_log::{DailyRetentionRun, DomainEvent, EventMetadata, EventStore, StoreError, Writer, in_streams};
 
 const DAY_MS: i64 = 86_400_000;
 /// Rows removed per transaction.
@@ -30,7 +30,7 @@ pub async fn schedule(store: &EventStore, project_id: &str, meta: &EventMetadata
     tasks::get(store.db(), project_id, &id).await
 }
 
-fn purge_task(meta: &EventMetadata, project_id: &str, retention_days: i32) -> crate::events::TaskScheduled {
+fn purge_task(meta: &EventMetadata, project_id: &str, retention_days: i32) -> crate::event_log::TaskScheduled {
     let cutoff_ms = now_ms() - i64::from(retention_days) * DAY_MS;
     tasks::scheduled(meta, NewTask {
         project_id: project_id.to_owned(),

@@ -12,7 +12,7 @@ use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::sendout::SendoutFilter;
 use crate::domain::task::percent;
 use super::error::{ServiceError, ServiceResult};
-use crate::events::{DomainEvent, EventMetadata, EventStore, SendoutRetryRequested};
+use crate::event_log::{DomainEvent, EventMetadata, EventStore, SendoutRetryRequested};
 
 fn condition(project_id: &str, f: &SendoutFilter) -> Condition {
     let mut c = Condition::all().add(sendout::Column::ProjectId.eq(project_id));

@@ -18,7 +18,7 @@ use crate::domain::log::RelatedRef;
 use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::task::{ProcessingStatus, TaskError, TaskFilter, TaskStatus, TaskType};
 use super::error::{ServiceError, ServiceResult};
-use crate::events::{
+use crate::event_log::{
     DomainEvent, EventMetadata, EventStore, StoreError, TaskCompleted, TaskFailed, TaskProgressed, TaskRef,
     TaskScheduled, Writer,
 };

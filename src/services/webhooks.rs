@@ -14,7 +14,7 @@ use crate::domain::task::TaskType;
 use crate::domain::time::now_ms;
 use crate::domain::webhook::{EventTypePattern, WebhookUrl, new_secret, refused_address};
 use super::error::{ServiceError, ServiceResult};
-use crate::events::{DomainEvent, EventMetadata, EventStore, WebhookCreated, WebhookRef, WebhookSecretRotated, WebhookUpdated};
+use crate::event_log::{DomainEvent, EventMetadata, EventStore, WebhookCreated, WebhookRef, WebhookSecretRotated, WebhookUpdated};
 
 /// How long a rotated-out secret keeps signing beside the new one.
 const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;

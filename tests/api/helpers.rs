@@ -23,7 +23,7 @@ pub struct TestApp {
     pub client_key_id: String,
     pub user_id: String,
     pub db: DatabaseConnection,
-    pub store: logbook::events::EventStore,
+    pub store: logbook::event_log::EventStore,
     pub settings: Settings,
     _dir: tempfile::TempDir,
     _server: tokio::task::JoinHandle<std::io::Result<()>>,

@@ -9,7 +9,7 @@ use logbook::domain::actor::Actor;
 use logbook::domain::event::{EventType, SourceId};
 use logbook::domain::import::ImportFormat;
 use logbook::domain::task::{ProcessingStatus, TaskType};
-use logbook::events::{DomainEvent, EventMetadata, EventPublished, ImportCreated, TaskCompleted, TaskScheduled};
+use logbook::event_log::{DomainEvent, EventMetadata, EventPublished, ImportCreated, TaskCompleted, TaskScheduled};
 
 const DAY_MS: i64 = 86_400_000;
 

@@ -187,7 +187,7 @@ async fn private_and_internal_urls_are_refused_at_creation_and_at_delivery() {
     let receiver = Receiver::start().await;
     let store = app.store.clone();
     for url in [receiver.url(), format!("http://localhost:{}/hook", receiver.port)] {
-        let event = logbook::events::DomainEvent::WebhookCreated(logbook::events::WebhookCreated {
+        let event = logbook::event_log::DomainEvent::WebhookCreated(logbook::event_log::WebhookCreated {
             id: logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Webhook),
             project_id: app.project_id.clone(),
             url: logbook::domain::webhook::WebhookUrl::try_from(url).unwrap(),
@@ -197,7 +197,7 @@ async fn private_and_internal_urls_are_refused_at_creation_and_at_delivery() {
             rate_limit_per_second: None,
             secret: logbook::domain::webhook::new_secret(),
         });
-        store.append(&logbook::events::EventMetadata::system(), vec![event]).await.unwrap();
+        store.append(&logbook::event_log::EventMetadata::system(), vec![event]).await.unwrap();
     }
     let event = app.publish("order.created", json!({})).await;
     for s in event["sendouts"].as_array().unwrap() {

@@ -391,7 +391,7 @@ pub async fn read_batch(conn: &impl ConnectionTrait, after_seq: i64, limit: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{ApiKeyRevoked, Bootstrapped};
+    use crate::event_log::{ApiKeyRevoked, Bootstrapped};
 
     #[test]
     fn an_event_splits_into_type_version_and_payload_and_decodes_back() {
