@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::domain::Invalid;
 use crate::event_log::StoreError;
 use crate::services::error::ServiceError;
+use crate::services::files::UploadError;
 
 /// Every error code the API answers with, and the one HTTP status each maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -198,6 +199,19 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(e) => e.into(),
             ServiceError::Db(e) => Self::internal(e),
             ServiceError::Internal(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(err: UploadError) -> Self {
+        match err {
+            UploadError::TooLarge(max) => Self::new(
+                ErrorCode::PayloadTooLarge,
+                format!("The file is larger than the import limit of {max} bytes (LOGBOOK_MAX_IMPORT_BYTES)."),
+            ),
+            UploadError::Body(message) => Self::malformed(format!("The upload could not be read: {message}")),
+            UploadError::Db(e) => Self::internal(e),
         }
     }
 }

@@ -2,9 +2,8 @@
 
 use actix_multipart::Multipart;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ContentDisposition};
-use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -17,7 +16,7 @@ use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::services::files::{self, UploadError};
-use crate::services::imports::{self, Upload};
+use crate::services::imports;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -103,7 +102,7 @@ async fn create_import(
     let multipart = content_type.to_ascii_lowercase().starts_with("multipart/form-data");
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max + if multipart { MULTIPART_OVERHEAD } else { 0 }) {
-        return Err(too_large(max));
+        return Err(UploadError::TooLarge(max).into());
     }
     let project_id = member.project_id().to_owned();
     let upload = if multipart {
@@ -118,7 +117,7 @@ async fn create_import(
             }
             let name = field.content_disposition().and_then(|d| d.get_filename()).map(str::to_owned);
             let declared_type = field.content_type().map(|m| m.essence_str().to_owned());
-            break store_upload(&state, &project_id, field, name, declared_type).await?;
+            break imports::receive(&state.store, &project_id, field, name, declared_type, max).await?;
         }
     } else {
         if ImportFormat::from_content_type(&content_type).is_none() {
@@ -128,7 +127,7 @@ async fn create_import(
             ));
         }
         let name = params.one("name").map_err(|e| ApiError::invalid_query("name", e.0))?.map(str::to_owned);
-        store_upload(&state, &project_id, payload, name, Some(content_type)).await?
+        imports::receive(&state.store, &project_id, payload, name, Some(content_type), max).await?
     };
     let import = imports::create(&state.store, &project_id, &member.meta, upload).await?;
     request_log::relate(&req, RelatedKind::Import, &import.id);
@@ -140,43 +139,6 @@ async fn create_import(
     Ok(HttpResponse::Accepted().json(ImportOut::new(import, &member.access.project.time_zone)))
 }
 
-/// Stores the body, telling the format from the declared type, the file name, or the first bytes.
-async fn store_upload<E: std::fmt::Display>(
-    state: &AppState,
-    project_id: &str,
-    body: impl Stream<Item = Result<Bytes, E>>,
-    name: Option<String>,
-    declared_type: Option<String>,
-) -> ApiResult<Upload> {
-    let mut head = Vec::new();
-    let body = body.inspect(|chunk| {
-        if let Ok(bytes) = chunk
-            && head.len() < 256
-        {
-            head.extend_from_slice(&bytes[..bytes.len().min(256 - head.len())]);
-        }
-    });
-    let file = files::store(&state.store, project_id, body, state.settings.max_import_bytes).await.map_err(|e| match e {
-        UploadError::TooLarge(max) => too_large(max),
-        UploadError::Body(message) => ApiError::malformed(format!("The upload could not be read: {message}")),
-        UploadError::Db(e) => e.into(),
-    })?;
-    let format = declared_type
-        .as_deref()
-        .and_then(ImportFormat::from_content_type)
-        .or_else(|| name.as_deref().and_then(ImportFormat::from_file_name))
-        .unwrap_or_else(|| ImportFormat::sniff(&head));
-    let name = name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| match format {
-        ImportFormat::Csv => "import.csv".into(),
-        ImportFormat::Ndjson => "import.ndjson".into(),
-    });
-    let content_type = declared_type.filter(|t| t != "application/octet-stream").unwrap_or_else(|| format.content_type().to_owned());
-    Ok(Upload { file, name: name.chars().take(255).collect(), content_type, format })
-}
-
-fn too_large(max: u64) -> ApiError {
-    ApiError::new(ErrorCode::PayloadTooLarge, format!("The file is larger than the import limit of {max} bytes (LOGBOOK_MAX_IMPORT_BYTES)."))
-}
 
 #[utoipa::path(
     operation_id = "get_import", tag = "imports", security(("bearer" = [])),

@@ -46,6 +46,23 @@ impl ImportFormat {
         }
     }
 
+    /// An upload's format: its declared content type, else its file name's extension, else a
+    /// guess from its first bytes.
+    pub fn decide(declared_type: Option<&str>, file_name: Option<&str>, head: &[u8]) -> Self {
+        declared_type
+            .and_then(Self::from_content_type)
+            .or_else(|| file_name.and_then(Self::from_file_name))
+            .unwrap_or_else(|| Self::sniff(head))
+    }
+
+    /// The name an upload gets when it brings none.
+    pub fn default_file_name(self) -> &'static str {
+        match self {
+            Self::Csv => "import.csv",
+            Self::Ndjson => "import.ndjson",
+        }
+    }
+
     /// A last guess from the first bytes: NDJSON lines open with `{`.
     pub fn sniff(head: &[u8]) -> Self {
         let first = head.iter().find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF);
@@ -447,6 +464,15 @@ impl From<Invalid> for FileError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_uploads_format_comes_from_its_type_then_its_name_then_its_first_bytes() {
+        assert_eq!(ImportFormat::decide(Some("application/x-ndjson"), Some("a.csv"), b"a,b"), ImportFormat::Ndjson);
+        assert_eq!(ImportFormat::decide(Some("application/octet-stream"), Some("rows.jsonl"), b"a,b"), ImportFormat::Ndjson);
+        assert_eq!(ImportFormat::decide(None, Some("upload"), b"  {\"type\": \"x\"}"), ImportFormat::Ndjson);
+        assert_eq!(ImportFormat::decide(None, None, b"type,source_id"), ImportFormat::Csv);
+        assert_eq!(ImportFormat::Ndjson.default_file_name(), "import.ndjson");
+    }
 
     fn csv_rows(text: &str) -> Result<Vec<Row>, FileError> {
         let (header, start) = read_csv_header(text.as_bytes())?;

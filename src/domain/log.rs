@@ -1,8 +1,13 @@
 //! A recorded API request: what the request-log middleware captures and what `POST /v1/logs` ingests.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
+
+use super::channel::Channel;
+use super::ids::{IdKind, new_id};
+use super::redact::{RedactKeys, redact_header_map, stored_body, stored_json};
+use super::time::{now_ms, parse_instant};
 
 /// A resource a request touched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -73,6 +78,134 @@ impl LogRecord {
     /// `success` or `failure` is derived, never stored apart from the status code.
     pub fn failed(&self) -> bool {
         self.http_status >= 400
+    }
+}
+
+/// An entry sent by the host application. Secrets in headers and bodies are redacted on arrival.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogIn {
+    /// RFC 3339; may lie in the past.
+    pub occurred_at: String,
+    pub channel: String,
+    pub method: String,
+    pub path: String,
+    /// Route template; default `<method> <path>`.
+    pub endpoint: Option<String>,
+    pub http_status: i64,
+    pub duration_ms: i64,
+    #[schema(value_type = Option<Object>)]
+    pub query: Option<Map<String, Value>>,
+    #[schema(value_type = Option<Object>)]
+    pub request_headers: Option<Map<String, Value>>,
+    /// Any JSON value; a string is stored as text.
+    pub request_body: Option<Value>,
+    pub response_body: Option<Value>,
+    pub user_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub server_key_id: Option<String>,
+    pub client_key_id: Option<String>,
+    pub related: Option<Vec<RelatedRef>>,
+}
+
+/// Most entries in one `POST /v1/logs`.
+pub const MAX_INGEST_BATCH: usize = 1000;
+/// Entries may be back-dated freely but not dated in the future beyond clock skew.
+const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
+
+impl LogIn {
+    /// Checks every field, collecting all problems as `(logs[i].field, message)`, and stores the
+    /// bodies and headers redacted.
+    pub fn into_record(self, index: usize, project_id: &str, keys: &RedactKeys, errors: &mut Vec<(String, String)>) -> Option<LogRecord> {
+        let before = errors.len();
+        let mut bad = |field: &str, message: &str| {
+            errors.push((format!("logs[{index}].{field}"), message.to_owned()));
+        };
+        let occurred_at_ms = match parse_instant(&self.occurred_at) {
+            Ok(ms) if ms > now_ms() + MAX_FUTURE_MS => {
+                bad("occurred_at", "must not lie in the future");
+                0
+            }
+            Ok(ms) => ms,
+            Err(e) => {
+                bad("occurred_at", &e.0);
+                0
+            }
+        };
+        if let Err(e) = Channel::try_from(self.channel.clone()) {
+            bad("channel", &e.0);
+        }
+        let method = self.method.to_ascii_uppercase();
+        if !(1..=16).contains(&method.len()) || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            bad("method", "must be an HTTP method such as GET or POST");
+        }
+        if !self.path.starts_with('/') || self.path.len() > 2048 {
+            bad("path", "must start with / and be at most 2048 characters");
+        }
+        let endpoint = self.endpoint.clone().unwrap_or_else(|| format!("{method} {}", self.path));
+        if endpoint.is_empty() || endpoint.len() > 300 {
+            bad("endpoint", "must be 1 to 300 characters");
+        }
+        if !(100..=599).contains(&self.http_status) {
+            bad("http_status", "must be an HTTP status from 100 to 599");
+        }
+        if !(0..=86_400_000).contains(&self.duration_ms) {
+            bad("duration_ms", "must be from 0 to 86400000");
+        }
+        for (field, value) in [
+            ("user_id", &self.user_id),
+            ("customer_id", &self.customer_id),
+            ("server_key_id", &self.server_key_id),
+            ("client_key_id", &self.client_key_id),
+        ] {
+            if value.as_ref().is_some_and(|v| v.is_empty() || v.len() > 255) {
+                bad(field, "must be 1 to 255 characters");
+            }
+        }
+        let related = self.related.unwrap_or_default();
+        if related.len() > 100 || related.iter().any(|r| r.id.is_empty() || r.id.len() > 255) {
+            bad("related", "must hold at most 100 entries, each with an id of 1 to 255 characters");
+        }
+        if errors.len() > before {
+            return None;
+        }
+        let body = |value: Option<Value>| match value {
+            None | Some(Value::Null) => (Value::Null, false),
+            Some(Value::String(text)) => stored_body(text.as_bytes(), true, keys),
+            Some(json) => stored_json(json, keys),
+        };
+        let (request_body, request_body_truncated) = body(self.request_body);
+        let (response_body, response_body_truncated) = body(self.response_body);
+        let mut headers = self.request_headers.unwrap_or_default();
+        redact_header_map(&mut headers);
+        let mut unique_related: Vec<RelatedRef> = Vec::with_capacity(related.len());
+        for r in related {
+            if !unique_related.iter().any(|u| u.id == r.id) {
+                unique_related.push(r);
+            }
+        }
+        Some(LogRecord {
+            id: new_id(IdKind::Log),
+            project_id: Some(project_id.to_owned()),
+            occurred_at_ms,
+            channel: self.channel,
+            method,
+            endpoint,
+            path: self.path,
+            http_status: self.http_status as i32,
+            duration_ms: self.duration_ms,
+            query: Value::Object(self.query.unwrap_or_default()),
+            request_headers: Value::Object(headers),
+            request_body,
+            response_body,
+            request_body_truncated,
+            response_body_truncated,
+            user_id: self.user_id,
+            customer_id: self.customer_id,
+            server_key_id: self.server_key_id,
+            client_key_id: self.client_key_id,
+            related: unique_related,
+        })
     }
 }
 

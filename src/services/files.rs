@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use actix_web::web::Bytes;
+use bytes::Bytes;
 use entity::{file, file_chunk};
 use futures_util::{Stream, StreamExt};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};

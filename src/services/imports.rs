@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::events::published;
-use super::files::{FileReader, StoredFile};
+use super::files::{self, FileReader, StoredFile, UploadError};
 use super::tasks::{self, NewTask, Progress, StepError, TaskRun};
 use crate::domain::event::system;
 use crate::domain::ids::{IdKind, new_id};
@@ -28,6 +28,32 @@ pub struct Upload {
     pub name: String,
     pub content_type: String,
     pub format: ImportFormat,
+}
+
+/// Stores an upload's bytes as they stream in (one chunk in memory), and tells its format from
+/// the declared type, the file name, or the first bytes.
+pub async fn receive<E: std::fmt::Display>(
+    store: &EventStore,
+    project_id: &str,
+    body: impl futures_util::Stream<Item = Result<bytes::Bytes, E>>,
+    name: Option<String>,
+    declared_type: Option<String>,
+    max_bytes: u64,
+) -> Result<Upload, UploadError> {
+    use futures_util::StreamExt;
+    let mut head = Vec::new();
+    let body = body.inspect(|chunk| {
+        if let Ok(bytes) = chunk
+            && head.len() < 256
+        {
+            head.extend_from_slice(&bytes[..bytes.len().min(256 - head.len())]);
+        }
+    });
+    let file = files::store(store, project_id, body, max_bytes).await?;
+    let format = ImportFormat::decide(declared_type.as_deref(), name.as_deref(), &head);
+    let name = name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| format.default_file_name().to_owned());
+    let content_type = declared_type.filter(|t| t != "application/octet-stream").unwrap_or_else(|| format.content_type().to_owned());
+    Ok(Upload { file, name: name.chars().take(255).collect(), content_type, format })
 }
 
 /// Records the import and its task (whose job the dispatcher queues).

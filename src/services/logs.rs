@@ -10,10 +10,11 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::log::{LogFilter, LogRecord, LogStatus};
+use crate::domain::log::{LogFilter, LogIn, LogRecord, LogStatus, MAX_INGEST_BATCH};
+use crate::domain::redact::RedactKeys;
 use crate::domain::pagination::{Cursor, Limit, Page};
 use super::error::{ServiceError, ServiceResult};
-use crate::event_log::{DomainEvent, EventMetadata, EventStore, StoreError, StoredEvent};
+use crate::event_log::{DomainEvent, EventMetadata, EventStore};
 use crate::metrics::Metrics;
 use crate::projections::search::{self, Body, SearchIndex};
 use crate::services::newest_first;
@@ -109,10 +110,21 @@ async fn run(store: EventStore, mut rx: mpsc::Receiver<Pending>, stats: CommitSt
     }
 }
 
-/// Appends ingested entries, all or none.
-pub async fn ingest(store: &EventStore, meta: &EventMetadata, records: Vec<LogRecord>) -> Result<Vec<StoredEvent>, StoreError> {
+/// Checks and appends the host application's entries, all or none; returns their ids in order.
+pub async fn ingest(store: &EventStore, meta: &EventMetadata, project_id: &str, entries: Vec<LogIn>, keys: &RedactKeys) -> ServiceResult<Vec<String>> {
+    if entries.is_empty() || entries.len() > MAX_INGEST_BATCH {
+        return Err(ServiceError::invalid("logs", format!("must hold 1 to {MAX_INGEST_BATCH} entries")));
+    }
+    let mut errors = Vec::new();
+    let records: Vec<LogRecord> =
+        entries.into_iter().enumerate().filter_map(|(i, e)| e.into_record(i, project_id, keys, &mut errors)).collect();
+    if !errors.is_empty() {
+        return Err(ServiceError::Rejected(errors));
+    }
+    let ids = records.iter().map(|r| r.id.clone()).collect();
     let events = records.into_iter().map(|r| DomainEvent::RequestLogged(Box::new(r))).collect();
-    store.append(meta, events).await
+    store.append(meta, events).await?;
+    Ok(ids)
 }
 
 pub async fn list(
