@@ -6,7 +6,7 @@ use entity::{event_idempotency, event_log, published_event, sendout, webhook};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::Value;
 
-use super::newest_first;
+use super::Keyset;
 use crate::domain::event::{EventType, NewEvent};
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::pagination::{Cursor, Limit, Page};
@@ -86,7 +86,8 @@ pub struct EventView {
     pub data: Value,
 }
 
-pub async fn list(db: &DatabaseConnection, project_id: &str, f: &EventFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<EventView>> {
+/// The published events `f` selects, in list order.
+pub fn lister(project_id: &str, f: &EventFilter) -> Keyset<published_event::Entity> {
     let mut c = Condition::all().add(published_event::Column::ProjectId.eq(project_id));
     if let Some(after) = f.created_after {
         c = c.add(published_event::Column::CreatedAtMs.gte(after));
@@ -100,15 +101,14 @@ pub async fn list(db: &DatabaseConnection, project_id: &str, f: &EventFilter, li
     if !f.source_id.is_empty() {
         c = c.add(published_event::Column::SourceId.is_in(f.source_id.iter().cloned()));
     }
-    let query = newest_first(
-        published_event::Entity::find().filter(c),
-        published_event::Column::CreatedAtMs,
-        published_event::Column::Id,
-        limit,
-        cursor,
-    );
-    let rows = query.all(db).await?;
-    let page = Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() });
+    Keyset::new(published_event::Entity::find().filter(c), published_event::Column::CreatedAtMs, published_event::Column::Id, |r| Cursor {
+        time_ms: r.created_at_ms,
+        id: r.id.clone(),
+    })
+}
+
+pub async fn list(db: &DatabaseConnection, project_id: &str, f: &EventFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<EventView>> {
+    let page = lister(project_id, f).page(db, limit, cursor).await?;
     let seqs: Vec<i64> = page.rows.iter().map(|r| r.event_seq).collect();
     let mut payloads: HashMap<i64, String> = event_log::Entity::find()
         .select_only()

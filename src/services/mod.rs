@@ -13,9 +13,39 @@ pub mod sendouts;
 pub mod tasks;
 pub mod webhooks;
 
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 
-use crate::domain::pagination::{Cursor, Limit};
+use crate::domain::pagination::{Cursor, Limit, Page};
+
+/// A list's rows in list order, newest first by `(time, id)`: a page for a `GET` list, and every
+/// row page by page for work that walks a whole list (bulk retries, exports), so that both hold
+/// the same rows in the same order by construction. A page's cursor is also a resume point.
+pub struct Keyset<E: EntityTrait> {
+    select: Select<E>,
+    time: E::Column,
+    id: E::Column,
+    key: fn(&E::Model) -> Cursor,
+}
+
+impl<E: EntityTrait> Keyset<E>
+where
+    E::Model: Sync,
+{
+    pub fn new(select: Select<E>, time: E::Column, id: E::Column, key: fn(&E::Model) -> Cursor) -> Self {
+        Self { select, time, id, key }
+    }
+
+    /// Up to `limit` rows after `cursor`, and the cursor of the next page if there is one.
+    pub async fn page(&self, db: &impl ConnectionTrait, limit: Limit, cursor: Option<&Cursor>) -> Result<Page<E::Model>, DbErr> {
+        let rows = newest_first(self.select.clone(), self.time, self.id, limit, cursor).all(db).await?;
+        Ok(Page::from_overfetch(rows, limit, self.key))
+    }
+
+    /// How many rows follow `cursor` (all of them without one).
+    pub async fn count_after(&self, db: &impl ConnectionTrait, cursor: Option<&Cursor>) -> Result<u64, DbErr> {
+        after_cursor(self.select.clone(), self.time, self.id, cursor).count(db).await
+    }
+}
 
 /// Orders a query newest first by `(time, id)`, continues after `cursor`, and fetches one row more
 /// than `limit` so the caller can tell whether another page follows.
@@ -26,13 +56,17 @@ pub fn newest_first<E: EntityTrait>(
     limit: Limit,
     cursor: Option<&Cursor>,
 ) -> Select<E> {
-    let select = match cursor {
+    after_cursor(select, time, id, cursor).order_by_desc(time).order_by_desc(id).limit(limit.get() + 1)
+}
+
+/// The rows that come after `cursor` in newest-first order.
+fn after_cursor<E: EntityTrait>(select: Select<E>, time: E::Column, id: E::Column, cursor: Option<&Cursor>) -> Select<E> {
+    match cursor {
         Some(c) => select.filter(
             Condition::any()
                 .add(time.lt(c.time_ms))
                 .add(Condition::all().add(time.eq(c.time_ms)).add(id.lt(c.id.as_str()))),
         ),
         None => select,
-    };
-    select.order_by_desc(time).order_by_desc(id).limit(limit.get() + 1)
+    }
 }

@@ -2,11 +2,11 @@
 //! every sendout matching a filter.
 
 use entity::{sendout, sendout_attempt};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::newest_first;
+use super::Keyset;
 use super::tasks::{Progress, StepError, TaskRun};
 use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::sendout::SendoutFilter;
@@ -33,10 +33,14 @@ fn condition(project_id: &str, f: &SendoutFilter) -> Condition {
     any_of(c, sendout::Column::RequestId, &f.request_id)
 }
 
+/// The sendouts `f` selects, in list order: one definition for the list, bulk retries and exports.
+pub fn lister(project_id: &str, f: &SendoutFilter) -> Keyset<sendout::Entity> {
+    let select = sendout::Entity::find().filter(condition(project_id, f));
+    Keyset::new(select, sendout::Column::CreatedAtMs, sendout::Column::Id, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() })
+}
+
 pub async fn list(db: &DatabaseConnection, project_id: &str, f: &SendoutFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<sendout::Model>> {
-    let query = sendout::Entity::find().filter(condition(project_id, f));
-    let rows = newest_first(query, sendout::Column::CreatedAtMs, sendout::Column::Id, limit, cursor).all(db).await?;
-    Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() }))
+    Ok(lister(project_id, f).page(db, limit, cursor).await?)
 }
 
 pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<sendout::Model> {
@@ -68,51 +72,38 @@ pub async fn retry(store: &EventStore, project_id: &str, id: &str, meta: &EventM
     Ok(row)
 }
 
-/// Where a recovery task stands: the last sendout it queued, oldest first.
+/// Where a recovery task stands: the resume point after the last sendout it queued (in list
+/// order), and how many it queued. (`next` is a new name: a checkpoint of the old oldest-first walk
+/// starts over, which queues only what still matches.)
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct RecoveryCheckpoint {
-    after: Option<(i64, String)>,
+    #[serde(default)]
+    next: Option<(i64, String)>,
     queued: i64,
 }
 
-const RECOVERY_BATCH: u64 = 500;
+const RECOVERY_BATCH: i64 = 500;
 
-/// Runs a `webhook_recovery` task: every sendout matching its filter gets one more attempt.
+/// Runs a `webhook_recovery` task: every sendout matching its filter, walked in the list's order
+/// through the list's own lister, gets one more attempt.
 pub async fn run_recovery(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> {
     let filter: SendoutFilter = serde_json::from_value(run.params()["filter"].clone()).unwrap_or_default();
     let project_id = run.task.project_id.clone();
     let mut at: RecoveryCheckpoint = run.checkpoint().and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default();
-    let base = condition(&project_id, &filter);
-    let remaining = {
-        let mut c = base.clone();
-        if let Some((time, id)) = &at.after {
-            c = c.add(after(*time, id));
-        }
-        sendout::Entity::find().filter(c).count(store.db()).await? as i64
-    };
-    let total = at.queued + remaining;
+    let rows = lister(&project_id, &filter);
+    let batch = Limit::try_from(RECOVERY_BATCH).unwrap_or_default();
+    let cursor = |at: &RecoveryCheckpoint| at.next.clone().map(|(time_ms, id)| Cursor { time_ms, id });
+    let total = at.queued + rows.count_after(store.db(), cursor(&at).as_ref()).await? as i64;
     loop {
-        let mut c = base.clone();
-        if let Some((time, id)) = &at.after {
-            c = c.add(after(*time, id));
-        }
-        let rows: Vec<(String, i32, i64)> = sendout::Entity::find()
-            .select_only()
-            .columns([sendout::Column::Id, sendout::Column::Generation, sendout::Column::CreatedAtMs])
-            .filter(c)
-            .order_by_asc(sendout::Column::CreatedAtMs)
-            .order_by_asc(sendout::Column::Id)
-            .limit(RECOVERY_BATCH)
-            .into_tuple()
-            .all(store.db())
-            .await?;
-        let Some(last) = rows.last() else { break };
-        at.after = Some((last.2, last.0.clone()));
-        at.queued += rows.len() as i64;
-        let events = rows
+        let page = rows.page(store.db(), batch, cursor(&at).as_ref()).await?;
+        let Some(last) = page.rows.last() else { break };
+        at.next = Some((last.created_at_ms, last.id.clone()));
+        at.queued += page.rows.len() as i64;
+        let events = page
+            .rows
             .iter()
-            .map(|(id, generation, _)| {
-                DomainEvent::SendoutRetryRequested(SendoutRetryRequested { id: id.clone(), project_id: project_id.clone(), generation: generation + 1 })
+            .map(|row| {
+                DomainEvent::SendoutRetryRequested(SendoutRetryRequested { id: row.id.clone(), project_id: project_id.clone(), generation: row.generation + 1 })
             })
             .collect();
         let progress = Progress {
@@ -128,8 +119,3 @@ pub async fn run_recovery(store: &EventStore, mut run: TaskRun) -> Result<(), St
     run.complete(Vec::new(), at.queued, false, json!({ "sendouts_retried": at.queued })).await
 }
 
-fn after(time: i64, id: &str) -> Condition {
-    Condition::any()
-        .add(sendout::Column::CreatedAtMs.gt(time))
-        .add(Condition::all().add(sendout::Column::CreatedAtMs.eq(time)).add(sendout::Column::Id.gt(id)))
-}

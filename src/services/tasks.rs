@@ -11,7 +11,7 @@ use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, Entit
 use serde_json::{Value, json};
 
 use super::events::with_sendouts;
-use super::newest_first;
+use super::Keyset;
 use crate::domain::event::system;
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::log::RelatedRef;
@@ -64,7 +64,8 @@ pub async fn errors(db: &DatabaseConnection, task_id: &str) -> ServiceResult<Vec
     Ok(rows.into_iter().map(|r| TaskError { line: r.line, message: r.message }).collect())
 }
 
-pub async fn list(db: &DatabaseConnection, project_id: &str, f: &TaskFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<task::Model>> {
+/// The tasks `f` selects, in list order.
+pub fn lister(project_id: &str, f: &TaskFilter) -> Keyset<task::Entity> {
     let mut c = Condition::all().add(task::Column::ProjectId.eq(project_id));
     if let Some(after) = f.created_after {
         c = c.add(task::Column::CreatedAtMs.gte(after));
@@ -81,9 +82,11 @@ pub async fn list(db: &DatabaseConnection, project_id: &str, f: &TaskFilter, lim
     if !f.processing_status.is_empty() {
         c = c.add(task::Column::ProcessingStatus.is_in(f.processing_status.iter().map(|s| s.as_str())));
     }
-    let query = newest_first(task::Entity::find().filter(c), task::Column::CreatedAtMs, task::Column::Id, limit, cursor);
-    let rows = query.all(db).await?;
-    Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() }))
+    Keyset::new(task::Entity::find().filter(c), task::Column::CreatedAtMs, task::Column::Id, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() })
+}
+
+pub async fn list(db: &DatabaseConnection, project_id: &str, f: &TaskFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<task::Model>> {
+    Ok(lister(project_id, f).page(db, limit, cursor).await?)
 }
 
 pub fn status(row: &task::Model) -> TaskStatus {
