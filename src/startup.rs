@@ -49,6 +49,10 @@ impl Application {
     pub async fn build(settings: Settings, listen: &str, with_workers: bool) -> anyhow::Result<Self> {
         install_tls();
         let (store, jobs) = open_database(&settings).await?;
+        if store.db().get_database_backend() == sea_orm::DbBackend::Postgres {
+            // Live subscribers here hear of commits made through other nodes.
+            store.commits().listen(store.db().get_postgres_connection_pool().clone());
+        }
         let first_start = projects::bootstrap(&store, settings.admin_token.is_some())
             .await
             .map_err(|e| anyhow::anyhow!("first-start setup failed: {e}"))?;

@@ -1,5 +1,6 @@
 //! The event log: every state change, as a typed event. `store` is the only code that writes it.
 
+pub mod live;
 mod store;
 
 use serde::{Deserialize, Serialize};

@@ -16,6 +16,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 use tokio::sync::OwnedMutexGuard;
 
+use super::live::Commits;
 use super::{DomainEvent, EventMetadata, StreamRef};
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::time::now_ms;
@@ -60,6 +61,8 @@ pub struct EventStore {
     db: DatabaseConnection,
     /// Set once at start-up; empty in tools that only read or replay the log.
     after_commit: Arc<OnceLock<Arc<dyn AfterCommit>>>,
+    /// Woken after every commit, for live subscribers.
+    commits: Commits,
     /// The asynchronous projection with storage of its own (on SQLite, a file of its own).
     search: SearchIndex,
     /// SQLite has one writer at a time; queueing writers here instead of in SQLite's busy handler
@@ -69,7 +72,13 @@ pub struct EventStore {
 
 impl EventStore {
     pub fn new(db: DatabaseConnection, search: SearchIndex, sqlite_writer: Option<SqliteWriter>) -> Self {
-        Self { db, after_commit: Arc::default(), search, sqlite_writer }
+        Self { db, after_commit: Arc::default(), commits: Commits::default(), search, sqlite_writer }
+    }
+
+    /// Wakes on every commit: this node's at once, other nodes' through PostgreSQL once
+    /// [`Commits::listen`] runs.
+    pub fn commits(&self) -> &Commits {
+        &self.commits
     }
 
     /// Hands every later commit to `dispatcher`; the first call wins.
@@ -91,12 +100,12 @@ impl EventStore {
     pub async fn begin(&self) -> Result<Writer, DbErr> {
         let after_commit = self.after_commit.get().cloned();
         let Some(writer) = &self.sqlite_writer else {
-            return Ok(Writer { txn: self.db.begin().await?, guard: None, after_commit, committed: Mutex::default() });
+            return Ok(Writer { txn: self.db.begin().await?, guard: None, after_commit, committed: Mutex::default(), commits: self.commits.clone() });
         };
         let guard = writer.lock.clone().lock_owned().await;
         let options = TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
         let txn = writer.db.begin_with_options(options).await?;
-        Ok(Writer { txn, guard: Some(guard), after_commit, committed: Mutex::default() })
+        Ok(Writer { txn, guard: Some(guard), after_commit, committed: Mutex::default(), commits: self.commits.clone() })
     }
 
     /// Appends `events` in a transaction of their own and commits.
@@ -114,6 +123,7 @@ pub struct Writer {
     after_commit: Option<Arc<dyn AfterCommit>>,
     /// The appended events the after-commit dispatcher wants, handed over once committed.
     committed: Mutex<Vec<StoredEvent>>,
+    commits: Commits,
 }
 
 /// Most rows per INSERT statement: well under SQLite's 32,766 bound parameters at 10 columns a row.
@@ -127,9 +137,10 @@ impl Writer {
 
     /// Commits, releases the write lock, then hands what was committed to the dispatcher.
     pub async fn commit(self) -> Result<(), DbErr> {
-        let Writer { txn, guard, after_commit, committed } = self;
+        let Writer { txn, guard, after_commit, committed, commits } = self;
         txn.commit().await?;
         drop(guard);
+        commits.committed();
         let committed = committed.into_inner().unwrap_or_else(PoisonError::into_inner);
         if let Some(dispatcher) = after_commit
             && !committed.is_empty()

@@ -6,6 +6,7 @@ mod credentials;
 mod event_log;
 mod helpers;
 mod imports;
+mod live;
 mod logs;
 mod openapi;
 mod postgres_tcp;
