@@ -12,10 +12,9 @@ use crate::api::request_log;
 use crate::api::tasks::TaskOut;
 use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
-use crate::domain::sendout::{SendoutFilter, SendoutStatus};
+use crate::domain::sendout::{AttemptTrigger, Sendout, SendoutAttempt, SendoutFilter, SendoutStatus};
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
 use crate::error::{ApiResult, ErrorBody};
-use crate::event_log::AttemptTrigger;
 use crate::services::{sendouts, webhooks};
 use crate::state::AppState;
 
@@ -61,27 +60,27 @@ pub struct SendoutOut {
 }
 
 impl SendoutOut {
-    fn new(row: entity::sendout::Model, zone: &ProjectTimeZone, attempts: Option<Vec<entity::sendout_attempt::Model>>) -> Self {
+    fn new(s: Sendout, zone: &ProjectTimeZone, attempts: Option<Vec<SendoutAttempt>>) -> Self {
         let at = |ms: Option<i64>| ms.map(format_utc);
         let at_project = |ms: Option<i64>| ms.map(|ms| format_in_zone(ms, zone));
         Self {
-            status: SendoutStatus::parse(&row.status).unwrap_or(SendoutStatus::Pending),
-            next_attempt_at: at(row.next_attempt_at_ms),
-            next_attempt_at_project: at_project(row.next_attempt_at_ms),
-            created_at: format_utc(row.created_at_ms),
-            created_at_project: format_in_zone(row.created_at_ms, zone),
-            sent_at: at(row.sent_at_ms),
-            sent_at_project: at_project(row.sent_at_ms),
-            delivered_at: at(row.delivered_at_ms),
-            delivered_at_project: at_project(row.delivered_at_ms),
+            status: s.status,
+            next_attempt_at: at(s.next_attempt_at_ms),
+            next_attempt_at_project: at_project(s.next_attempt_at_ms),
+            created_at: format_utc(s.created_at_ms),
+            created_at_project: format_in_zone(s.created_at_ms, zone),
+            sent_at: at(s.sent_at_ms),
+            sent_at_project: at_project(s.sent_at_ms),
+            delivered_at: at(s.delivered_at_ms),
+            delivered_at_project: at_project(s.delivered_at_ms),
             attempts: attempts.map(|list| {
                 list.into_iter()
                     .map(|a| AttemptOut {
                         attempted_at: format_utc(a.attempted_at_ms),
                         attempted_at_project: format_in_zone(a.attempted_at_ms, zone),
-                        trigger: if a.trigger == "manual" { AttemptTrigger::Manual } else { AttemptTrigger::Scheduled },
+                        trigger: a.trigger,
                         http_status: a.http_status,
-                        response_headers: serde_json::from_str(&a.response_headers).unwrap_or_default(),
+                        response_headers: Value::Object(a.response_headers),
                         response_body: a.response_body,
                         duration_ms: a.duration_ms,
                         error: a.error,
@@ -89,14 +88,14 @@ impl SendoutOut {
                     })
                     .collect()
             }),
-            id: row.id,
-            webhook_id: row.webhook_id,
-            url: row.url,
-            event_id: row.event_id,
-            event_type: row.event_type,
-            source_id: row.source_id,
-            request_id: row.request_id,
-            attempt_count: row.attempt_count,
+            id: s.id,
+            webhook_id: s.webhook_id,
+            url: s.url,
+            event_id: s.event_id,
+            event_type: s.event_type,
+            source_id: s.source_id,
+            request_id: s.request_id,
+            attempt_count: s.attempt_count,
         }
     }
 }

@@ -9,10 +9,9 @@ use crate::api::auth::ProjectMember;
 use crate::api::dto::ListOut;
 use crate::api::extract::{ListParams, ListQuery};
 use crate::api::request_log;
-use crate::domain::actor::ActorKind;
 use crate::domain::log::{RelatedKind, RelatedRef};
 use crate::domain::params::Params;
-use crate::domain::task::{ProcessingStatus, TaskError, TaskFilter, TaskStatus, TaskType};
+use crate::domain::task::{ProcessingStatus, Task, TaskError, TaskFilter, TaskStatus, TaskType};
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc, now_ms};
 use crate::error::{ApiResult, ErrorBody};
 use crate::services::tasks;
@@ -65,45 +64,39 @@ pub struct TaskOut {
 }
 
 impl TaskOut {
-    pub fn new(row: entity::task::Model, zone: &ProjectTimeZone, errors: Option<Vec<TaskError>>) -> Self {
+    pub fn new(task: Task, zone: &ProjectTimeZone, errors: Option<Vec<TaskError>>) -> Self {
         let at = |ms: Option<i64>| ms.map(format_utc);
         let at_project = |ms: Option<i64>| ms.map(|ms| format_in_zone(ms, zone));
-        let kind = match row.created_by_kind.as_str() {
-            "user" => ActorKind::User,
-            "server_key" => ActorKind::ServerKey,
-            _ => ActorKind::System,
-        };
-        let processing_time_ms = row.started_at_ms.map(|s| row.finished_at_ms.unwrap_or_else(now_ms) - s);
         Self {
-            task_type: TaskType::parse(&row.task_type).unwrap_or(TaskType::Import),
-            status: tasks::status(&row),
-            processing_status: row.processing_status.as_deref().and_then(|s| ProcessingStatus::parse(s).ok()),
-            progress: ProgressOut { processed: row.processed, total: row.total, percent: row.percent },
-            processing_time_ms,
-            created_at: format_utc(row.created_at_ms),
-            created_at_project: format_in_zone(row.created_at_ms, zone),
-            started_at: at(row.started_at_ms),
-            started_at_project: at_project(row.started_at_ms),
-            finished_at: at(row.finished_at_ms),
-            finished_at_project: at_project(row.finished_at_ms),
+            processing_time_ms: task.processing_time_ms(now_ms()),
+            task_type: task.task_type,
+            status: task.status,
+            processing_status: task.processing_status,
+            progress: ProgressOut { processed: task.processed, total: task.total, percent: task.percent },
+            created_at: format_utc(task.created_at_ms),
+            created_at_project: format_in_zone(task.created_at_ms, zone),
+            started_at: at(task.started_at_ms),
+            started_at_project: at_project(task.started_at_ms),
+            finished_at: at(task.finished_at_ms),
+            finished_at_project: at_project(task.finished_at_ms),
             created_by: CreatedByOut {
-                kind: serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                id: if kind == ActorKind::System { None } else { row.created_by_id },
+                kind: serde_json::to_value(task.created_by.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                id: task.created_by.id,
             },
-            request_id: row.request_id,
-            related: serde_json::from_str(&row.related).unwrap_or_default(),
-            result: serde_json::from_str(&row.result).unwrap_or(Value::Null),
-            error_count: row.error_count,
+            request_id: task.request_id,
+            related: task.related,
+            result: task.result,
+            error_count: task.error_count,
             errors,
-            id: row.id,
+            id: task.id,
         }
     }
 }
 
 /// A task with its kept errors, as the detail endpoints answer.
-pub async fn detail(state: &AppState, row: entity::task::Model, zone: &ProjectTimeZone) -> ApiResult<TaskOut> {
-    let errors = tasks::errors(&state.db, &row.id).await?;
-    Ok(TaskOut::new(row, zone, Some(errors)))
+pub async fn detail(state: &AppState, task: Task, zone: &ProjectTimeZone) -> ApiResult<TaskOut> {
+    let errors = tasks::errors(&state.db, &task.id).await?;
+    Ok(TaskOut::new(task, zone, Some(errors)))
 }
 
 #[utoipa::path(

@@ -10,6 +10,43 @@ wire_enum!(
     SendoutStatus { Pending = "pending", Retrying = "retrying", Delivered = "delivered", Failed = "failed" }
 );
 
+wire_enum!(
+    /// `scheduled`: an attempt of the retry schedule; `manual`: a retry by hand or by a recovery.
+    AttemptTrigger { Scheduled = "scheduled", Manual = "manual" }
+);
+
+/// A sendout as read: one event's delivery to one endpoint, its fields decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sendout {
+    pub id: String,
+    pub webhook_id: String,
+    pub url: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub source_id: Option<String>,
+    pub request_id: Option<String>,
+    pub status: SendoutStatus,
+    pub attempt_count: i32,
+    pub next_attempt_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub sent_at_ms: Option<i64>,
+    pub delivered_at_ms: Option<i64>,
+}
+
+/// One recorded HTTP attempt of a sendout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendoutAttempt {
+    pub id: String,
+    pub attempted_at_ms: i64,
+    pub trigger: AttemptTrigger,
+    /// `None` when no answer came.
+    pub http_status: Option<i32>,
+    pub response_headers: serde_json::Map<String, serde_json::Value>,
+    pub response_body: Option<String>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+}
+
 /// The delay before the next scheduled attempt after `done` of them, jittered by up to ±20% so
 /// that failures at the same moment do not retry in lockstep, and never earlier than the
 /// receiver's `Retry-After`. `None` once the schedule is used up.

@@ -63,6 +63,35 @@ wire_enum!(
     ProcessingStatus { Success = "success", Failure = "failure" }
 );
 
+/// A task as read: every stored field decoded into its domain type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub task_type: TaskType,
+    pub status: TaskStatus,
+    /// Set once it has finished.
+    pub processing_status: Option<ProcessingStatus>,
+    pub processed: i64,
+    pub total: Option<i64>,
+    pub percent: i32,
+    pub created_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub created_by: crate::domain::actor::Actor,
+    pub request_id: Option<String>,
+    pub related: Vec<crate::domain::log::RelatedRef>,
+    /// The outcome so far: an import's row counts, a purge's removed counts.
+    pub result: serde_json::Value,
+    pub error_count: i64,
+}
+
+impl Task {
+    /// From start to finish, or to `now_ms` while it runs; `None` before it starts.
+    pub fn processing_time_ms(&self, now_ms: i64) -> Option<i64> {
+        self.started_at_ms.map(|s| self.finished_at_ms.unwrap_or(now_ms) - s)
+    }
+}
+
 impl TaskStatus {
     pub fn is_finished(self) -> bool {
         matches!(self, TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled)

@@ -288,12 +288,7 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AttemptTrigger {
-    Scheduled,
-    Manual,
-}
+pub use crate::domain::sendout::AttemptTrigger;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]

@@ -22,7 +22,7 @@ const BATCH: u64 = 500;
 
 /// Schedules a purge of `project_id` with the cutoff fixed now: whatever runs later never removes
 /// anything younger than the window was when the purge was asked for.
-pub async fn schedule(store: &EventStore, project_id: &str, meta: &EventMetadata) -> ServiceResult<entity::task::Model> {
+pub async fn schedule(store: &EventStore, project_id: &str, meta: &EventMetadata) -> ServiceResult<crate::domain::task::Task> {
     let project = super::projects::get(store.db(), project_id).await?;
     let task = purge_task(meta, &project.id, project.retention_days);
     let id = task.id.clone();

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::Keyset;
 use super::tasks::{Progress, StepError, TaskRun};
 use crate::domain::pagination::{Cursor, Limit, Page};
-use crate::domain::sendout::SendoutFilter;
+use crate::domain::sendout::{AttemptTrigger, Sendout, SendoutAttempt, SendoutFilter, SendoutStatus};
 use crate::domain::task::percent;
 use super::error::{ServiceError, ServiceResult};
 use crate::event_log::{DomainEvent, EventMetadata, EventStore, SendoutRetryRequested};
@@ -39,11 +39,36 @@ pub fn lister(project_id: &str, f: &SendoutFilter) -> Keyset<sendout::Entity> {
     Keyset::new(select, sendout::Column::CreatedAtMs, sendout::Column::Id, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() })
 }
 
-pub async fn list(db: &DatabaseConnection, project_id: &str, f: &SendoutFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<sendout::Model>> {
-    Ok(lister(project_id, f).page(db, limit, cursor).await?)
+pub async fn list(db: &DatabaseConnection, project_id: &str, f: &SendoutFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<Sendout>> {
+    Ok(lister(project_id, f).page(db, limit, cursor).await?.map(read))
 }
 
-pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<sendout::Model> {
+/// The sendout, decoded.
+pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<Sendout> {
+    Ok(read(row(db, project_id, id).await?))
+}
+
+/// Decodes a projection row; a status that does not parse (only a hand-edited database has one)
+/// reads as `pending`, which a retry or the sweeper settles.
+pub fn read(row: sendout::Model) -> Sendout {
+    Sendout {
+        status: SendoutStatus::parse(&row.status).unwrap_or(SendoutStatus::Pending),
+        id: row.id,
+        webhook_id: row.webhook_id,
+        url: row.url,
+        event_id: row.event_id,
+        event_type: row.event_type,
+        source_id: row.source_id,
+        request_id: row.request_id,
+        attempt_count: row.attempt_count,
+        next_attempt_at_ms: row.next_attempt_at_ms,
+        created_at_ms: row.created_at_ms,
+        sent_at_ms: row.sent_at_ms,
+        delivered_at_ms: row.delivered_at_ms,
+    }
+}
+
+async fn row(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<sendout::Model> {
     sendout::Entity::find_by_id(id)
         .filter(sendout::Column::ProjectId.eq(project_id))
         .one(db)
@@ -51,25 +76,38 @@ pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> Servi
         .ok_or_else(|| ServiceError::NotFound("sendout"))
 }
 
-pub async fn attempts(db: &DatabaseConnection, sendout_id: &str) -> ServiceResult<Vec<sendout_attempt::Model>> {
-    Ok(sendout_attempt::Entity::find()
+/// Every recorded attempt of the sendout, oldest first.
+pub async fn attempts(db: &DatabaseConnection, sendout_id: &str) -> ServiceResult<Vec<SendoutAttempt>> {
+    let rows = sendout_attempt::Entity::find()
         .filter(sendout_attempt::Column::SendoutId.eq(sendout_id))
         .order_by_asc(sendout_attempt::Column::AttemptedAtMs)
         .order_by_asc(sendout_attempt::Column::Id)
         .all(db)
-        .await?)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|a| SendoutAttempt {
+            trigger: AttemptTrigger::parse(&a.trigger).unwrap_or(AttemptTrigger::Scheduled),
+            response_headers: serde_json::from_str(&a.response_headers).unwrap_or_default(),
+            id: a.id,
+            attempted_at_ms: a.attempted_at_ms,
+            http_status: a.http_status,
+            response_body: a.response_body,
+            duration_ms: a.duration_ms,
+            error: a.error,
+        })
+        .collect())
 }
 
 /// One more attempt now, whatever the status.
-pub async fn retry(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<sendout::Model> {
+pub async fn retry(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<Sendout> {
     let writer = store.begin().await?;
-    let row = get(writer.conn(), project_id, id).await?;
-    let generation = row.generation + 1;
+    let generation = row(writer.conn(), project_id, id).await?.generation + 1;
     let event = DomainEvent::SendoutRetryRequested(SendoutRetryRequested { id: id.to_owned(), project_id: project_id.to_owned(), generation });
     writer.append(meta, vec![event]).await?;
-    let row = get(writer.conn(), project_id, id).await?;
+    let sendout = get(writer.conn(), project_id, id).await?;
     writer.commit().await?;
-    Ok(row)
+    Ok(sendout)
 }
 
 /// Where a recovery task stands: the resume point after the last sendout it queued (in list

@@ -16,7 +16,8 @@ use crate::domain::event::system;
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::log::RelatedRef;
 use crate::domain::pagination::{Cursor, Limit, Page};
-use crate::domain::task::{ProcessingStatus, TaskError, TaskFilter, TaskStatus, TaskType};
+use crate::domain::actor::{Actor, ActorKind};
+use crate::domain::task::{ProcessingStatus, Task, TaskError, TaskFilter, TaskStatus, TaskType};
 use super::error::{ServiceError, ServiceResult};
 use crate::event_log::{
     DomainEvent, EventMetadata, EventStore, StoreError, TaskCompleted, TaskFailed, TaskProgressed, TaskRef,
@@ -46,12 +47,44 @@ pub fn scheduled(meta: &EventMetadata, new: NewTask) -> TaskScheduled {
     }
 }
 
-pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<task::Model> {
+/// The task, decoded.
+pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<Task> {
+    Ok(read(row(db, project_id, id).await?))
+}
+
+async fn row(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<task::Model> {
     task::Entity::find_by_id(id)
         .filter(task::Column::ProjectId.eq(project_id))
         .one(db)
         .await?
         .ok_or_else(|| ServiceError::NotFound("task"))
+}
+
+/// Decodes a projection row. The projector wrote every field from a typed event, so a value
+/// that does not parse can only come from a hand-edited database; it reads as its safe default.
+pub fn read(row: task::Model) -> Task {
+    let kind = match row.created_by_kind.as_str() {
+        "user" => ActorKind::User,
+        "server_key" => ActorKind::ServerKey,
+        _ => ActorKind::System,
+    };
+    Task {
+        task_type: TaskType::parse(&row.task_type).unwrap_or(TaskType::Import),
+        status: status(&row),
+        processing_status: row.processing_status.as_deref().and_then(|s| ProcessingStatus::parse(s).ok()),
+        processed: row.processed,
+        total: row.total,
+        percent: row.percent,
+        created_at_ms: row.created_at_ms,
+        started_at_ms: row.started_at_ms,
+        finished_at_ms: row.finished_at_ms,
+        created_by: Actor { kind, id: if kind == ActorKind::System { None } else { row.created_by_id } },
+        request_id: row.request_id,
+        related: serde_json::from_str(&row.related).unwrap_or_default(),
+        result: serde_json::from_str(&row.result).unwrap_or(Value::Null),
+        error_count: row.error_count,
+        id: row.id,
+    }
 }
 
 /// The kept errors of a task, in order.
@@ -85,8 +118,8 @@ pub fn lister(project_id: &str, f: &TaskFilter) -> Keyset<task::Entity> {
     Keyset::new(task::Entity::find().filter(c), task::Column::CreatedAtMs, task::Column::Id, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() })
 }
 
-pub async fn list(db: &DatabaseConnection, project_id: &str, f: &TaskFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<task::Model>> {
-    Ok(lister(project_id, f).page(db, limit, cursor).await?)
+pub async fn list(db: &DatabaseConnection, project_id: &str, f: &TaskFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<Task>> {
+    Ok(lister(project_id, f).page(db, limit, cursor).await?.map(read))
 }
 
 pub fn status(row: &task::Model) -> TaskStatus {
@@ -95,21 +128,20 @@ pub fn status(row: &task::Model) -> TaskStatus {
 
 /// Cancels a scheduled task before it starts, or a running one at its next step (what it already
 /// committed stays). A finished task answers 409.
-pub async fn cancel(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<task::Model> {
+pub async fn cancel(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<Task> {
     // A race with a worker's step is lost by one side on PostgreSQL; cancelling simply tries again.
     for _ in 0..5 {
         let writer = store.begin().await?;
-        let row = get(writer.conn(), project_id, id).await?;
-        let current = status(&row);
+        let current = status(&row(writer.conn(), project_id, id).await?);
         if current.is_finished() {
             return Err(ServiceError::Conflict(format!("The task is already {}; only scheduled or running tasks can be cancelled.", current.as_str())));
         }
         let event = DomainEvent::TaskCancelled(TaskRef { id: id.to_owned(), project_id: project_id.to_owned() });
         match writer.append(meta, vec![event]).await {
             Ok(_) => {
-                let row = get(writer.conn(), project_id, id).await?;
+                let task = get(writer.conn(), project_id, id).await?;
                 writer.commit().await?;
-                return Ok(row);
+                return Ok(task);
             }
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => return Err(e.into()),

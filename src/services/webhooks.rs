@@ -193,7 +193,7 @@ pub async fn schedule_recovery(
     meta: &EventMetadata,
     filter: SendoutFilter,
     related: Vec<RelatedRef>,
-) -> ServiceResult<entity::task::Model> {
+) -> ServiceResult<crate::domain::task::Task> {
     let task = tasks::scheduled(meta, NewTask {
         project_id: project_id.to_owned(),
         task_type: TaskType::WebhookRecovery,
@@ -214,7 +214,7 @@ pub async fn recover(
     meta: &EventMetadata,
     since: i64,
     until: Option<i64>,
-) -> ServiceResult<entity::task::Model> {
+) -> ServiceResult<crate::domain::task::Task> {
     get(store.db(), project_id, id).await?;
     let filter = SendoutFilter {
         status: vec![SendoutStatus::Failed],
