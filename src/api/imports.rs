@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::api::auth::ProjectMember;
 use crate::api::dto::FileBody;
 use crate::api::request_log;
-use crate::domain::import::ImportFormat;
+use crate::domain::import::{Import, ImportFormat};
 use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
@@ -43,12 +43,11 @@ pub struct ImportOut {
 }
 
 impl ImportOut {
-    fn new(row: entity::import::Model, zone: &ProjectTimeZone) -> Self {
-        let format = stored_format(&row);
+    fn new(row: Import, zone: &ProjectTimeZone) -> Self {
         Self {
             task_id: row.task_id,
             file: FileOut { name: row.file_name, content_type: row.content_type, size_bytes: row.size_bytes, sha256: row.sha256 },
-            format,
+            format: row.format,
             rows_total: row.rows_total,
             rows_imported: row.rows_imported,
             rows_failed: row.rows_failed,
@@ -165,15 +164,10 @@ async fn download_import_file(state: web::Data<AppState>, member: ProjectMember,
     Ok(file_response(&state, row))
 }
 
-/// The import's format; a stored value is always one the upload set.
-fn stored_format(row: &entity::import::Model) -> ImportFormat {
-    ImportFormat::from_name(&row.format).unwrap_or(ImportFormat::Csv)
-}
-
 /// Streams an import's stored file with its name, under its format's content type (what the
 /// document promises, whatever type the upload declared).
-pub fn file_response(state: &AppState, row: entity::import::Model) -> HttpResponse {
-    let content_type = stored_format(&row).content_type();
+pub fn file_response(state: &AppState, row: Import) -> HttpResponse {
+    let content_type = row.format.content_type();
     let body = files::stream(state.db.clone(), row.file_id).map(|chunk| chunk.map_err(actix_web::error::ErrorInternalServerError));
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, content_type))

@@ -12,7 +12,7 @@ use crate::api::tasks::TaskOut;
 use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc, parse_filter};
-use crate::domain::webhook::{EventTypePattern, WebhookUrl};
+use crate::domain::webhook::{EventTypePattern, Webhook, WebhookUrl};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::services::webhooks::{self, Settings};
 use crate::state::AppState;
@@ -73,10 +73,10 @@ pub struct WebhookOut {
 }
 
 impl WebhookOut {
-    fn new(row: entity::webhook::Model, zone: &ProjectTimeZone, with_secret: bool) -> Self {
+    fn new(row: Webhook, zone: &ProjectTimeZone, with_secret: bool) -> Self {
         Self {
-            url: row.url,
-            event_types: serde_json::from_str(&row.event_types).unwrap_or_default(),
+            url: row.url.as_str().to_owned(),
+            event_types: serde_json::to_value(&row.event_types).unwrap_or_default(),
             description: row.description,
             enabled: row.enabled,
             disabled_reason: row.disabled_reason,
@@ -101,7 +101,7 @@ pub struct SecretOut {
 }
 
 impl SecretOut {
-    fn new(row: &entity::webhook::Model) -> Self {
+    fn new(row: &Webhook) -> Self {
         let now = crate::domain::time::now_ms();
         let live = row.previous_secret_until_ms.filter(|until| *until > now);
         Self {

@@ -22,6 +22,25 @@ pub enum ImportFormat {
     Ndjson,
 }
 
+/// An import as read: its stored file and its row counts so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    pub id: String,
+    pub task_id: String,
+    pub file_id: String,
+    pub file_name: String,
+    /// As declared by the upload (the format's own type when it declared none).
+    pub content_type: String,
+    pub size_bytes: i64,
+    /// Hex SHA-256 of the bytes as uploaded.
+    pub sha256: String,
+    pub format: ImportFormat,
+    pub rows_total: i64,
+    pub rows_imported: i64,
+    pub rows_failed: i64,
+    pub created_at_ms: i64,
+}
+
 impl ImportFormat {
     /// From a MIME type such as `text/csv; charset=utf-8`.
     pub fn from_content_type(content_type: &str) -> Option<Self> {

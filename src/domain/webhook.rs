@@ -139,6 +139,26 @@ impl From<EventTypePattern> for String {
     }
 }
 
+/// An endpoint as read, its settings decoded. It holds its signing secrets: the API reveals them
+/// on request, and deliveries sign with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: String,
+    pub url: WebhookUrl,
+    pub event_types: Vec<EventTypePattern>,
+    pub description: Option<String>,
+    pub enabled: bool,
+    /// Why it was disabled automatically, if it was.
+    pub disabled_reason: Option<String>,
+    pub rate_limit_per_second: Option<i32>,
+    pub secret: String,
+    /// A rotated-out secret, which signs beside the new one until `previous_secret_until_ms`.
+    pub previous_secret: Option<String>,
+    pub previous_secret_until_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
 /// A signing secret, `whsec_` and 32 random bytes in base64.
 pub fn new_secret() -> String {
     let bytes: [u8; 32] = rand::random();

@@ -11,7 +11,7 @@ use super::files::{self, FileReader, StoredFile, UploadError};
 use super::tasks::{self, NewTask, Progress, StepError, TaskRun};
 use crate::domain::event::system;
 use crate::domain::ids::{IdKind, new_id};
-use crate::domain::import::{Batch, FileError, ImportFormat, Position, Row, RowReader, read_csv_header};
+use crate::domain::import::{Batch, FileError, Import, ImportFormat, Position, Row, RowReader, read_csv_header};
 use crate::domain::log::{RelatedKind, RelatedRef};
 use crate::domain::task::{TaskType, percent};
 use super::error::{ServiceError, ServiceResult};
@@ -57,7 +57,7 @@ pub async fn receive<E: std::fmt::Display>(
 }
 
 /// Records the import and its task (whose job the dispatcher queues).
-pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, upload: Upload) -> ServiceResult<import::Model> {
+pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, upload: Upload) -> ServiceResult<Import> {
     let id = new_id(IdKind::Import);
     let task = tasks::scheduled(meta, NewTask {
         project_id: project_id.to_owned(),
@@ -81,21 +81,42 @@ pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, 
     get(store.db(), project_id, &id).await
 }
 
-pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<import::Model> {
+pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<Import> {
     import::Entity::find_by_id(id)
         .filter(import::Column::ProjectId.eq(project_id))
         .one(db)
         .await?
+        .map(read)
         .ok_or_else(|| ServiceError::NotFound("import"))
 }
 
+/// Decodes a projection row; the format was written from a typed event, so an unknown one can
+/// only come from a hand-edited database and reads as CSV.
+fn read(row: import::Model) -> Import {
+    Import {
+        format: ImportFormat::from_name(&row.format).unwrap_or(ImportFormat::Csv),
+        id: row.id,
+        task_id: row.task_id,
+        file_id: row.file_id,
+        file_name: row.file_name,
+        content_type: row.content_type,
+        size_bytes: row.size_bytes,
+        sha256: row.sha256,
+        rows_total: row.rows_total,
+        rows_imported: row.rows_imported,
+        rows_failed: row.rows_failed,
+        created_at_ms: row.created_at_ms,
+    }
+}
+
 /// The import uploaded by the request logged as `log_id`.
-pub async fn uploaded_by(db: &impl ConnectionTrait, project_id: &str, log_id: &str) -> ServiceResult<import::Model> {
+pub async fn uploaded_by(db: &impl ConnectionTrait, project_id: &str, log_id: &str) -> ServiceResult<Import> {
     import::Entity::find()
         .filter(import::Column::ProjectId.eq(project_id))
         .filter(import::Column::RequestId.eq(log_id))
         .one(db)
         .await?
+        .map(read)
         .ok_or_else(|| ServiceError::NotFound("file uploaded by this request"))
 }
 

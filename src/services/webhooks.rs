@@ -4,7 +4,7 @@ use entity::webhook;
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::json;
 
-use super::newest_first;
+use super::Keyset;
 use super::tasks::{self, NewTask};
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::log::{RelatedKind, RelatedRef};
@@ -12,7 +12,7 @@ use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::sendout::{SendoutFilter, SendoutStatus};
 use crate::domain::task::TaskType;
 use crate::domain::time::now_ms;
-use crate::domain::webhook::{EventTypePattern, WebhookUrl, new_secret, refused_address};
+use crate::domain::webhook::{EventTypePattern, Webhook, WebhookUrl, new_secret, refused_address};
 use super::error::{ServiceError, ServiceResult};
 use crate::event_log::{DomainEvent, EventMetadata, EventStore, WebhookCreated, WebhookRef, WebhookSecretRotated, WebhookUpdated};
 
@@ -77,7 +77,7 @@ async fn check_url(url: &WebhookUrl, allow_private: bool) -> ServiceResult<()> {
     }
 }
 
-pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, s: Settings, allow_private: bool) -> ServiceResult<webhook::Model> {
+pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, s: Settings, allow_private: bool) -> ServiceResult<Webhook> {
     s.check()?;
     check_url(&s.url, allow_private).await?;
     let id = new_id(IdKind::Webhook);
@@ -95,7 +95,31 @@ pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, 
     get(store.db(), project_id, &id).await
 }
 
-pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<webhook::Model> {
+/// The endpoint, decoded.
+pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<Webhook> {
+    read(row(db, project_id, id).await?)
+}
+
+/// Decodes a projection row. Its URL and patterns were written from validated values, so a
+/// failure here means a damaged database: an internal error, logged.
+pub fn read(row: webhook::Model) -> ServiceResult<Webhook> {
+    Ok(Webhook {
+        url: WebhookUrl::try_from(row.url).map_err(ServiceError::internal)?,
+        event_types: serde_json::from_str(&row.event_types).map_err(ServiceError::internal)?,
+        id: row.id,
+        description: row.description,
+        enabled: row.enabled,
+        disabled_reason: row.disabled_reason,
+        rate_limit_per_second: row.rate_limit_per_second,
+        secret: row.secret,
+        previous_secret: row.previous_secret,
+        previous_secret_until_ms: row.previous_secret_until_ms,
+        created_at_ms: row.created_at_ms,
+        updated_at_ms: row.updated_at_ms,
+    })
+}
+
+async fn row(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<webhook::Model> {
     webhook::Entity::find_by_id(id)
         .filter(webhook::Column::ProjectId.eq(project_id))
         .one(db)
@@ -103,10 +127,12 @@ pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> Servi
         .ok_or_else(|| ServiceError::NotFound("webhook"))
 }
 
-pub async fn list(db: &DatabaseConnection, project_id: &str, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<webhook::Model>> {
-    let query = webhook::Entity::find().filter(webhook::Column::ProjectId.eq(project_id));
-    let rows = newest_first(query, webhook::Column::CreatedAtMs, webhook::Column::Id, limit, cursor).all(db).await?;
-    Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() }))
+pub async fn list(db: &DatabaseConnection, project_id: &str, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<Webhook>> {
+    let select = webhook::Entity::find().filter(webhook::Column::ProjectId.eq(project_id));
+    let lister = Keyset::new(select, webhook::Column::CreatedAtMs, webhook::Column::Id, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() });
+    let page = lister.page(db, limit, cursor).await?;
+    let rows = page.rows.into_iter().map(read).collect::<ServiceResult<Vec<_>>>()?;
+    Ok(Page { rows, next_cursor: page.next_cursor })
 }
 
 /// Applies `change` to the endpoint's current settings and checks the result as [`create`] does; a
@@ -119,22 +145,23 @@ pub async fn update(
     meta: &EventMetadata,
     allow_private: bool,
     change: impl FnOnce(Settings) -> Settings,
-) -> ServiceResult<webhook::Model> {
-    let row = get(store.db(), project_id, id).await?;
+) -> ServiceResult<Webhook> {
+    let now = get(store.db(), project_id, id).await?;
+    let current_url = now.url.as_str().to_owned();
     let current = Settings {
-        url: WebhookUrl::try_from(row.url.clone()).map_err(ServiceError::internal)?,
-        event_types: serde_json::from_str(&row.event_types).map_err(ServiceError::internal)?,
-        description: row.description.clone(),
-        enabled: row.enabled,
-        rate_limit_per_second: row.rate_limit_per_second,
+        url: now.url,
+        event_types: now.event_types,
+        description: now.description,
+        enabled: now.enabled,
+        rate_limit_per_second: now.rate_limit_per_second,
     };
     let s = change(current);
     s.check()?;
-    if s.url.as_str() != row.url {
+    if s.url.as_str() != current_url {
         check_url(&s.url, allow_private).await?;
     }
     let writer = store.begin().await?;
-    get(writer.conn(), project_id, id).await?;
+    row(writer.conn(), project_id, id).await?;
     let event = DomainEvent::WebhookUpdated(WebhookUpdated {
         id: id.to_owned(),
         project_id: project_id.to_owned(),
@@ -145,24 +172,24 @@ pub async fn update(
         rate_limit_per_second: s.rate_limit_per_second,
     });
     writer.append(meta, vec![event]).await?;
-    let row = get(writer.conn(), project_id, id).await?;
+    let webhook = get(writer.conn(), project_id, id).await?;
     writer.commit().await?;
-    Ok(row)
+    Ok(webhook)
 }
 
 /// Removes the endpoint; its pending sendouts fail at their next attempt.
 pub async fn delete(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<()> {
     let writer = store.begin().await?;
-    get(writer.conn(), project_id, id).await?;
+    row(writer.conn(), project_id, id).await?;
     writer.append(meta, vec![DomainEvent::WebhookDeleted(WebhookRef { id: id.to_owned(), project_id: project_id.to_owned() })]).await?;
     writer.commit().await?;
     Ok(())
 }
 
 /// A new secret; the old one signs beside it for 24 hours.
-pub async fn rotate_secret(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<webhook::Model> {
+pub async fn rotate_secret(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<Webhook> {
     let writer = store.begin().await?;
-    get(writer.conn(), project_id, id).await?;
+    row(writer.conn(), project_id, id).await?;
     let event = DomainEvent::WebhookSecretRotated(WebhookSecretRotated {
         id: id.to_owned(),
         project_id: project_id.to_owned(),
@@ -170,9 +197,9 @@ pub async fn rotate_secret(store: &EventStore, project_id: &str, id: &str, meta:
         previous_secret_until_ms: now_ms() + ROTATION_OVERLAP_MS,
     });
     writer.append(meta, vec![event]).await?;
-    let row = get(writer.conn(), project_id, id).await?;
+    let webhook = get(writer.conn(), project_id, id).await?;
     writer.commit().await?;
-    Ok(row)
+    Ok(webhook)
 }
 
 /// The secrets that sign now: the current one, and a rotated-out one within its overlap.
@@ -215,7 +242,7 @@ pub async fn recover(
     since: i64,
     until: Option<i64>,
 ) -> ServiceResult<crate::domain::task::Task> {
-    get(store.db(), project_id, id).await?;
+    row(store.db(), project_id, id).await?;
     let filter = SendoutFilter {
         status: vec![SendoutStatus::Failed],
         webhook_id: vec![id.to_owned()],
