@@ -9,7 +9,7 @@ use crate::api::auth::{ProjectMember, ServerKey};
 use crate::api::dto::ListOut;
 use crate::api::extract::{Json, ListParams, ListQuery};
 use crate::api::request_log;
-use crate::domain::log::{LogFilter, LogIn, LogStatus, RelatedRef};
+use crate::domain::log::{LogFilter, LogIn, LogStatus, LogSummary, RelatedRef};
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
 use crate::error::{ApiResult, ErrorBody};
@@ -35,11 +35,11 @@ pub struct LogSummaryOut {
 }
 
 impl LogSummaryOut {
-    fn new(row: entity::log::Model, zone: &ProjectTimeZone) -> Self {
+    fn new(row: LogSummary, zone: &ProjectTimeZone) -> Self {
         Self {
             occurred_at: format_utc(row.occurred_at_ms),
             occurred_at_project: format_in_zone(row.occurred_at_ms, zone),
-            status: if row.failed { LogStatus::Failure } else { LogStatus::Success },
+            status: row.status,
             id: row.id,
             channel: row.channel,
             method: row.method,
@@ -106,9 +106,9 @@ async fn list_log_endpoints(state: web::Data<AppState>, member: ProjectMember) -
 )]
 #[get("/logs/{id}")]
 async fn get_log(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<LogDetailOut>> {
-    let (row, record) = logs::get(&state.db, member.project_id(), &id).await?;
+    let record = logs::get(&state.db, member.project_id(), &id).await?;
     Ok(web::Json(LogDetailOut {
-        summary: LogSummaryOut::new(row, &member.access.project.time_zone),
+        summary: LogSummaryOut::new(record.summary(), &member.access.project.time_zone),
         query: record.query,
         request_headers: record.request_headers,
         request_body: record.request_body,

@@ -79,6 +79,42 @@ impl LogRecord {
     pub fn failed(&self) -> bool {
         self.http_status >= 400
     }
+
+    pub fn summary(&self) -> LogSummary {
+        LogSummary {
+            id: self.id.clone(),
+            occurred_at_ms: self.occurred_at_ms,
+            channel: self.channel.clone(),
+            status: if self.failed() { LogStatus::Failure } else { LogStatus::Success },
+            method: self.method.clone(),
+            endpoint: self.endpoint.clone(),
+            path: self.path.clone(),
+            http_status: self.http_status,
+            duration_ms: self.duration_ms,
+            user_id: self.user_id.clone(),
+            customer_id: self.customer_id.clone(),
+            server_key_id: self.server_key_id.clone(),
+            client_key_id: self.client_key_id.clone(),
+        }
+    }
+}
+
+/// A log as listed: what the list shows and its filters select on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSummary {
+    pub id: String,
+    pub occurred_at_ms: i64,
+    pub channel: String,
+    pub status: LogStatus,
+    pub method: String,
+    pub endpoint: String,
+    pub path: String,
+    pub http_status: i32,
+    pub duration_ms: i64,
+    pub user_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub server_key_id: Option<String>,
+    pub client_key_id: Option<String>,
 }
 
 /// An entry sent by the host application. Secrets in headers and bodies are redacted on arrival.

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::log::{LogFilter, LogIn, LogRecord, LogStatus, MAX_INGEST_BATCH};
+use crate::domain::log::{LogFilter, LogIn, LogRecord, LogStatus, LogSummary, MAX_INGEST_BATCH};
 use crate::domain::redact::RedactKeys;
 use crate::domain::pagination::{Cursor, Limit, Page};
 use super::error::{ServiceError, ServiceResult};
@@ -133,7 +133,7 @@ pub async fn list(
     filter: &LogFilter,
     limit: Limit,
     cursor: Option<&Cursor>,
-) -> ServiceResult<Page<log::Model>> {
+) -> ServiceResult<Page<LogSummary>> {
     let db = store.db();
     let related = related_logs(db, project_id, &filter.related_id).await?;
     let searches = body_searches(store.search(), filter).await?;
@@ -141,7 +141,25 @@ pub async fn list(
     let query = log::Entity::find().filter(condition);
     let query = newest_first(query, log::Column::OccurredAtMs, log::Column::Id, limit, cursor);
     let rows = query.all(db).await?;
-    Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.occurred_at_ms, id: r.id.clone() }))
+    Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.occurred_at_ms, id: r.id.clone() }).map(summary))
+}
+
+fn summary(row: log::Model) -> LogSummary {
+    LogSummary {
+        status: if row.failed { LogStatus::Failure } else { LogStatus::Success },
+        id: row.id,
+        occurred_at_ms: row.occurred_at_ms,
+        channel: row.channel,
+        method: row.method,
+        endpoint: row.endpoint,
+        path: row.path,
+        http_status: row.http_status,
+        duration_ms: row.duration_ms,
+        user_id: row.user_id,
+        customer_id: row.customer_id,
+        server_key_id: row.server_key_id,
+        client_key_id: row.client_key_id,
+    }
 }
 
 /// Every filter as one condition on `logs`, body searches already resolved.
@@ -285,8 +303,8 @@ async fn scalar(db: &DatabaseConnection, (sql, values): (String, Vec<sea_orm::Va
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0) as u64)
 }
 
-/// A log entry with its full stored record, scoped to the project.
-pub async fn get(db: &DatabaseConnection, project_id: &str, id: &str) -> ServiceResult<(log::Model, LogRecord)> {
+/// A log entry's full stored record, scoped to the project.
+pub async fn get(db: &DatabaseConnection, project_id: &str, id: &str) -> ServiceResult<LogRecord> {
     let row = log::Entity::find_by_id(id)
         .filter(log::Column::ProjectId.eq(project_id))
         .one(db)
@@ -296,7 +314,7 @@ pub async fn get(db: &DatabaseConnection, project_id: &str, id: &str) -> Service
     let record = event
         .and_then(|e| serde_json::from_str::<LogRecord>(&e.payload).ok())
         .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("log {id} has no readable event")))?;
-    Ok((row, record))
+    Ok(record)
 }
 
 pub async fn endpoints(db: &DatabaseConnection, project_id: &str) -> ServiceResult<Vec<String>> {
