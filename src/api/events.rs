@@ -14,7 +14,8 @@ use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::services::events::{self, EventFilter, EventView};
+use crate::domain::event::PublishedEvent;
+use crate::services::events::{self, EventFilter};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,12 +33,11 @@ pub struct EventOut {
 }
 
 impl EventOut {
-    fn new(view: EventView, zone: &ProjectTimeZone) -> Self {
-        let row = view.row;
+    fn new(row: PublishedEvent, zone: &ProjectTimeZone) -> Self {
         Self {
             event_type: row.event_type,
             source_id: row.source_id,
-            data: view.data,
+            data: row.data,
             created_at: format_utc(row.created_at_ms),
             created_at_project: format_in_zone(row.created_at_ms, zone),
             request_id: row.request_id,
@@ -120,7 +120,7 @@ async fn publish_event(state: web::Data<AppState>, key: AnyProjectKey, req: Http
     let new = NewEvent { event_type: body.0.event_type, source_id: body.0.source_id, data: body.0.data };
     let project_id = key.access.project.id.clone();
     let accepted = events::publish(&state.store, &project_id, &key.meta, new, idempotency_key).await?;
-    request_log::relate(&req, RelatedKind::Event, &accepted.event.row.id);
+    request_log::relate(&req, RelatedKind::Event, &accepted.event.id);
     for (id, _) in &accepted.sendouts {
         request_log::relate(&req, RelatedKind::Sendout, id);
     }

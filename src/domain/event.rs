@@ -146,3 +146,15 @@ mod tests {
         assert!(insert_dotted(&mut data, "a..b", json!("1")).is_err());
     }
 }
+
+/// A published event as read: its index fields and its data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedEvent {
+    pub id: String,
+    pub event_type: String,
+    pub source_id: Option<String>,
+    pub data: serde_json::Value,
+    pub created_at_ms: i64,
+    /// The log id of the request that published it.
+    pub request_id: Option<String>,
+}

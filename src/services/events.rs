@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr
 use serde_json::Value;
 
 use super::Keyset;
-use crate::domain::event::{EventType, NewEvent};
+use crate::domain::event::{EventType, NewEvent, PublishedEvent};
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::filter::{CREATED_AFTER, CREATED_BEFORE, Context, Field, Filter, FilterErrors, Values};
@@ -80,10 +80,16 @@ impl Filter for EventFilter {
     }
 }
 
-/// An event as listed: its index row and its data.
-pub struct EventView {
-    pub row: published_event::Model,
-    pub data: Value,
+/// Joins an index row with its data from the event log.
+fn view(row: published_event::Model, data: Value) -> PublishedEvent {
+    PublishedEvent {
+        id: row.id,
+        event_type: row.event_type,
+        source_id: row.source_id,
+        data,
+        created_at_ms: row.created_at_ms,
+        request_id: row.request_id,
+    }
 }
 
 /// The published events `f` selects, in list order.
@@ -107,7 +113,7 @@ pub fn lister(project_id: &str, f: &EventFilter) -> Keyset<published_event::Enti
     })
 }
 
-pub async fn list(db: &DatabaseConnection, project_id: &str, f: &EventFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<EventView>> {
+pub async fn list(db: &DatabaseConnection, project_id: &str, f: &EventFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<PublishedEvent>> {
     let page = lister(project_id, f).page(db, limit, cursor).await?;
     let seqs: Vec<i64> = page.rows.iter().map(|r| r.event_seq).collect();
     let mut payloads: HashMap<i64, String> = event_log::Entity::find()
@@ -121,18 +127,18 @@ pub async fn list(db: &DatabaseConnection, project_id: &str, f: &EventFilter, li
         .collect();
     Ok(Page {
         next_cursor: page.next_cursor,
-        rows: page.rows.into_iter().map(|row| EventView { data: data_of(payloads.remove(&row.event_seq)), row }).collect(),
+        rows: page.rows.into_iter().map(|row| { let data = data_of(payloads.remove(&row.event_seq)); view(row, data) }).collect(),
     })
 }
 
-pub async fn get(db: &DatabaseConnection, project_id: &str, id: &str) -> ServiceResult<EventView> {
+pub async fn get(db: &DatabaseConnection, project_id: &str, id: &str) -> ServiceResult<PublishedEvent> {
     let row = published_event::Entity::find_by_id(id)
         .filter(published_event::Column::ProjectId.eq(project_id))
         .one(db)
         .await?
         .ok_or_else(|| ServiceError::NotFound("event"))?;
     let payload = event_log::Entity::find_by_id(row.event_seq).one(db).await?.map(|e| e.payload);
-    Ok(EventView { data: data_of(payload), row })
+    Ok(view(row, data_of(payload)))
 }
 
 fn data_of(payload: Option<String>) -> Value {
@@ -199,7 +205,7 @@ pub async fn with_sendouts(conn: &impl ConnectionTrait, events: Vec<DomainEvent>
 
 /// What `POST /v1/events` answers: the event and its sendouts.
 pub struct Accepted {
-    pub event: EventView,
+    pub event: PublishedEvent,
     pub sendouts: Vec<(String, String)>,
     /// True when an earlier request with the same `Idempotency-Key` published it.
     pub replayed: bool,
