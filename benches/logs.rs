@@ -216,15 +216,6 @@ async fn main() {
     println!("with logging: {with:.0} req/s; without: {without:.0} req/s; ratio {:.0}% (target >= 70%)", 100.0 * with / without);
 }
 
-/// Seconds of CPU the process `pid` has used (user + system).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 /// Events not yet in the search index, from the server's `/metrics`.
 async fn search_lag(server: &common::Server) -> i64 {
     let text = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
@@ -237,9 +228,9 @@ async fn search_lag(server: &common::Server) -> i64 {
 async fn ingest_and_query(server: &common::Server, rows: usize, times: Times) {
     let bodies = batches(rows, times);
     let clients = std::env::var("BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).filter(|&c| c > 0).unwrap_or(CLIENTS);
-    let cpu_before = cpu_seconds(server.child.id());
+    let cpu_before = common::cpu_seconds(server.child.id());
     let rate = ingest(server, bodies, clients).await;
-    let cpu = cpu_seconds(server.child.id()) - cpu_before;
+    let cpu = common::cpu_seconds(server.child.id()) - cpu_before;
     let indexer = if std::env::var("LOGBOOK_NO_WORKERS").is_ok_and(|v| v == "true") { "no search indexer" } else { "search indexer running" };
     println!("ingest: {rate:.0} logs/s ({clients} clients, batches of {BATCH}; {indexer})");
     println!("server CPU: {:.0} µs per log", cpu * 1e6 / rows as f64);

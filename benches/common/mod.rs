@@ -77,3 +77,13 @@ pub async fn start_server(url: &str, dir: &std::path::Path, env: &[(&str, String
     }
     server
 }
+
+/// Seconds of CPU the process `pid` has used (user + system).
+#[allow(dead_code)] // not every benchmark reads it
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
+    ticks / 100.0
+}

@@ -1,0 +1,225 @@
+//! Per-request publishing benchmark (issue 14): many concurrent keep-alive clients each send one
+//! `POST /v1/events` at a time (a 200-byte payload) to the release binary, one endpoint is
+//! subscribed, and a receiver in another process answers 204 and notes when each delivery
+//! arrived. Reports events/s published and delivered, publish latency, publish → delivery latency,
+//! server CPU per 1,000 events, and the rate over each tenth of the run (flat with size?).
+//!
+//!     cargo bench --bench publish                                   # SQLite, 20,000 events, 64 clients
+//!     BENCH_DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres' cargo bench --bench publish
+//!     BENCH_EVENTS=1000000 BENCH_CLIENTS=64 cargo bench --bench publish
+//!     BENCH_RATE=1000 cargo bench --bench publish                   # a steady 1,000 events/s instead of flat out
+//!
+//! The receiver is this benchmark's own executable, started again with `BENCH_RECEIVER=1`: it
+//! prints its port, then one `<webhook-id> <unix ns>` line per delivery.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+mod common;
+
+fn unix_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The receiver process: 204 to everything, one line per delivery on stdout.
+fn receiver() {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        while let Ok(line) = rx.recv() {
+            let _ = writeln!(out, "{line}");
+            while let Ok(more) = rx.try_recv() {
+                let _ = writeln!(out, "{more}");
+            }
+            let _ = out.flush();
+        }
+    });
+    actix_web::rt::System::new().block_on(async move {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        let port_tx = tx.clone();
+        let tx = web::Data::new(Mutex::new(tx));
+        let server = HttpServer::new(move || {
+            App::new().app_data(tx.clone()).default_service(web::to(|req: HttpRequest, tx: web::Data<Mutex<std::sync::mpsc::Sender<String>>>| async move {
+                let at = unix_ns();
+                let id = req.headers().get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+                let _ = tx.lock().unwrap().send(format!("{id} {at}"));
+                HttpResponse::NoContent().finish()
+            }))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        // Through the writer thread, which holds stdout.
+        let _ = port_tx.send(format!("port {}", server.addrs()[0].port()));
+        server.run().await.unwrap();
+    });
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::var_os("BENCH_RECEIVER").is_some() {
+        return tokio::task::block_in_place(receiver);
+    }
+    logbook::startup::install_tls();
+    let events: usize = std::env::var("BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let clients: usize = std::env::var("BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let rate: Option<f64> = std::env::var("BENCH_RATE").ok().and_then(|v| v.parse().ok());
+
+    // The receiver, in a process of its own.
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env("BENCH_RECEIVER", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("receiver starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let port: u16 = lines.next().and_then(|l| l.strip_prefix("port ").and_then(|p| p.parse().ok())).expect("receiver port");
+    let arrivals: Arc<Mutex<HashMap<String, u128>>> = Arc::default();
+    let duplicates = Arc::new(Mutex::new(0usize));
+    {
+        let (arrivals, duplicates) = (arrivals.clone(), duplicates.clone());
+        std::thread::spawn(move || {
+            for line in lines {
+                let Some((id, at)) = line.split_once(' ') else { continue };
+                let at: u128 = at.parse().unwrap_or_default();
+                if arrivals.lock().unwrap().insert(id.to_owned(), at).is_some() {
+                    *duplicates.lock().unwrap() += 1;
+                }
+            }
+        });
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let db_name = format!("lbbench_pub_{}", std::process::id());
+    let url = common::database_url(&dir, &db_name).await;
+    let backend = if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" };
+    let server = common::start_server(&url, dir.path(), &[("LOGBOOK_WEBHOOK_ALLOW_PRIVATE", "true".into())]).await;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
+    let webhook: serde_json::Value = client
+        .post(format!("{}/v1/webhooks", server.base))
+        .bearer_auth(&server.key)
+        .json(&json!({"url": format!("http://127.0.0.1:{port}/hook"), "event_types": ["*"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(webhook["id"].is_string(), "webhook created: {webhook}");
+    let mode = rate.map(|r| format!("a steady {r:.0} events/s")).unwrap_or_else(|| "as fast as answers come".into());
+    println!("# Publishing benchmark on {backend}: {events} events, {clients} clients, {mode}");
+
+    // Each client publishes its share one request at a time; the sendout id is the webhook-id.
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu_before = common::cpu_seconds(server.child.id());
+    let started = Instant::now();
+    let start_ns = unix_ns();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, base, key, next) = (client.clone(), server.base.clone(), server.key.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            let padding = "x".repeat(160);
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= events {
+                    return sent;
+                }
+                if let Some(rate) = rate {
+                    let due = Duration::from_secs_f64(i as f64 / rate);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                let body = json!({"type": "order.created", "data": {"order": i, "note": padding}});
+                let at = unix_ns();
+                let t = Instant::now();
+                let response = client.post(format!("{base}/v1/events")).bearer_auth(&key).json(&body).send().await;
+                let Ok(response) = response else { continue };
+                let took = t.elapsed().as_secs_f64() * 1000.0;
+                let accepted: serde_json::Value = response.json().await.unwrap_or_default();
+                let sendout = accepted["sendouts"][0]["id"].as_str().unwrap_or_default().to_owned();
+                sent.push((i, sendout, at, took));
+            }
+        }));
+    }
+    let mut sent = Vec::with_capacity(events);
+    for t in tasks {
+        sent.extend(t.await.unwrap());
+    }
+    let published_in = started.elapsed();
+    // Wait for every delivery (bounded: two minutes after the last publish without progress).
+    let mut last_count = 0;
+    let mut idle_since = Instant::now();
+    loop {
+        let count = arrivals.lock().unwrap().len();
+        if count >= sent.len() {
+            break;
+        }
+        if count != last_count {
+            (last_count, idle_since) = (count, Instant::now());
+        } else if idle_since.elapsed() > Duration::from_secs(120) {
+            println!("gave up waiting: {count} of {} delivered", sent.len());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cpu = common::cpu_seconds(server.child.id()) - cpu_before;
+    let arrivals = arrivals.lock().unwrap().clone();
+    let _ = child.kill();
+
+    let mut publish: Vec<f64> = sent.iter().map(|s| s.3).collect();
+    publish.sort_by(f64::total_cmp);
+    let mut to_delivery: Vec<f64> =
+        sent.iter().filter_map(|(_, id, at, _)| arrivals.get(id).map(|d| (d.saturating_sub(*at)) as f64 / 1e6)).collect();
+    to_delivery.sort_by(f64::total_cmp);
+    let last_arrival = arrivals.values().max().copied().unwrap_or(start_ns);
+    let total_s = (last_arrival.saturating_sub(start_ns)) as f64 / 1e9;
+    println!(
+        "published {} in {:.1} s ({:.0}/s); delivered {} of them, {:.0} events/s published and delivered (first publish to last delivery, {total_s:.1} s)",
+        sent.len(),
+        published_in.as_secs_f64(),
+        sent.len() as f64 / published_in.as_secs_f64(),
+        to_delivery.len(),
+        to_delivery.len() as f64 / total_s.max(1e-9)
+    );
+    println!(
+        "publish latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&publish, 0.5),
+        percentile(&publish, 0.99),
+        publish.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "publish -> delivery: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&to_delivery, 0.5),
+        percentile(&to_delivery, 0.99),
+        to_delivery.last().copied().unwrap_or(f64::NAN)
+    );
+    println!("server CPU: {:.2} s per 1,000 events; duplicate deliveries: {}", cpu * 1000.0 / sent.len().max(1) as f64, duplicates.lock().unwrap());
+    // Each tenth of the events in publish order: how fast that tenth was published and delivered.
+    sent.sort_by_key(|s| s.0);
+    let tenth = (sent.len() / 10).max(1);
+    let rates: Vec<String> = sent
+        .chunks(tenth)
+        .take(10)
+        .map(|chunk| {
+            let from = chunk.iter().map(|s| s.2).min().unwrap_or(0);
+            let to = chunk.iter().filter_map(|s| arrivals.get(&s.1)).max().copied().unwrap_or(from);
+            format!("{:.0}", chunk.len() as f64 / ((to.saturating_sub(from)) as f64 / 1e9).max(1e-9))
+        })
+        .collect();
+    println!("events/s over each tenth: {}", rates.join(", "));
+    drop(server);
+    common::drop_database(&db_name).await;
+}
