@@ -72,16 +72,7 @@ async fn main() {
                 .collect();
             let mut ids = Vec::new();
             for chunk in logs.chunks(1000) {
-                let body: serde_json::Value = client
-                    .post(format!("{base}/v1/logs"))
-                    .bearer_auth(&key)
-                    .json(&json!({"logs": chunk}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let body = common::post_json(&client, &format!("{base}/v1/logs"), &key, &json!({"logs": chunk})).await;
                 ids.extend(body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()));
             }
             ids

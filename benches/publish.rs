@@ -106,16 +106,8 @@ async fn main() {
     let backend = if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" };
     let server = common::start_server(&url, dir.path(), &[("LOGBOOK_WEBHOOK_ALLOW_PRIVATE", "true".into())]).await;
     let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
-    let webhook: serde_json::Value = client
-        .post(format!("{}/v1/webhooks", server.base))
-        .bearer_auth(&server.key)
-        .json(&json!({"url": format!("http://127.0.0.1:{port}/hook"), "event_types": ["*"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hook = json!({"url": format!("http://127.0.0.1:{port}/hook"), "event_types": ["*"]});
+    let webhook = common::post_json(&client, &format!("{}/v1/webhooks", server.base), &server.key, &hook).await;
     assert!(webhook["id"].is_string(), "webhook created: {webhook}");
     let mode = rate.map(|r| format!("a steady {r:.0} events/s")).unwrap_or_else(|| "as fast as answers come".into());
     println!("# Publishing benchmark on {backend}: {events} events, {clients} clients, {mode}");

@@ -71,16 +71,7 @@ async fn main() {
     let mut latencies = Vec::new();
     for i in 0..200 {
         let sent = Instant::now();
-        let event: Value = client
-            .post(format!("{base}/v1/events"))
-            .bearer_auth(&key)
-            .json(&json!({ "type": "bench.ping", "data": { "i": i } }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let event = common::post_json(&client, &format!("{base}/v1/events"), &key, &json!({ "type": "bench.ping", "data": { "i": i } })).await;
         let id = event["id"].as_str().unwrap().to_owned();
         let arrived = loop {
             if let Some(at) = seen.lock().unwrap().arrivals.get(&id) {

@@ -87,3 +87,9 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
     ticks / 100.0
 }
+
+/// POSTs `body` as JSON with `key` and returns the JSON answer (panics on a transport error).
+#[allow(dead_code)] // not every benchmark posts
+pub async fn post_json(client: &reqwest::Client, url: &str, key: &str, body: &serde_json::Value) -> serde_json::Value {
+    client.post(url).bearer_auth(key).json(body).send().await.expect("request sent").json().await.unwrap_or_default()
+}
