@@ -8,6 +8,8 @@
 //!     BENCH_DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres' cargo bench --bench publish
 //!     BENCH_EVENTS=1000000 BENCH_CLIENTS=64 cargo bench --bench publish
 //!     BENCH_RATE=1000 cargo bench --bench publish                   # a steady 1,000 events/s instead of flat out
+//!     BENCH_PATH=logs cargo bench --bench publish                   # single-entry `POST /v1/logs` instead
+//!     BENCH_PATH=retry cargo bench --bench publish                  # `POST /v1/webhook-sendouts/{id}/retry`
 //!
 //! The receiver is this benchmark's own executable, started again with `BENCH_RECEIVER=1`: it
 //! prints its port, then one `<webhook-id> <unix ns>` line per delivery.
@@ -109,12 +111,19 @@ async fn main() {
     let hook = json!({"url": format!("http://127.0.0.1:{port}/hook"), "event_types": ["*"]});
     let webhook = common::post_json(&client, &format!("{}/v1/webhooks", server.base), &server.key, &hook).await;
     assert!(webhook["id"].is_string(), "webhook created: {webhook}");
+    match std::env::var("BENCH_PATH").as_deref() {
+        Ok("logs") => return other_path(&server, &client, clients, events, Path::Logs).await,
+        Ok("retry") => return other_path(&server, &client, clients, events, Path::Retry).await,
+        _ => {}
+    }
     let mode = rate.map(|r| format!("a steady {r:.0} events/s")).unwrap_or_else(|| "as fast as answers come".into());
     println!("# Publishing benchmark on {backend}: {events} events, {clients} clients, {mode}");
 
     // Each client publishes its share one request at a time; the sendout id is the webhook-id.
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let cpu_before = common::cpu_seconds(server.child.id());
+    let (own_before, receiver_before, db_before) =
+        (common::cpu_seconds(std::process::id()), common::cpu_seconds(child.id()), common::cpu_seconds_named("postgres"));
     let started = Instant::now();
     let start_ns = unix_ns();
     let mut tasks = Vec::new();
@@ -168,6 +177,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu = common::cpu_seconds(server.child.id()) - cpu_before;
+    let own = common::cpu_seconds(std::process::id()) - own_before;
+    let receiver_cpu = common::cpu_seconds(child.id()) - receiver_before;
+    let db_cpu = common::cpu_seconds_named("postgres") - db_before;
     let arrivals = arrivals.lock().unwrap().clone();
     let _ = child.kill();
 
@@ -198,7 +210,14 @@ async fn main() {
         percentile(&to_delivery, 0.99),
         to_delivery.last().copied().unwrap_or(f64::NAN)
     );
-    println!("server CPU: {:.2} s per 1,000 events; duplicate deliveries: {}", cpu * 1000.0 / sent.len().max(1) as f64, duplicates.lock().unwrap());
+    let per_1000 = |seconds: f64| seconds * 1000.0 / sent.len().max(1) as f64;
+    println!("server CPU: {:.2} s per 1,000 events; duplicate deliveries: {}", per_1000(cpu), duplicates.lock().unwrap());
+    println!(
+        "meanwhile, per 1,000 events: PostgreSQL {:.2} s of CPU, these clients {:.2} s, the receiver {:.2} s",
+        per_1000(db_cpu),
+        per_1000(own),
+        per_1000(receiver_cpu)
+    );
     // Each tenth of the events in publish order: how fast that tenth was published and delivered.
     sent.sort_by_key(|s| s.0);
     let tenth = (sent.len() / 10).max(1);
@@ -214,4 +233,87 @@ async fn main() {
     println!("events/s over each tenth: {}", rates.join(", "));
     drop(server);
     common::drop_database(&db_name).await;
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    Logs,
+    Retry,
+}
+
+/// The other single-request writes users make in a loop, `n` requests from `clients` clients:
+/// one-entry `POST /v1/logs`, or retries by hand of `n` sendouts published (and delivered) first.
+async fn other_path(server: &common::Server, client: &reqwest::Client, clients: usize, n: usize, path: Path) {
+    let mut sendouts = Vec::new();
+    if path == Path::Retry {
+        let published = drive(clients, n, |i| {
+            let body = json!({"type": "order.created", "data": {"order": i}});
+            client.post(format!("{}/v1/events", server.base)).bearer_auth(&server.key).json(&body)
+        })
+        .await;
+        sendouts = published.1;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let name = if path == Path::Logs { "single-entry POST /v1/logs" } else { "POST /v1/webhook-sendouts/{id}/retry" };
+    println!("# {name}: {n} requests, {clients} clients");
+    let cpu_before = common::cpu_seconds(server.child.id());
+    let started = Instant::now();
+    let (mut took, _) = drive(clients, n, |i| match path {
+        Path::Logs => {
+            let entry = json!({"logs": [{"occurred_at": "2026-12-01T10:00:00Z", "channel": "shopify", "method": "POST",
+                "path": format!("/orders/{i}"), "http_status": 201, "duration_ms": 12, "request_body": {"order": i, "note": "x".repeat(120)}}]});
+            client.post(format!("{}/v1/logs", server.base)).bearer_auth(&server.key).json(&entry)
+        }
+        Path::Retry => client
+            .post(format!("{}/v1/webhook-sendouts/{}/retry", server.base, sendouts[i % sendouts.len().max(1)]))
+            .bearer_auth(&server.key)
+            .json(&json!({})),
+    })
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = common::cpu_seconds(server.child.id()) - cpu_before;
+    took.sort_by(f64::total_cmp);
+    println!(
+        "{} answered in {elapsed:.1} s: {:.0} requests/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; server CPU {:.2} s per 1,000",
+        took.len(),
+        took.len() as f64 / elapsed,
+        percentile(&took, 0.5),
+        percentile(&took, 0.99),
+        took.last().copied().unwrap_or(f64::NAN),
+        cpu * 1000.0 / took.len().max(1) as f64
+    );
+}
+
+/// Sends `n` requests made by `make`, `clients` at a time, each client one after another; returns
+/// the latencies (ms) of the successful ones and the first sendout id of each answer that has one.
+async fn drive<F>(clients: usize, n: usize, make: F) -> (Vec<f64>, Vec<String>)
+where
+    F: Fn(usize) -> reqwest::RequestBuilder + Sync,
+{
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = (0..clients).map(|_| async {
+        let (mut took, mut ids) = (Vec::new(), Vec::new());
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= n {
+                return (took, ids);
+            }
+            let t = Instant::now();
+            let Ok(response) = make(i).send().await else { continue };
+            let ok = response.status().is_success();
+            let answer: serde_json::Value = response.json().await.unwrap_or_default();
+            if ok {
+                took.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            if let Some(id) = answer["sendouts"][0]["id"].as_str() {
+                ids.push(id.to_owned());
+            }
+        }
+    });
+    let all = futures_util::future::join_all(workers).await;
+    all.into_iter().fold((Vec::new(), Vec::new()), |(mut t, mut i), (t2, i2)| {
+        t.extend(t2);
+        i.extend(i2);
+        (t, i)
+    })
 }

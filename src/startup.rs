@@ -12,7 +12,6 @@ use crate::config::Settings;
 use crate::event_log::EventStore;
 use crate::jobs::{self, JobQueue, Workers};
 use crate::projections::search::SearchIndex;
-use crate::services::logs::LogWriter;
 use crate::services::projects::{self, FirstStart};
 use crate::state::AppState;
 
@@ -40,7 +39,7 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<(EventStore, J
     let store = EventStore::new(db, search, sqlite_writer);
     // Every commit's jobs are queued by one dispatcher, on API-only nodes too (workers elsewhere
     // take them).
-    store.set_after_commit(std::sync::Arc::new(jobs::Dispatcher::new(jobs.clone())));
+    store.add_after_commit(std::sync::Arc::new(jobs::Dispatcher::new(jobs.clone())));
     Ok((store, jobs))
 }
 
@@ -56,9 +55,7 @@ impl Application {
         let first_start = projects::bootstrap(&store, settings.admin_token.is_some())
             .await
             .map_err(|e| anyhow::anyhow!("first-start setup failed: {e}"))?;
-        let (log_writer, _) = LogWriter::start(store.clone());
-        let state = web::Data::new(AppState::new(store.clone(), jobs, settings, log_writer));
-        state.log_writer.register_metrics(&state.metrics);
+        let state = web::Data::new(AppState::new(store.clone(), jobs, settings));
         let workers = match with_workers {
             true => Some(jobs::start(store.clone(), state.jobs.clone(), state.metrics.clone(), &state.settings)?),
             false => None,

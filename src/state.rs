@@ -3,11 +3,13 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Settings;
-use crate::domain::token;
+use crate::services::auth::Authenticator;
 use crate::event_log::EventStore;
 use crate::jobs::JobQueue;
 use crate::metrics::Metrics;
-use crate::services::logs::LogWriter;
+use crate::services::events::Publisher;
+use crate::services::logs::{self, LogWriter};
+use crate::services::sendouts::Retrier;
 
 /// What every handler can reach, shared by all HTTP workers.
 #[derive(Clone)]
@@ -16,21 +18,37 @@ pub struct AppState {
     pub store: EventStore,
     pub settings: Arc<Settings>,
     pub log_writer: LogWriter,
+    /// `POST /v1/events`, group-committed.
+    pub publisher: Publisher,
+    /// `POST /v1/webhook-sendouts/{id}/retry`, group-committed.
+    pub retrier: Retrier,
     pub jobs: JobQueue,
     pub metrics: Arc<Metrics>,
-    /// Hash of `LOGBOOK_ADMIN_TOKEN`, if configured.
-    pub admin_token_hash: Option<String>,
+    /// Resolves bearer tokens.
+    pub auth: Arc<Authenticator>,
 }
 
 impl AppState {
-    pub fn new(store: EventStore, jobs: JobQueue, settings: Settings, log_writer: LogWriter) -> Self {
+    /// Starts the group committers of the request paths, with their metrics.
+    pub fn new(store: EventStore, jobs: JobQueue, settings: Settings) -> Self {
         let db = store.db().clone();
+        let metrics = Arc::new(Metrics::default());
+        let log_writer = logs::start_writer(store.clone());
+        log_writer.register_metrics(&metrics, "log_writer", "Request logs");
+        let publisher = crate::services::events::start_publisher(store.clone());
+        publisher.register_metrics(&metrics, "publisher", "Published events");
+        let auth = Arc::new(Authenticator::new(db.clone(), settings.admin_token.as_deref()));
+        store.add_after_commit(auth.clone());
+        let retrier = crate::services::sendouts::start_retrier(store.clone());
+        retrier.register_metrics(&metrics, "retrier", "Retries by hand");
         Self {
+            publisher,
+            retrier,
             store,
             jobs,
-            admin_token_hash: settings.admin_token.as_deref().map(token::hash),
+            auth,
             settings: Arc::new(settings),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             db,
             log_writer,
         }

@@ -88,6 +88,18 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Seconds of CPU used by every live process named `name` (such as `postgres`, whose backends come
+/// and go with the pool's connections; an exited backend's time is lost, so this reads low).
+#[allow(dead_code)] // not every benchmark reads it
+pub fn cpu_seconds_named(name: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name))
+        .map(cpu_seconds)
+        .sum()
+}
+
 /// POSTs `body` as JSON with `key` and returns the JSON answer (panics on a transport error).
 #[allow(dead_code)] // not every benchmark posts
 pub async fn post_json(client: &reqwest::Client, url: &str, key: &str, body: &serde_json::Value) -> serde_json::Value {

@@ -8,7 +8,7 @@ use futures_util::future::LocalBoxFuture;
 use crate::domain::actor::Actor;
 use crate::error::ApiError;
 use crate::event_log::EventMetadata;
-use crate::services::auth::{Credential, Principal, ProjectAccess, authenticate};
+use crate::services::auth::{Credential, Principal, ProjectAccess};
 use crate::state::AppState;
 
 use super::request_log::LogContext;
@@ -59,7 +59,7 @@ async fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .ok_or_else(|| ApiError::unauthorized("The Authorization header must read: Bearer <token>."))?;
-    let principal = authenticate(&state.db, state.admin_token_hash.as_deref(), token)
+    let principal = state.auth.authenticate(token)
         .await?
         .ok_or_else(|| ApiError::unauthorized("The token is unknown or has been revoked."))?;
     // The request log attributes the request to this project and credential, even if refused below.

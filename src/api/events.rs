@@ -15,7 +15,7 @@ use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::domain::event::PublishedEvent;
-use crate::services::events::{self, EventFilter};
+use crate::services::events::{self, EventFilter, Publish};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -117,9 +117,9 @@ async fn publish_event(state: web::Data<AppState>, key: AnyProjectKey, req: Http
             _ => return Err(ApiError::malformed("The Idempotency-Key header must be 1 to 255 visible ASCII characters.")),
         },
     };
-    let new = NewEvent { event_type: body.0.event_type, source_id: body.0.source_id, data: body.0.data };
-    let project_id = key.access.project.id.clone();
-    let accepted = events::publish(&state.store, &project_id, &key.meta, new, idempotency_key).await?;
+    let event = NewEvent { event_type: body.0.event_type, source_id: body.0.source_id, data: body.0.data };
+    let publish = Publish { project_id: key.access.project.id.clone(), meta: key.meta.clone(), event, idempotency_key };
+    let accepted = state.publisher.submit(publish).await?;
     request_log::relate(&req, RelatedKind::Event, &accepted.event.id);
     for (id, _) in &accepted.sendouts {
         request_log::relate(&req, RelatedKind::Sendout, id);

@@ -160,7 +160,7 @@ async fn ingest_logs(
     req: HttpRequest,
     body: Json<IngestIn>,
 ) -> ApiResult<HttpResponse> {
-    let ids = logs::ingest(&state.store, &key.meta, key.access.project.id.as_str(), body.0.logs, &state.settings.redact_keys).await?;
+    let ids = logs::ingest(&state.store, &state.log_writer, &key.meta, key.access.project.id.as_str(), body.0.logs, &state.settings.redact_keys).await?;
     request_log::summarize_request_body(&req, format!("[{} log entries, stored as logs of their own]", ids.len()));
     Ok(HttpResponse::Created().json(IngestOut { ids }))
 }

@@ -24,6 +24,7 @@ use crate::domain::redact::{self, MAX_STORED_BODY, REDACTED};
 use crate::domain::time::now_ms;
 use crate::error::ApiError;
 use crate::services::auth::{Credential, Principal};
+use crate::services::logs::LogEntries;
 use crate::state::AppState;
 
 pub const LOG_ID_HEADER: &str = "logbook-log-id";
@@ -112,7 +113,7 @@ pub async fn record_requests(mut req: ServiceRequest, next: Next<BoxBody>) -> Re
         (request_body, request_truncated),
         (response_body, response_truncated),
     );
-    if let Err(err) = state.log_writer.record(record).await {
+    if let Err(err) = state.log_writer.submit(LogEntries::request(record)).await {
         tracing::error!(error = %err, log_id = %id, "request log could not be written");
     }
     if let Ok(value) = HeaderValue::from_str(&id) {

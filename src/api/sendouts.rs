@@ -138,7 +138,8 @@ async fn get_sendout(state: web::Data<AppState>, member: ProjectMember, id: web:
 #[post("/webhook-sendouts/{id}/retry")]
 async fn retry_sendout(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, id: web::Path<String>) -> ApiResult<HttpResponse> {
     request_log::relate(&req, RelatedKind::Sendout, &id);
-    let row = sendouts::retry(&state.store, member.project_id(), &id, &member.meta).await?;
+    let retry = sendouts::Retry { project_id: member.project_id().to_owned(), sendout_id: id.into_inner(), meta: member.meta.clone() };
+    let row = sendouts::retry(&state.retrier, retry).await?;
     Ok(HttpResponse::Accepted().json(SendoutOut::new(row, &member.access.project.time_zone, None)))
 }
 

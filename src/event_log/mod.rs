@@ -1,5 +1,6 @@
 //! The event log: every state change, as a typed event. `store` is the only code that writes it.
 
+pub mod group;
 pub mod live;
 mod store;
 
@@ -296,6 +297,9 @@ pub enum AttemptOutcome {
     Delivered,
     Retrying { next_attempt_at_ms: i64 },
     Failed,
+    /// Made while a retry by hand replaced it: kept in the history, while the sendout's state
+    /// follows the newer attempt.
+    Superseded,
 }
 
 /// One more attempt now, by hand or by a recovery task.

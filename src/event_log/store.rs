@@ -2,7 +2,7 @@
 //! path here; the database refuses both with a trigger (see the foundation migration).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures_util::future::BoxFuture;
 
@@ -56,11 +56,33 @@ pub trait AfterCommit: Send + Sync {
     fn committed(&self, events: Vec<StoredEvent>) -> BoxFuture<'_, ()>;
 }
 
+/// Two observers of commits, in order; each is told only the events it wants.
+struct Both(Arc<dyn AfterCommit>, Arc<dyn AfterCommit>);
+
+impl AfterCommit for Both {
+    fn wants(&self, event: &DomainEvent) -> bool {
+        self.0.wants(event) || self.1.wants(event)
+    }
+
+    fn committed(&self, events: Vec<StoredEvent>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let second: Vec<StoredEvent> = events.iter().filter(|e| self.1.wants(&e.event)).cloned().collect();
+            let first: Vec<StoredEvent> = events.into_iter().filter(|e| self.0.wants(&e.event)).collect();
+            if !first.is_empty() {
+                self.0.committed(first).await;
+            }
+            if !second.is_empty() {
+                self.1.committed(second).await;
+            }
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct EventStore {
     db: DatabaseConnection,
-    /// Set once at start-up; empty in tools that only read or replay the log.
-    after_commit: Arc<OnceLock<Arc<dyn AfterCommit>>>,
+    /// Set at start-up; empty in tools that only read or replay the log.
+    after_commit: Arc<RwLock<Option<Arc<dyn AfterCommit>>>>,
     /// Woken after every commit, for live subscribers.
     commits: Commits,
     /// The asynchronous projection with storage of its own (on SQLite, a file of its own).
@@ -81,9 +103,13 @@ impl EventStore {
         &self.commits
     }
 
-    /// Hands every later commit to `dispatcher`; the first call wins.
-    pub fn set_after_commit(&self, dispatcher: Arc<dyn AfterCommit>) {
-        let _ = self.after_commit.set(dispatcher);
+    /// Hands every later commit to `observer` too (after those added before it).
+    pub fn add_after_commit(&self, observer: Arc<dyn AfterCommit>) {
+        let mut current = self.after_commit.write().unwrap_or_else(PoisonError::into_inner);
+        *current = Some(match current.take() {
+            Some(first) => Arc::new(Both(first, observer)),
+            None => observer,
+        });
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -98,7 +124,7 @@ impl EventStore {
     /// no other writer can change before commit on SQLite; on PostgreSQL the per-stream unique
     /// version turns a lost race into [`StoreError::Conflict`].
     pub async fn begin(&self) -> Result<Writer, DbErr> {
-        let after_commit = self.after_commit.get().cloned();
+        let after_commit = self.after_commit.read().unwrap_or_else(PoisonError::into_inner).clone();
         let Some(writer) = &self.sqlite_writer else {
             return Ok(Writer { txn: self.db.begin().await?, guard: None, after_commit, committed: Mutex::default(), commits: self.commits.clone() });
         };

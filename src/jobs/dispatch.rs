@@ -38,7 +38,7 @@ impl Dispatcher {
                 _ => {}
             }
         }
-        self.jobs.enqueue_delivery_jobs(now, None).await;
+        self.jobs.hand_over(now).await;
         for (at, jobs) in later {
             self.jobs.enqueue_delivery_jobs(jobs, Some(at)).await;
         }

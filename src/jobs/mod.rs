@@ -6,8 +6,8 @@
 //! Jobs carry a task id only; the task projection holds everything else, and the task's fenced
 //! steps (see `services::tasks`) make a job that runs twice harmless.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use apalis::layers::WorkerBuilderExt;
 use apalis::prelude::{Attempt, BackendExt, BoxDynError, Data, TaskBuilder, WorkerBuilder};
@@ -15,6 +15,7 @@ use apalis::prelude::{PollSnapshot, PollStrategy};
 use apalis_cron::{CronScheduler, Tick};
 use prometheus_client::metrics::counter::Counter;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 mod dispatch;
@@ -60,18 +61,43 @@ const DELIVERY_BATCH: usize = 200;
 // less per batch.
 /// A scheduled task without a running job for this long is queued again...
 const SWEEP_AFTER_MS: i64 = 10_000;
-/// ...and a due sendout after this long (a backlog of deliveries is no reason to queue them again).
-const SWEEP_DELIVERIES_AFTER_MS: i64 = 120_000;
+/// ...and a sendout due for longer than a handed-over attempt can take to start, run and be
+/// recorded (`HANDOFF_MAX_WAIT` + the webhook timeout + this): by then it was lost in a crash.
+/// (Queueing one that waits in the durable queue is a no-op: the job's key is the attempt's.)
+const SWEEP_DELIVERIES_MARGIN: Duration = Duration::from_secs(5);
 
 const DELIVERY_QUEUE: &str = "logbook.delivery";
+/// Finished jobs are kept this long (to look at), then trimmed by the sweeper...
+const KEEP_FINISHED: Duration = Duration::from_secs(3600);
+/// ...this many per sweep at most.
+const TRIM_BATCH: i64 = 20_000;
 
-/// Queues jobs into apalis' tables: on PostgreSQL in the application's database, on SQLite in a
-/// file of their own (see `db::connect_jobs`).
+/// Queues jobs into apalis' tables (on PostgreSQL in the application's database, on SQLite in a
+/// file of their own, see `db::connect_jobs`), and hands deliveries due now straight to this
+/// process' delivery workers when it runs them and they have room.
 #[derive(Clone)]
-pub enum JobQueue {
+pub struct JobQueue {
+    storage: Storage,
+    handoff: Arc<OnceLock<mpsc::Sender<Handed>>>,
+}
+
+#[derive(Clone)]
+enum Storage {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
 }
+
+/// A delivery handed over in memory, and when.
+struct Handed {
+    job: DeliveryJob,
+    at: Instant,
+}
+
+/// Deliveries handed over and not yet started, at most; more go to the durable queue.
+const HANDOFF_QUEUE: usize = 4096;
+/// A handed-over delivery not started within this long goes to the durable queue instead: the
+/// sweeper, which knows nothing of this process' memory, counts on it (`SWEEP_DELIVERIES_MARGIN`).
+const HANDOFF_MAX_WAIT: Duration = Duration::from_secs(5);
 
 fn queue_name(task_type: TaskType) -> String {
     format!("logbook.{}", task_type.as_str())
@@ -81,15 +107,15 @@ impl JobQueue {
     /// Opens the queues (see `db::connect_jobs`) and creates or updates apalis' tables. (Not
     /// `SqliteStorage::setup`, which would also switch the connection to `synchronous = OFF`.)
     pub async fn open(db: &DatabaseConnection, settings: &Settings) -> anyhow::Result<Self> {
-        let queue = match crate::db::connect_jobs(db, settings).await? {
-            Some(pool) => Self::Sqlite(pool),
-            None => Self::Postgres(db.get_postgres_connection_pool().clone()),
+        let storage = match crate::db::connect_jobs(db, settings).await? {
+            Some(pool) => Storage::Sqlite(pool),
+            None => Storage::Postgres(db.get_postgres_connection_pool().clone()),
         };
-        match &queue {
-            Self::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations().run(pool).await?,
-            Self::Postgres(pool) => apalis_postgres::PostgresStorage::migrations().run(pool).await?,
+        match &storage {
+            Storage::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations().run(pool).await?,
+            Storage::Postgres(pool) => apalis_postgres::PostgresStorage::migrations().run(pool).await?,
         }
-        Ok(queue)
+        Ok(Self { storage, handoff: Arc::default() })
     }
 
     /// Queues the task's job. The job's idempotency key is the task id, so queueing twice (the
@@ -106,10 +132,18 @@ impl JobQueue {
         self.push_all(&queue_name(task_type), vec![task]).await
     }
 
-    /// Queues the first attempt of new sendouts.
-    pub async fn enqueue_deliveries(&self, sendout_ids: &[String]) {
-        let jobs: Vec<DeliveryJob> = sendout_ids.iter().map(|id| DeliveryJob { sendout_id: id.clone(), generation: 1, manual: false }).collect();
-        self.enqueue_delivery_jobs(jobs, None).await;
+    /// Queues attempts due now: handed to this process' delivery workers if it runs them and they
+    /// have room (no queue row, no poll: the attempt starts at once), else into the durable queue.
+    /// A crash loses a handed-over attempt only until the sweeper queues its sendout again.
+    pub async fn hand_over(&self, jobs: Vec<DeliveryJob>) {
+        let Some(lane) = self.handoff.get() else { return self.enqueue_delivery_jobs(jobs, None).await };
+        let mut rest = Vec::new();
+        for job in jobs {
+            if let Err(refused) = lane.try_send(Handed { job, at: Instant::now() }) {
+                rest.push(refused.into_inner().job);
+            }
+        }
+        self.enqueue_delivery_jobs(rest, None).await;
     }
 
     /// Queues delivery attempts, at `run_at_ms` or now. The idempotency key is the sendout and
@@ -136,14 +170,42 @@ impl JobQueue {
         }
     }
 
+    /// Deletes finished jobs (done, or given up) older than [`KEEP_FINISHED`], a bounded number per
+    /// call, so the queue's tables and their indexes stay the size of the work in hand rather than
+    /// of everything ever queued. Returns how many it deleted. (Not apalis' `vacuum`, which also
+    /// rewrites the whole SQLite file.)
+    pub async fn trim_finished(&self) -> Result<u64, sqlx::Error> {
+        let before_s = (now_ms() - KEEP_FINISHED.as_millis() as i64) / 1000;
+        let deleted = match &self.storage {
+            Storage::Sqlite(pool) => sqlx::query(
+                "DELETE FROM Jobs WHERE rowid IN (SELECT rowid FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at < ?1 LIMIT ?2)",
+            )
+            .bind(before_s)
+            .bind(TRIM_BATCH)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            Storage::Postgres(pool) => sqlx::query(
+                "DELETE FROM apalis.jobs WHERE id IN (SELECT id FROM apalis.jobs \
+                 WHERE status IN ('Done', 'Killed') AND done_at < to_timestamp($1) LIMIT $2)",
+            )
+            .bind(before_s as f64)
+            .bind(TRIM_BATCH)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
+        Ok(deleted)
+    }
+
     async fn push_all(&self, queue: &str, tasks: Vec<apalis::prelude::Task<Vec<u8>>>) -> Result<(), BoxDynError> {
-        match self {
-            Self::Sqlite(pool) => {
+        match &self.storage {
+            Storage::Sqlite(pool) => {
                 let mut conn = pool.begin().await?;
                 apalis_sqlite::queries::push_tasks(&mut *conn, queue, &tasks).await?;
                 conn.commit().await?;
             }
-            Self::Postgres(pool) => {
+            Storage::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
                 apalis_postgres::queries::push_tasks(&mut *conn, queue, tasks).await?;
             }
@@ -156,6 +218,8 @@ impl JobQueue {
 #[derive(Clone)]
 struct JobContext {
     store: EventStore,
+    /// How long a sendout may stay due before the sweeper takes it for lost.
+    lost_delivery_after: Duration,
     queue: JobQueue,
     deliverer: Arc<Deliverer>,
 }
@@ -179,10 +243,15 @@ pub fn start(store: EventStore, queue: JobQueue, metrics: Arc<Metrics>, settings
     let deliverer = Arc::new(Deliverer::new(store.clone(), settings)?);
     let ctx = JobContext {
         store: store.clone(),
+        lost_delivery_after: HANDOFF_MAX_WAIT + settings.webhook_timeout + SWEEP_DELIVERIES_MARGIN,
         queue: queue.clone(),
         deliverer,
     };
     let mut tasks = vec![tokio::spawn(run_search_indexer(store.search().clone(), indexed)), tokio::spawn(run_sweeper(ctx.clone()))];
+    let (lane, handed) = mpsc::channel(HANDOFF_QUEUE);
+    if ctx.queue.handoff.set(lane).is_ok() {
+        tasks.push(tokio::spawn(run_handed_deliveries(ctx.clone(), handed)));
+    }
     tasks.extend(spawn_workers(ctx, settings.job_lease, schedule));
     Ok(Workers { tasks })
 }
@@ -235,14 +304,14 @@ fn spawn_workers(ctx: JobContext, lease: Duration, schedule: cron::Schedule) -> 
     for &task_type in QUEUES {
         let name = format!("{}@{node}", queue_name(task_type));
         let queue = queue_name(task_type);
-        handles.push(match &ctx.queue {
-            JobQueue::Sqlite(pool) => {
+        handles.push(match &ctx.queue.storage {
+            Storage::Sqlite(pool) => {
                 let config = apalis_sqlite::Config::default().queue(queue).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
                 let backend = apalis_sqlite::SqliteStorage::<TaskJob>::new(pool).with_config(config).poll_with_strategy(Every::new(POLL));
                 let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(TASK_CONCURRENCY).data(ctx.clone()).build(run_task);
                 tokio::spawn(supervise(name, worker.run()))
             }
-            JobQueue::Postgres(pool) => {
+            Storage::Postgres(pool) => {
                 let config = apalis_postgres::Config::default().queue(queue).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
                 let backend = apalis_postgres::PostgresStorage::<TaskJob>::new(pool).with_config(config).poll_with_strategy(Every::new(POLL));
                 let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(TASK_CONCURRENCY).data(ctx.clone()).build(run_task);
@@ -251,15 +320,15 @@ fn spawn_workers(ctx: JobContext, lease: Duration, schedule: cron::Schedule) -> 
         });
     }
     let name = format!("{DELIVERY_QUEUE}@{node}");
-    handles.push(match &ctx.queue {
-        JobQueue::Sqlite(pool) => {
+    handles.push(match &ctx.queue.storage {
+        Storage::Sqlite(pool) => {
             let config =
                 apalis_sqlite::Config::default().queue(DELIVERY_QUEUE).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(DELIVERY_BATCH).lock_tasks(false);
             let backend = apalis_sqlite::SqliteStorage::<DeliveryJob>::new(pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
             let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(DELIVERY_CONCURRENCY).data(ctx.clone()).build(run_delivery);
             tokio::spawn(supervise(name, worker.run()))
         }
-        JobQueue::Postgres(pool) => {
+        Storage::Postgres(pool) => {
             let config =
                 apalis_postgres::Config::default().queue(DELIVERY_QUEUE).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(DELIVERY_BATCH).lock_tasks(false);
             let backend = apalis_postgres::PostgresStorage::<DeliveryJob>::new(pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
@@ -271,6 +340,46 @@ fn spawn_workers(ctx: JobContext, lease: Duration, schedule: cron::Schedule) -> 
     let worker = WorkerBuilder::new(name.clone()).backend(CronScheduler::new(schedule)).data(ctx).build(daily_retention);
     handles.push(tokio::spawn(supervise(name, worker.run())));
     handles
+}
+
+/// Makes the attempts handed over in memory: read in batches (three queries per batch), then each
+/// made in a task of its own, at most `DELIVERY_CONCURRENCY` at once. What cannot start soon, or
+/// waits for an endpoint's rate limit, or fails to be recorded, goes to the durable queue.
+async fn run_handed_deliveries(ctx: JobContext, mut handed: mpsc::Receiver<Handed>) {
+    let slots = Arc::new(Semaphore::new(DELIVERY_CONCURRENCY));
+    let mut batch = Vec::with_capacity(DELIVERY_BATCH);
+    while handed.recv_many(&mut batch, DELIVERY_BATCH).await > 0 {
+        let (fresh, late): (Vec<Handed>, Vec<Handed>) = batch.drain(..).partition(|h| h.at.elapsed() < HANDOFF_MAX_WAIT);
+        ctx.queue.enqueue_delivery_jobs(late.into_iter().map(|h| h.job).collect(), None).await;
+        let Some(at) = fresh.iter().map(|h| h.at).min() else { continue };
+        let jobs: Vec<DeliveryJob> = fresh.into_iter().map(|h| h.job).collect();
+        let prepared = match ctx.deliverer.prepare(jobs.clone()).await {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading deliveries failed; they go to the queue");
+                ctx.queue.enqueue_delivery_jobs(jobs, None).await;
+                continue;
+            }
+        };
+        let (limited, prepared): (Vec<_>, Vec<_>) = prepared.into_iter().partition(|p| p.rate_limited());
+        ctx.queue.enqueue_delivery_jobs(limited.into_iter().map(|p| p.job).collect(), None).await;
+        for p in prepared {
+            let Ok(slot) = slots.clone().acquire_owned().await else { return };
+            if at.elapsed() >= HANDOFF_MAX_WAIT {
+                ctx.queue.enqueue_delivery_jobs(vec![p.job], None).await;
+                continue;
+            }
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let job = p.job.clone();
+                if let Err(err) = ctx.deliverer.attempt(p).await {
+                    tracing::warn!(sendout_id = job.sendout_id, error = %err, "recording a delivery failed; it goes to the queue");
+                    ctx.queue.enqueue_delivery_jobs(vec![job], None).await;
+                }
+                drop(slot);
+            });
+        }
+    }
 }
 
 async fn run_delivery(job: DeliveryJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
@@ -349,6 +458,9 @@ async fn run_sweeper(ctx: JobContext) {
             }
         }
         requeue_due_deliveries(&ctx).await;
+        if let Err(err) = ctx.queue.trim_finished().await {
+            tracing::warn!(error = %err, "trimming finished jobs failed");
+        }
         if let Err(err) = retention::remove_abandoned_uploads(&ctx.store).await {
             tracing::warn!(error = %err, "removing abandoned uploads failed");
         }
@@ -361,7 +473,7 @@ async fn requeue_due_deliveries(ctx: &JobContext) {
     let due: Result<Vec<(String, i32)>, _> = entity::sendout::Entity::find()
         .select_only()
         .columns([entity::sendout::Column::Id, entity::sendout::Column::Generation])
-        .filter(entity::sendout::Column::NextAttemptAtMs.lt(now_ms() - SWEEP_DELIVERIES_AFTER_MS))
+        .filter(entity::sendout::Column::NextAttemptAtMs.lt(now_ms() - ctx.lost_delivery_after.as_millis() as i64))
         .limit(1000)
         .into_tuple()
         .all(ctx.store.db())

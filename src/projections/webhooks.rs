@@ -1,7 +1,7 @@
 //! Webhook endpoints, sendouts and their attempts, and the idempotency keys of published events.
 
 use entity::{event_idempotency, sendout, sendout_attempt, webhook};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter};
 
 use crate::domain::sendout::SendoutStatus;
@@ -124,6 +124,7 @@ async fn update_sendouts(conn: &impl ConnectionTrait, attempts: &[(&StoredEvent,
             AttemptOutcome::Delivered => (SendoutStatus::Delivered, None, Some(a.attempted_at_ms)),
             AttemptOutcome::Retrying { next_attempt_at_ms } => (SendoutStatus::Retrying, Some(next_attempt_at_ms), None),
             AttemptOutcome::Failed => (SendoutStatus::Failed, None, None),
+            AttemptOutcome::Superseded => unreachable!("superseded attempts are counted in `count_superseded`"),
         };
         let row: [(sea_orm::Value, &str); 7] = [
             (e.id.clone().into(), "text"),
@@ -154,10 +155,31 @@ async fn update_sendouts(conn: &impl ConnectionTrait, attempts: &[(&StoredEvent,
     conn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await.map(|_| ())
 }
 
+/// Counts attempts outrun by a retry by hand; the sendout's state is the newer attempt's.
+async fn count_superseded(conn: &impl ConnectionTrait, attempts: &[(&StoredEvent, &SendoutAttempted)]) -> Result<(), DbErr> {
+    for (_, e) in attempts {
+        let a = &e.attempt;
+        sendout::Entity::update_many()
+            .filter(sendout::Column::Id.eq(&e.id))
+            .col_expr(sendout::Column::AttemptCount, Expr::col(sendout::Column::AttemptCount).add(1))
+            .col_expr(
+                sendout::Column::SentAtMs,
+                Expr::expr(Func::coalesce([Expr::col(sendout::Column::SentAtMs).into(), Expr::value(a.attempted_at_ms)])),
+            )
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Records attempts: each sendout's new state, the attempts as one multi-row insert, and one
 /// update per endpoint whose run of failures started or ended.
 pub async fn record_attempts(conn: &impl ConnectionTrait, attempts: &[(&StoredEvent, &SendoutAttempted)]) -> Result<(), DbErr> {
     let mut failing: Vec<(&str, Failing)> = Vec::new();
+    let (superseded, current): (Vec<_>, Vec<_>) = attempts.iter().copied().partition(|(_, e)| e.outcome == AttemptOutcome::Superseded);
+    count_superseded(conn, &superseded).await?;
+    let all = attempts;
+    let attempts = &current[..];
     // One statement per run of distinct sendouts: a replay holds several attempts of one sendout,
     // which must apply in order.
     let mut start = 0;
@@ -175,10 +197,12 @@ pub async fn record_attempts(conn: &impl ConnectionTrait, attempts: &[(&StoredEv
     for chunk in super::pow2_chunks(&attempts[start..], 128) {
         update_sendouts(conn, chunk).await?;
     }
+    let attempts = all;
     for (_, e) in attempts {
         let a = &e.attempt;
         let op = match e.outcome {
             AttemptOutcome::Delivered => Failing::Clear,
+            AttemptOutcome::Superseded if a.http_status.is_some_and(|s| (200..300).contains(&s)) => Failing::Clear,
             _ => Failing::StartIfHealthy(a.attempted_at_ms),
         };
         match failing.iter_mut().find(|(id, _)| *id == e.webhook_id) {

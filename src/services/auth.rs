@@ -1,12 +1,18 @@
 //! Who is calling: resolves a bearer token to the admin or to a project credential.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use entity::{admin_token, api_key, user};
+use futures_util::future::BoxFuture;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
 use crate::domain::actor::{Actor, ActorKind};
 use crate::domain::channel::Channel;
 use crate::domain::project::Project;
 use crate::domain::token::{self, TokenKind};
+use crate::event_log::{AfterCommit, DomainEvent, StoredEvent};
 use crate::services::projects;
 
 #[derive(Debug, Clone)]
@@ -50,7 +56,66 @@ impl Credential {
 
 /// Resolves `token`; `None` when it is unknown or revoked. `configured_admin_hash` is the hash of
 /// `LOGBOOK_ADMIN_TOKEN`, if set.
-pub async fn authenticate(
+/// Resolves bearer tokens, remembering what a token resolved to for [`REMEMBER`]: clients that
+/// send one request after another would otherwise cost two lookups each. A change on this node
+/// (a key revoked, a project changed) is seen at once, since the commit clears what is
+/// remembered; one made through another node within [`REMEMBER`].
+pub struct Authenticator {
+    db: DatabaseConnection,
+    /// Hash of `LOGBOOK_ADMIN_TOKEN`, if configured.
+    admin_hash: Option<String>,
+    known: Mutex<HashMap<String, (Instant, Principal)>>,
+}
+
+/// How long a resolved token is remembered.
+pub const REMEMBER: Duration = Duration::from_secs(1);
+/// Most tokens remembered at once; past it, the memory starts over.
+const MOST_REMEMBERED: usize = 10_000;
+
+impl Authenticator {
+    pub fn new(db: DatabaseConnection, admin_token: Option<&str>) -> Self {
+        Self { db, admin_hash: admin_token.map(token::hash), known: Mutex::default() }
+    }
+
+    /// The principal `token` stands for, or `None` if it is unknown or revoked.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, DbErr> {
+        if TokenKind::of(token).is_none() {
+            return Ok(None);
+        }
+        let hash = token::hash(token);
+        if let Some(principal) = self.remembered(&hash) {
+            return Ok(Some(principal));
+        }
+        let found = authenticate(&self.db, self.admin_hash.as_deref(), token).await?;
+        if let Some(principal) = &found {
+            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            if known.len() >= MOST_REMEMBERED {
+                known.clear();
+            }
+            known.insert(hash, (Instant::now(), principal.clone()));
+        }
+        Ok(found)
+    }
+
+    fn remembered(&self, hash: &str) -> Option<Principal> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(hash).filter(|(at, _)| at.elapsed() < REMEMBER).map(|(_, p)| p.clone())
+    }
+}
+
+impl AfterCommit for Authenticator {
+    /// What changes what a token may do: revocation, and the project a principal carries.
+    fn wants(&self, event: &DomainEvent) -> bool {
+        matches!(event, DomainEvent::ApiKeyRevoked(_) | DomainEvent::ProjectUpdated(_))
+    }
+
+    fn committed(&self, _: Vec<StoredEvent>) -> BoxFuture<'_, ()> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        Box::pin(async {})
+    }
+}
+
+async fn authenticate(
     db: &DatabaseConnection,
     configured_admin_hash: Option<&str>,
     token: &str,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use entity::{event_log, published_event, sendout, webhook};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
-use tokio::sync::{mpsc, oneshot};
+use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
 use super::events::{system_event, with_sendouts};
@@ -22,9 +22,10 @@ use crate::domain::ids::{IdKind, new_id};
 use crate::domain::sendout::{next_delay, parse_retry_after};
 use crate::domain::time::{format_utc, now_ms};
 use crate::domain::webhook::{refused_address, sign};
+use crate::event_log::group::{Batching, GroupCommit, GroupWrite};
 use crate::event_log::{
     Attempt, AttemptOutcome, AttemptTrigger, DomainEvent, EventMetadata, EventPublished, EventStore, SendoutAttempted, StoreError,
-    WebhookDisabled,
+    WebhookDisabled, Writer,
 };
 use crate::domain::job::DeliveryJob;
 
@@ -33,7 +34,7 @@ const MAX_RESPONSE_BODY: usize = 4096;
 
 pub struct Deliverer {
     store: EventStore,
-    recorder: mpsc::Sender<Record>,
+    recorder: GroupCommit<Records>,
     client: reqwest::Client,
     allow_private: bool,
     schedule: Vec<Duration>,
@@ -71,14 +72,10 @@ impl Deliverer {
         if !settings.webhook_allow_private {
             builder = builder.dns_resolver(Arc::new(VettingResolver));
         }
-        let (recorder, rx) = mpsc::channel(4 * RECORD_BATCH);
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..RECORDERS {
-            tokio::spawn(run_recorder(store.clone(), rx.clone()));
-        }
+        let batching = Batching { max: 256, ..Batching::default() };
         Ok(Self {
+            recorder: GroupCommit::start(store.clone(), Records, batching),
             store,
-            recorder,
             client: builder.build()?,
             allow_private: settings.webhook_allow_private,
             schedule: settings.webhook_retry_schedule.0.clone(),
@@ -90,13 +87,47 @@ impl Deliverer {
 
     /// Makes the attempt a job stands for, records it, and queues what follows.
     pub async fn deliver(&self, job: DeliveryJob) -> Result<(), StoreError> {
-        let db = self.store.db();
-        // The sendout and its endpoint (gone if deleted) in one query.
-        let found = sendout::Entity::find_by_id(&job.sendout_id).find_also_related(webhook::Entity).one(db).await?;
-        let Some((row, endpoint)) = found else { return Ok(()) };
-        if row.generation != job.generation {
-            return Ok(()); // Superseded: retried by hand, or already attempted.
+        for prepared in self.prepare(vec![job]).await? {
+            self.attempt(prepared).await?;
         }
+        Ok(())
+    }
+
+    /// Reads what the attempts of `jobs` need in three queries for the whole batch: the sendouts
+    /// with their endpoints, then the events' bodies. A job whose sendout is gone or at another
+    /// generation (retried by hand, or already attempted) is left out.
+    pub async fn prepare(&self, mut jobs: Vec<DeliveryJob>) -> Result<Vec<Prepared>, StoreError> {
+        jobs.sort_by(|a, b| (&a.sendout_id, a.generation).cmp(&(&b.sendout_id, b.generation)));
+        jobs.dedup_by(|a, b| a.sendout_id == b.sendout_id && a.generation == b.generation);
+        let db = self.store.db();
+        let ids: Vec<String> = jobs.iter().map(|j| j.sendout_id.clone()).collect();
+        let mut found: HashMap<String, (sendout::Model, Option<webhook::Model>)> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let rows = sendout::Entity::find().filter(sendout::Column::Id.is_in(chunk.to_vec())).find_also_related(webhook::Entity).all(db).await?;
+            found.extend(rows.into_iter().map(|(row, endpoint)| (row.id.clone(), (row, endpoint))));
+        }
+        let current: Vec<(DeliveryJob, sendout::Model, Option<webhook::Model>)> = jobs
+            .into_iter()
+            .filter_map(|job| {
+                // (A sendout's jobs of older generations come first and stay behind.)
+                found.get(&job.sendout_id).filter(|(row, _)| row.generation == job.generation)?;
+                let (row, endpoint) = found.remove(&job.sendout_id)?;
+                Some((job, row, endpoint))
+            })
+            .collect();
+        let bodies = self.bodies(current.iter().map(|(_, row, _)| row)).await?;
+        Ok(current
+            .into_iter()
+            .map(|(job, row, endpoint)| {
+                let body = bodies.get(&row.event_id).cloned().unwrap_or_else(|| body_of(&row, None));
+                Prepared { job, row, endpoint, body }
+            })
+            .collect())
+    }
+
+    /// Makes one prepared attempt, records it, and queues what follows.
+    pub async fn attempt(&self, prepared: Prepared) -> Result<(), StoreError> {
+        let Prepared { job, row, endpoint, body } = prepared;
         // The queue schedules in whole seconds; a retry due within the next second waits here.
         if let Some(due) = row.next_attempt_at_ms.filter(|_| !job.manual) {
             let wait = due - now_ms();
@@ -113,7 +144,7 @@ impl Deliverer {
             }
             Some(w) => {
                 self.wait_for_rate_limit(w).await;
-                self.post(&row, w, trigger).await?
+                self.post(&row, w, trigger, body).await
             }
         };
         let delivered = attempt.http_status.is_some_and(|s| (200..300).contains(&s));
@@ -129,6 +160,37 @@ impl Deliverer {
             }
         };
         self.record(&row, endpoint.as_ref(), job.generation, attempt, outcome).await
+    }
+
+    /// The delivered body of each event of `rows`, by event id.
+    async fn bodies<'r>(&self, rows: impl Iterator<Item = &'r sendout::Model>) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        let rows: HashMap<&str, &sendout::Model> = rows.map(|r| (r.event_id.as_str(), r)).collect();
+        let event_ids: Vec<String> = rows.keys().map(|id| (*id).to_owned()).collect();
+        let db = self.store.db();
+        let mut bodies = HashMap::with_capacity(event_ids.len());
+        for chunk in event_ids.chunks(500) {
+            let seqs: Vec<i64> = published_event::Entity::find()
+                .select_only()
+                .column(published_event::Column::EventSeq)
+                .filter(published_event::Column::Id.is_in(chunk.to_vec()))
+                .into_tuple()
+                .all(db)
+                .await?;
+            let payloads: Vec<String> = event_log::Entity::find()
+                .select_only()
+                .column(event_log::Column::Payload)
+                .filter(event_log::Column::Seq.is_in(seqs))
+                .into_tuple()
+                .all(db)
+                .await?;
+            for payload in payloads {
+                let Ok(event) = serde_json::from_str::<EventPublished>(&payload) else { continue };
+                if let Some(row) = rows.get(event.id.as_str()) {
+                    bodies.insert(event.id.clone(), body_of(row, Some(event)));
+                }
+            }
+        }
+        Ok(bodies)
     }
 
     fn no_request(&self, trigger: AttemptTrigger, why: &str) -> Attempt {
@@ -166,8 +228,7 @@ impl Deliverer {
         }
     }
 
-    async fn post(&self, row: &sendout::Model, w: &webhook::Model, trigger: AttemptTrigger) -> Result<(Attempt, Option<Duration>), StoreError> {
-        let body = self.body(row).await?;
+    async fn post(&self, row: &sendout::Model, w: &webhook::Model, trigger: AttemptTrigger, body: Vec<u8>) -> (Attempt, Option<Duration>) {
         let started = Instant::now();
         let attempted_at_ms = now_ms();
         let timestamp = attempted_at_ms / 1000;
@@ -192,7 +253,7 @@ impl Deliverer {
             }
         {
             attempt.error = Some(format!("the URL reaches {why}; only public addresses are allowed"));
-            return Ok((attempt, None));
+            return (attempt, None);
         }
         let request = self
             .client
@@ -248,27 +309,7 @@ impl Deliverer {
             Err(e) => attempt.error = Some(error_text(&e)),
         }
         attempt.duration_ms = started.elapsed().as_millis() as i64;
-        Ok((attempt, retry_after))
-    }
-
-    /// The delivered body: `{"id", "type", "timestamp", "data"}` of the sendout's event.
-    async fn body(&self, row: &sendout::Model) -> Result<Vec<u8>, StoreError> {
-        let seq = sea_orm::sea_query::Query::select()
-            .column(published_event::Column::EventSeq)
-            .from(published_event::Entity)
-            .and_where(published_event::Column::Id.eq(&row.event_id))
-            .to_owned();
-        let payload: Option<String> = event_log::Entity::find()
-            .select_only()
-            .column(event_log::Column::Payload)
-            .filter(event_log::Column::Seq.in_subquery(seq))
-            .into_tuple()
-            .one(self.store.db())
-            .await?;
-        let event: Option<EventPublished> = payload.and_then(|p| serde_json::from_str(&p).ok());
-        let (data, created_at_ms) = event.map(|e| (Value::Object(e.data), e.created_at_ms)).unwrap_or((Value::Null, row.created_at_ms));
-        let body = json!({ "id": row.event_id, "type": row.event_type, "timestamp": format_utc(created_at_ms), "data": data });
-        Ok(serde_json::to_vec(&body).unwrap_or_default())
+        (attempt, retry_after)
     }
 
     /// Records the attempt, group-committed with other deliveries' records; a record that says
@@ -284,11 +325,10 @@ impl Deliverer {
     ) -> Result<(), StoreError> {
         let events = self.attempt_events(row, endpoint, generation, attempt, outcome);
         let meta = EventMetadata { actor: Actor::system(), request_log_id: row.request_id.clone() };
-        let (done, recorded) = oneshot::channel();
-        let record = Record { sendout_id: row.id.clone(), generation, meta, events, done };
-        self.recorder.send(record).await.map_err(|_| StoreError::Db(sea_orm::DbErr::Custom("the recorder stopped".into())))?;
-        recorded.await.map_err(|_| StoreError::Db(sea_orm::DbErr::Custom("the recorder stopped".into())))??;
-        Ok(())
+        // (A lost race with a retry by hand is written again against what won, which decides
+        // whether the record still counts or is kept as superseded: see `event_log::group`.)
+        let record = Record { sendout_id: row.id.clone(), generation, meta, events };
+        self.recorder.submit(record).await.map(|_| ())
     }
 
     /// The attempt, and what it sets off: `sendout.failed` after the last one, and disabling an
@@ -334,74 +374,54 @@ impl Deliverer {
     }
 }
 
-/// An attempt to record; `done` says whether it was (a worker that lost its lease may have made
-/// the same attempt: the first record of a generation wins).
-struct Record {
+/// A delivery job with what its attempt needs (see [`Deliverer::prepare`]).
+pub struct Prepared {
+    pub job: DeliveryJob,
+    row: sendout::Model,
+    endpoint: Option<webhook::Model>,
+    body: Vec<u8>,
+}
+
+impl Prepared {
+    /// Whether the endpoint limits its rate: such attempts may wait long for their turn.
+    pub fn rate_limited(&self) -> bool {
+        self.endpoint.as_ref().and_then(|w| w.rate_limit_per_second).is_some_and(|l| l > 0)
+    }
+}
+
+/// The delivered body: `{"id", "type", "timestamp", "data"}` of the sendout's event (`null` data
+/// if the event is gone).
+fn body_of(row: &sendout::Model, event: Option<EventPublished>) -> Vec<u8> {
+    let (data, created_at_ms) = event.map(|e| (Value::Object(e.data), e.created_at_ms)).unwrap_or((Value::Null, row.created_at_ms));
+    let body = json!({ "id": row.event_id, "type": row.event_type, "timestamp": format_utc(created_at_ms), "data": data });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// An attempt to record. The first record of a generation wins: a worker that lost its lease may
+/// have made the same attempt.
+pub struct Record {
     sendout_id: String,
     generation: i32,
     meta: EventMetadata,
     events: Vec<DomainEvent>,
-    done: oneshot::Sender<Result<bool, StoreError>>,
 }
 
-/// Most records per transaction.
-const RECORD_BATCH: usize = 256;
-/// Recorders taking turns: while one commits, the next gathers its batch (on PostgreSQL their
-/// transactions also overlap).
-const RECORDERS: usize = 2;
-
-/// Commits attempts' records in groups: concurrent deliveries share one transaction (and, on
+/// Attempts' records, group-committed: concurrent deliveries share one transaction (and, on
 /// SQLite, one sync to disk), which is what lets one node sustain thousands of deliveries a second.
-async fn run_recorder(store: EventStore, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Record>>>) {
-    loop {
-        let batch = {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { return };
-            let mut batch = vec![first];
-            while batch.len() < RECORD_BATCH {
-                match rx.try_recv() {
-                    Ok(record) => batch.push(record),
-                    Err(_) => break,
-                }
-            }
-            batch
-        };
-        match commit_records(&store, &batch).await {
-            Ok(recorded) => {
-                for (record, ok) in batch.into_iter().zip(recorded) {
-                    let _ = record.done.send(Ok(ok));
-                }
-            }
-            // One bad record (or, on PostgreSQL, a lost race) fails the group; each goes alone.
-            Err(_) if batch.len() > 1 => {
-                for record in batch {
-                    let result = commit_records(&store, std::slice::from_ref(&record)).await;
-                    let reply = match result {
-                        Ok(recorded) => Ok(recorded[0]),
-                        Err(StoreError::Conflict(_)) => Ok(false),
-                        Err(e) => Err(e),
-                    };
-                    let _ = record.done.send(reply);
-                }
-            }
-            Err(StoreError::Conflict(_)) => {
-                for record in batch {
-                    let _ = record.done.send(Ok(false));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for record in batch {
-                    let _ = record.done.send(Err(StoreError::Db(sea_orm::DbErr::Custom(message.clone()))));
-                }
-            }
-        }
+/// The output says whether the record was taken.
+pub struct Records;
+
+impl GroupWrite for Records {
+    type Item = Record;
+    type Output = bool;
+
+    fn write<'a>(&'a self, writer: &'a Writer, batch: &'a [Record]) -> BoxFuture<'a, Result<Vec<bool>, StoreError>> {
+        Box::pin(commit_records(writer, batch))
     }
 }
 
 /// Appends the records whose sendout is still at their generation; returns which were.
-async fn commit_records(store: &EventStore, batch: &[Record]) -> Result<Vec<bool>, StoreError> {
-    let writer = store.begin().await?;
+async fn commit_records(writer: &Writer, batch: &[Record]) -> Result<Vec<bool>, StoreError> {
     let ids: Vec<&str> = batch.iter().map(|r| r.sendout_id.as_str()).collect();
     let mut current: HashMap<String, i32> = sendout::Entity::find()
         .select_only()
@@ -422,11 +442,18 @@ async fn commit_records(store: &EventStore, batch: &[Record]) -> Result<Vec<bool
             // (Only a failure's notice is published here; most records look nothing up.)
             let with = with_sendouts(writer.conn(), record.events.clone()).await?;
             events.extend(with.into_iter().map(|e| (record.meta.clone(), e)));
+        } else if let Some(DomainEvent::SendoutAttempted(attempt)) = record.events.first()
+            && current.contains_key(&record.sendout_id)
+            && attempt.generation < current[&record.sendout_id]
+        {
+            // Outrun by a retry by hand while it was made: the request did reach the endpoint,
+            // so it is kept in the history, without what it would have set off.
+            let superseded = SendoutAttempted { outcome: AttemptOutcome::Superseded, ..attempt.clone() };
+            events.push((record.meta.clone(), DomainEvent::SendoutAttempted(superseded)));
         }
         recorded.push(ok);
     }
     writer.append_each(events).await?;
-    writer.commit().await?;
     Ok(recorded)
 }
 

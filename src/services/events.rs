@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use entity::{event_idempotency, event_log, published_event, sendout, webhook};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use super::Keyset;
@@ -15,7 +16,8 @@ use crate::domain::params::Params;
 use crate::domain::time::now_ms;
 use crate::domain::webhook::EventTypePattern;
 use super::error::{ServiceError, ServiceResult};
-use crate::event_log::{DomainEvent, EventMetadata, EventPublished, EventStore, SendoutCreated};
+use crate::event_log::group::{Batching, GroupCommit, GroupWrite};
+use crate::event_log::{DomainEvent, EventMetadata, EventPublished, EventStore, SendoutCreated, StoreError, Writer};
 
 /// The events that publish `new` in `project_id`, ready to append (webhook fan-out hooks in here).
 pub fn published(project_id: &str, new: Vec<NewEvent>) -> Vec<DomainEvent> {
@@ -131,7 +133,7 @@ pub async fn list(db: &DatabaseConnection, project_id: &str, f: &EventFilter, li
     })
 }
 
-pub async fn get(db: &DatabaseConnection, project_id: &str, id: &str) -> ServiceResult<PublishedEvent> {
+pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<PublishedEvent> {
     let row = published_event::Entity::find_by_id(id)
         .filter(published_event::Column::ProjectId.eq(project_id))
         .one(db)
@@ -204,8 +206,10 @@ pub async fn with_sendouts(conn: &impl ConnectionTrait, events: Vec<DomainEvent>
 }
 
 /// What `POST /v1/events` answers: the event and its sendouts.
+#[derive(Debug, Clone)]
 pub struct Accepted {
     pub event: PublishedEvent,
+    /// (sendout id, webhook id), by sendout id.
     pub sendouts: Vec<(String, String)>,
     /// True when an earlier request with the same `Idempotency-Key` published it.
     pub replayed: bool,
@@ -214,50 +218,141 @@ pub struct Accepted {
 /// How long an `Idempotency-Key` is honoured.
 const IDEMPOTENCY_MS: i64 = 24 * 3_600_000;
 
-/// Publishes one event for `POST /v1/events`. A repeat of an `Idempotency-Key` within 24 hours
-/// answers with the first event and publishes nothing.
-pub async fn publish(
-    store: &EventStore,
-    project_id: &str,
-    meta: &EventMetadata,
-    new: NewEvent,
-    idempotency_key: Option<String>,
-) -> ServiceResult<Accepted> {
-    let writer = store.begin().await?;
-    if let Some(key) = &idempotency_key {
-        // Two requests with one key take turns.
-        crate::dialect::lock_key(writer.conn(), &format!("{project_id}/{key}")).await?;
-    }
-    if let Some(key) = &idempotency_key
-        && let Some(seen) = event_idempotency::Entity::find_by_id((project_id.to_owned(), key.clone())).one(writer.conn()).await?
-        && seen.created_at_ms > now_ms() - IDEMPOTENCY_MS
-    {
-        drop(writer);
-        return accepted(store.db(), project_id, &seen.event_id, true).await;
-    }
-    let mut events = published(project_id, vec![new]);
-    if let Some(DomainEvent::EventPublished(e)) = events.first_mut() {
-        e.idempotency_key = idempotency_key;
-    }
-    let event_id = match events.first() {
-        Some(DomainEvent::EventPublished(e)) => e.id.clone(),
-        _ => unreachable!("published() makes one event per input"),
-    };
-    let events = with_sendouts(writer.conn(), events).await?;
-    writer.append(meta, events).await?;
-    writer.commit().await?;
-    accepted(store.db(), project_id, &event_id, false).await
+/// One `POST /v1/events`.
+pub struct Publish {
+    pub project_id: String,
+    pub meta: EventMetadata,
+    pub event: NewEvent,
+    /// A repeat within 24 hours answers with the first event and publishes nothing.
+    pub idempotency_key: Option<String>,
 }
 
-async fn accepted(db: &DatabaseConnection, project_id: &str, event_id: &str, replayed: bool) -> ServiceResult<Accepted> {
-    let event = get(db, project_id, event_id).await?;
+/// Publishes events for `POST /v1/events`, group-committed: concurrent requests share one
+/// transaction (one webhook lookup, one insert per table, one sync to disk), and each answers once
+/// its event and sendouts are committed.
+pub type Publisher = GroupCommit<Publishes>;
+
+pub struct Publishes;
+
+pub fn start_publisher(store: EventStore) -> Publisher {
+    GroupCommit::start(store, Publishes, Batching::default())
+}
+
+impl GroupWrite for Publishes {
+    type Item = Publish;
+    type Output = Accepted;
+
+    fn write<'a>(&'a self, writer: &'a Writer, items: &'a [Publish]) -> BoxFuture<'a, Result<Vec<Accepted>, StoreError>> {
+        Box::pin(publish_all(writer, items))
+    }
+}
+
+/// The answer of each item: a replay (of an earlier request, or of an item before it in the batch)
+/// or the index of its new event among `fresh`.
+enum Answer {
+    Replay(Box<Accepted>),
+    SameAs(usize),
+    Fresh(usize),
+}
+
+async fn publish_all(writer: &Writer, items: &[Publish]) -> Result<Vec<Accepted>, StoreError> {
+    let conn = writer.conn();
+    // Requests with one key take turns: keys are locked in one order, so batches cannot deadlock.
+    let mut keys: Vec<String> = items.iter().filter_map(|i| i.idempotency_key.as_ref().map(|k| format!("{}/{k}", i.project_id))).collect();
+    keys.sort();
+    keys.dedup();
+    for key in &keys {
+        crate::dialect::lock_key(conn, key).await?;
+    }
+    let mut answers = Vec::with_capacity(items.len());
+    let mut fresh: Vec<(EventMetadata, DomainEvent)> = Vec::new();
+    let mut first_with_key: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(key) = &item.idempotency_key {
+            if let Some(&earlier) = first_with_key.get(&(item.project_id.as_str(), key.as_str())) {
+                answers.push(Answer::SameAs(earlier));
+                continue;
+            }
+            first_with_key.insert((&item.project_id, key), i);
+            if let Some(seen) = event_idempotency::Entity::find_by_id((item.project_id.clone(), key.clone())).one(conn).await?
+                && seen.created_at_ms > now_ms() - IDEMPOTENCY_MS
+            {
+                let mut replay = accepted(conn, &item.project_id, &seen.event_id).await.map_err(|e| match e {
+                    ServiceError::Store(e) => e,
+                    other => StoreError::Db(DbErr::Custom(other.to_string())),
+                })?;
+                replay.replayed = true;
+                answers.push(Answer::Replay(Box::new(replay)));
+                continue;
+            }
+        }
+        let mut event = published(&item.project_id, vec![item.event.clone()]);
+        if let Some(DomainEvent::EventPublished(e)) = event.first_mut() {
+            e.idempotency_key = item.idempotency_key.clone();
+        }
+        answers.push(Answer::Fresh(fresh.len()));
+        fresh.extend(event.into_iter().map(|e| (item.meta.clone(), e)));
+    }
+    // One webhook lookup for the batch; each sendout follows its event and takes its metadata.
+    let (metas, events): (Vec<EventMetadata>, Vec<DomainEvent>) = fresh.into_iter().unzip();
+    let mut accepted_new: Vec<Accepted> = Vec::with_capacity(events.len());
+    let mut appended = Vec::new();
+    let mut metas = metas.into_iter();
+    let mut meta = None;
+    for event in with_sendouts(conn, events).await? {
+        match &event {
+            DomainEvent::EventPublished(e) => {
+                meta = metas.next();
+                let request_id = meta.as_ref().and_then(|m| m.request_log_id.clone());
+                accepted_new.push(Accepted {
+                    event: PublishedEvent {
+                        id: e.id.clone(),
+                        event_type: e.event_type.as_str().to_owned(),
+                        source_id: e.source_id.as_ref().map(|s| s.as_str().to_owned()),
+                        data: Value::Object(e.data.clone()),
+                        created_at_ms: e.created_at_ms,
+                        request_id,
+                    },
+                    sendouts: Vec::new(),
+                    replayed: false,
+                });
+            }
+            DomainEvent::SendoutCreated(s) => {
+                if let Some(last) = accepted_new.last_mut() {
+                    last.sendouts.push((s.id.clone(), s.webhook_id.clone()));
+                }
+            }
+            _ => {}
+        }
+        let Some(meta) = &meta else { continue };
+        appended.push((meta.clone(), event));
+    }
+    writer.append_each(appended).await?;
+    let mut out: Vec<Accepted> = Vec::with_capacity(items.len());
+    for answer in answers {
+        let next = match answer {
+            Answer::Replay(a) => *a,
+            Answer::SameAs(i) => Accepted { replayed: true, ..out[i].clone() },
+            Answer::Fresh(i) => {
+                let mut a = accepted_new[i].clone();
+                a.sendouts.sort();
+                a
+            }
+        };
+        out.push(next);
+    }
+    Ok(out)
+}
+
+async fn accepted(conn: &impl ConnectionTrait, project_id: &str, event_id: &str) -> ServiceResult<Accepted> {
+    let event = get(conn, project_id, event_id).await?;
     let sendouts = sendout::Entity::find()
         .select_only()
         .columns([sendout::Column::Id, sendout::Column::WebhookId])
         .filter(sendout::Column::EventId.eq(event_id))
         .order_by_asc(sendout::Column::Id)
         .into_tuple()
-        .all(db)
+        .all(conn)
         .await?;
-    Ok(Accepted { event, sendouts, replayed })
+    Ok(Accepted { event, sendouts, replayed: false })
 }

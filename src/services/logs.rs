@@ -1,117 +1,70 @@
 //! Request logs: recording (group-committed), ingestion, queries.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use entity::{event_log, log, log_endpoint, log_related};
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
-use tokio::sync::{mpsc, oneshot};
+use futures_util::future::BoxFuture;
 
 use crate::domain::log::{LogFilter, LogIn, LogRecord, LogStatus, LogSummary, MAX_INGEST_BATCH};
 use crate::domain::redact::RedactKeys;
 use crate::domain::pagination::{Cursor, Limit, Page};
 use super::error::{ServiceError, ServiceResult};
-use crate::event_log::{DomainEvent, EventMetadata, EventStore};
-use crate::metrics::Metrics;
+use crate::event_log::group::{Batching, GroupCommit, GroupWrite};
+use crate::event_log::{DomainEvent, EventMetadata, EventStore, StoreError, Writer};
 use crate::projections::search::{self, Body, SearchIndex};
 use crate::services::newest_first;
 
-/// Most records one commit takes; more waiting requests go into the next commit.
-const GROUP_COMMIT_MAX: usize = 512;
-/// A commit writes every page it touched to the WAL (the event log's, the log table's and each of
-/// its indexes'), and that costs about the same for 5 entries as for 50. So when requests are
-/// arriving together but a commit would take fewer than [`GROUP_COMMIT_FULL`], the writer waits
-/// [`GROUP_COMMIT_DELAY`] for more. Measured with 128 clients of `GET /v1/project` on SQLite:
-/// 13 → 47 entries per commit, 221 → 190 µs of server CPU per request.
-const GROUP_COMMIT_DELAY: Duration = Duration::from_millis(1);
-const GROUP_COMMIT_FULL: usize = 64;
+/// Log writes: every request waits until its entry is durable, and the requests that arrive while
+/// a commit runs share the next one (see `event_log::group`). The request log's own entries go
+/// through it, and so do the entries of `POST /v1/logs`, which clients send one at a time too.
+pub type LogWriter = GroupCommit<Logs>;
 
-struct Pending {
-    record: LogRecord,
-    done: oneshot::Sender<Result<(), String>>,
+/// Entries appended together, all or none, with the metadata of who sent them.
+pub struct LogEntries {
+    pub meta: EventMetadata,
+    pub records: Vec<LogRecord>,
 }
 
-/// Writes request logs with group commit: every request waits until its entry is durable, and all
-/// requests that arrive while a commit is running share the next one.
-#[derive(Clone)]
-pub struct LogWriter {
-    tx: mpsc::Sender<Pending>,
-    stats: CommitStats,
-}
-
-/// How group commit goes, for `/metrics`: how many entries each commit takes and how long it takes.
-#[derive(Clone)]
-struct CommitStats {
-    entries: Histogram,
-    seconds: Histogram,
-}
-
-impl LogWriter {
-    /// Starts the writer task; it ends once every `LogWriter` clone is dropped and the queue is empty.
-    pub fn start(store: EventStore) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(8192);
-        let stats = CommitStats {
-            entries: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
-            seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
-        };
-        (Self { tx, stats: stats.clone() }, tokio::spawn(run(store, rx, stats)))
-    }
-
-    pub fn register_metrics(&self, metrics: &Metrics) {
-        metrics.register("log_writer_commit_entries", "Request logs per group commit", self.stats.entries.clone());
-        metrics.register("log_writer_commit_seconds", "Time a group commit of request logs takes", self.stats.seconds.clone());
-    }
-
-    /// Returns once the entry is committed.
-    pub async fn record(&self, record: LogRecord) -> anyhow::Result<()> {
-        let (done, wait) = oneshot::channel();
-        self.tx.send(Pending { record, done }).await.map_err(|_| anyhow::anyhow!("log writer stopped"))?;
-        match tokio::time::timeout(Duration::from_secs(60), wait).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(anyhow::anyhow!(e)),
-            Ok(Err(_)) => Err(anyhow::anyhow!("log writer stopped")),
-            Err(_) => Err(anyhow::anyhow!("log write timed out")),
-        }
+impl LogEntries {
+    /// A request's own log entry.
+    pub fn request(record: LogRecord) -> Self {
+        Self { meta: EventMetadata::system(), records: vec![record] }
     }
 }
 
-async fn run(store: EventStore, mut rx: mpsc::Receiver<Pending>, stats: CommitStats) {
-    let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
-    while rx.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
-        // A lone request commits at once; under concurrency a small batch waits for company.
-        if (2..GROUP_COMMIT_FULL).contains(&batch.len()) {
-            tokio::time::sleep(GROUP_COMMIT_DELAY).await;
-            while batch.len() < GROUP_COMMIT_MAX {
-                let Ok(pending) = rx.try_recv() else { break };
-                batch.push(pending);
-            }
-        }
-        let started = Instant::now();
-        stats.entries.observe(batch.len() as f64);
-        let events = batch.iter().map(|p| DomainEvent::RequestLogged(Box::new(p.record.clone()))).collect();
-        let appended = store.append(&EventMetadata::system(), events).await;
-        // Observed before anyone is answered, so a scrape after an answer counts its commit.
-        stats.seconds.observe(started.elapsed().as_secs_f64());
-        match appended {
-            Ok(_) => batch.drain(..).for_each(|p| drop(p.done.send(Ok(())))),
-            Err(err) => {
-                // One bad entry must not cost the others their log: retry one by one.
-                tracing::warn!(error = %err, size = batch.len(), "group commit of request logs failed; retrying singly");
-                for p in batch.drain(..) {
-                    let event = DomainEvent::RequestLogged(Box::new(p.record));
-                    let result = store.append(&EventMetadata::system(), vec![event]).await;
-                    let _ = p.done.send(result.map(|_| ()).map_err(|e| e.to_string()));
-                }
-            }
-        }
+pub struct Logs;
+
+impl GroupWrite for Logs {
+    type Item = LogEntries;
+    type Output = ();
+
+    fn write<'a>(&'a self, writer: &'a Writer, items: &'a [LogEntries]) -> BoxFuture<'a, Result<Vec<()>, StoreError>> {
+        Box::pin(async move {
+            let events = items
+                .iter()
+                .flat_map(|item| item.records.iter().map(|r| (item.meta.clone(), DomainEvent::RequestLogged(Box::new(r.clone())))))
+                .collect();
+            writer.append_each(events).await?;
+            Ok(vec![(); items.len()])
+        })
     }
+}
+
+/// Starts the log writer; it stops once every handle is dropped.
+pub fn start_writer(store: EventStore) -> LogWriter {
+    GroupCommit::start(store, Logs, Batching::default())
 }
 
 /// Checks and appends the host application's entries, all or none; returns their ids in order.
-pub async fn ingest(store: &EventStore, meta: &EventMetadata, project_id: &str, entries: Vec<LogIn>, keys: &RedactKeys) -> ServiceResult<Vec<String>> {
+/// A batch of at most this many entries shares a commit with other requests; a bigger one is a
+/// commit of its own already, and keeps shared commits small.
+const SHARED_INGEST: usize = 16;
+
+pub async fn ingest(store: &EventStore, writer: &LogWriter, meta: &EventMetadata, project_id: &str, entries: Vec<LogIn>, keys: &RedactKeys) -> ServiceResult<Vec<String>> {
     if entries.is_empty() || entries.len() > MAX_INGEST_BATCH {
         return Err(ServiceError::invalid("logs", format!("must hold 1 to {MAX_INGEST_BATCH} entries")));
     }
@@ -122,8 +75,12 @@ pub async fn ingest(store: &EventStore, meta: &EventMetadata, project_id: &str, 
         return Err(ServiceError::Rejected(errors));
     }
     let ids = records.iter().map(|r| r.id.clone()).collect();
-    let events = records.into_iter().map(|r| DomainEvent::RequestLogged(Box::new(r))).collect();
-    store.append(meta, events).await?;
+    if records.len() <= SHARED_INGEST {
+        writer.submit(LogEntries { meta: meta.clone(), records }).await?;
+    } else {
+        let events = records.into_iter().map(|r| DomainEvent::RequestLogged(Box::new(r))).collect();
+        store.append(meta, events).await?;
+    }
     Ok(ids)
 }
 

@@ -1,8 +1,11 @@
 //! Sendouts: listing, detail with attempts, retrying one by hand, and recovery tasks that retry
 //! every sendout matching a filter.
 
+use std::collections::HashMap;
+
 use entity::{sendout, sendout_attempt};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use futures_util::future::BoxFuture;
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -12,7 +15,8 @@ use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::sendout::{AttemptTrigger, Sendout, SendoutAttempt, SendoutFilter, SendoutStatus};
 use crate::domain::task::percent;
 use super::error::{ServiceError, ServiceResult};
-use crate::event_log::{DomainEvent, EventMetadata, EventStore, SendoutRetryRequested};
+use crate::event_log::group::{Batching, GroupCommit, GroupWrite};
+use crate::event_log::{DomainEvent, EventMetadata, EventStore, SendoutRetryRequested, StoreError, Writer};
 
 fn condition(project_id: &str, f: &SendoutFilter) -> Condition {
     let mut c = Condition::all().add(sendout::Column::ProjectId.eq(project_id));
@@ -99,15 +103,67 @@ pub async fn attempts(db: &DatabaseConnection, sendout_id: &str) -> ServiceResul
         .collect())
 }
 
-/// One more attempt now, whatever the status.
-pub async fn retry(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<Sendout> {
-    let writer = store.begin().await?;
-    let generation = row(writer.conn(), project_id, id).await?.generation + 1;
-    let event = DomainEvent::SendoutRetryRequested(SendoutRetryRequested { id: id.to_owned(), project_id: project_id.to_owned(), generation });
-    writer.append(meta, vec![event]).await?;
-    let sendout = get(writer.conn(), project_id, id).await?;
-    writer.commit().await?;
-    Ok(sendout)
+/// A retry by hand of one sendout: one more attempt now, whatever its status.
+pub struct Retry {
+    pub project_id: String,
+    pub sendout_id: String,
+    pub meta: EventMetadata,
+}
+
+/// Retries by hand, group-committed like publishing (users retry in loops, too).
+pub type Retrier = GroupCommit<Retries>;
+
+pub struct Retries;
+
+pub fn start_retrier(store: EventStore) -> Retrier {
+    GroupCommit::start(store, Retries, Batching::default())
+}
+
+/// Asks for one more attempt of the sendout now; answers with the sendout as it then stands.
+pub async fn retry(retrier: &Retrier, retry: Retry) -> ServiceResult<Sendout> {
+    retrier.submit(retry).await?
+}
+
+impl GroupWrite for Retries {
+    type Item = Retry;
+    type Output = ServiceResult<Sendout>;
+
+    fn write<'a>(&'a self, writer: &'a Writer, items: &'a [Retry]) -> BoxFuture<'a, Result<Vec<Self::Output>, StoreError>> {
+        Box::pin(async move {
+            let ids: Vec<&str> = items.iter().map(|r| r.sendout_id.as_str()).collect();
+            let rows = by_id(writer.conn(), ids.clone()).await?;
+            // Two retries of one sendout in a batch each get a generation of their own.
+            let mut generations: HashMap<&str, i32> = HashMap::new();
+            let mut events = Vec::new();
+            let mut found = Vec::with_capacity(items.len());
+            for item in items {
+                let Some(row) = rows.get(&item.sendout_id).filter(|r| r.project_id == item.project_id) else {
+                    found.push(false);
+                    continue;
+                };
+                let generation = generations.entry(&row.id).or_insert(row.generation);
+                *generation += 1;
+                let event = SendoutRetryRequested { id: row.id.clone(), project_id: row.project_id.clone(), generation: *generation };
+                events.push((item.meta.clone(), DomainEvent::SendoutRetryRequested(event)));
+                found.push(true);
+            }
+            writer.append_each(events).await?;
+            let after = by_id(writer.conn(), ids).await?;
+            Ok(items
+                .iter()
+                .zip(found)
+                .map(|(item, found)| match after.get(&item.sendout_id).filter(|_| found) {
+                    Some(row) => Ok(read(row.clone())),
+                    None => Err(ServiceError::NotFound("sendout")),
+                })
+                .collect())
+        })
+    }
+}
+
+async fn by_id(conn: &impl ConnectionTrait, ids: Vec<&str>) -> Result<HashMap<String, sendout::Model>, DbErr> {
+    let rows = sendout::Entity::find().filter(sendout::Column::Id.is_in(ids)).all(conn).await?;
+    Ok(rows.into_iter().map(|r| (r.id.clone(), r)).collect())
 }
 
 /// Where a recovery task stands: the resume point after the last sendout it queued (in list

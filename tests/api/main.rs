@@ -11,6 +11,7 @@ mod logs;
 mod openapi;
 mod postgres_tcp;
 mod projects;
+mod publishing;
 mod receiver;
 mod recovery;
 mod retention;

@@ -178,8 +178,10 @@ async fn a_delivery_cut_off_by_a_crash_is_attempted_again_with_the_same_webhook_
 
     let (node, _) = start(&url, dir.path());
     wait_ready(&client, &node.base).await;
+    // The attempt was handed over in the dead node's memory: the sweeper takes it for lost once it
+    // is due for longer than an attempt can take (5 s to start + the 15 s timeout + 5 s).
     let mut sendout = Value::Null;
-    for _ in 0..300 {
+    for _ in 0..600 {
         sendout = client.get(format!("{}/v1/webhook-sendouts/{sendout_id}", node.base)).bearer_auth(&key).checked().await.unwrap().json().await.unwrap();
         if sendout["status"] == "delivered" {
             break;
