@@ -111,10 +111,15 @@ async fn main() {
     let hook = json!({"url": format!("http://127.0.0.1:{port}/hook"), "event_types": ["*"]});
     let webhook = common::post_json(&client, &format!("{}/v1/webhooks", server.base), &server.key, &hook).await;
     assert!(webhook["id"].is_string(), "webhook created: {webhook}");
-    match std::env::var("BENCH_PATH").as_deref() {
-        Ok("logs") => return other_path(&server, &client, clients, events, Path::Logs).await,
-        Ok("retry") => return other_path(&server, &client, clients, events, Path::Retry).await,
-        _ => {}
+    let path = match std::env::var("BENCH_PATH").as_deref() {
+        Ok("logs") => Some(Path::Logs),
+        Ok("retry") => Some(Path::Retry),
+        _ => None,
+    };
+    if let Some(path) = path {
+        other_path(&server, &client, clients, events, path).await;
+        let _ = child.kill();
+        return;
     }
     let mode = rate.map(|r| format!("a steady {r:.0} events/s")).unwrap_or_else(|| "as fast as answers come".into());
     println!("# Publishing benchmark on {backend}: {events} events, {clients} clients, {mode}");
