@@ -8,6 +8,7 @@ pub mod admin_token;
 pub mod api_key;
 pub mod event_idempotency;
 pub mod event_log;
+pub mod export;
 pub mod file;
 pub mod file_chunk;
 pub mod import;

@@ -14,6 +14,7 @@ mod m20261124_000009_search_statistics;
 mod m20261124_000010_search_unlogged;
 mod m20261124_000011_failures_index;
 mod m20261201_000012_commit_notify;
+mod m20261201_000013_exports;
 
 pub use m20261124_000007_event_log_indexes::VERSIONED_STREAMS;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000010_search_unlogged::Migration),
             Box::new(m20261124_000011_failures_index::Migration),
             Box::new(m20261201_000012_commit_notify::Migration),
+            Box::new(m20261201_000013_exports::Migration),
         ]
     }
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod docs;
 pub mod dto;
 pub mod events;
+pub mod exports;
 pub mod extract;
 pub mod imports;
 pub mod logs;
@@ -38,7 +39,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(imports::routes)
             .configure(events::routes)
             .configure(webhooks::routes)
-            .configure(sendouts::routes),
+            .configure(sendouts::routes)
+            .configure(exports::routes),
     );
     cfg.configure(ops::routes);
 }

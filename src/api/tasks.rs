@@ -80,7 +80,7 @@ impl TaskOut {
             finished_at: at(task.finished_at_ms),
             finished_at_project: at_project(task.finished_at_ms),
             created_by: CreatedByOut {
-                kind: serde_json::to_value(task.created_by.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                kind: task.created_by.kind.as_str().to_owned(),
                 id: task.created_by.id,
             },
             request_id: task.request_id,

@@ -18,7 +18,30 @@ pub enum ActorKind {
     System,
 }
 
+impl ActorKind {
+    /// The wire name (`server_key`), as stored in projections too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::User => "user",
+            ActorKind::ServerKey => "server_key",
+            ActorKind::ClientKey => "client_key",
+            ActorKind::Admin => "admin",
+            ActorKind::System => "system",
+        }
+    }
+}
+
 impl Actor {
+    /// The `created_by` of a task or export as its projection stored it: a user or a server key,
+    /// else (the operator, the server itself) the system, without an id.
+    pub fn stored(kind: &str, id: Option<String>) -> Self {
+        let kind = [ActorKind::User, ActorKind::ServerKey]
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+            .unwrap_or(ActorKind::System);
+        Self { kind, id: if kind == ActorKind::System { None } else { id } }
+    }
+
     pub fn system() -> Self {
         Self { kind: ActorKind::System, id: None }
     }

@@ -87,6 +87,8 @@ pub struct NewEvent {
 pub mod system {
     pub const IMPORT_DONE: &str = "import.done";
     pub const IMPORT_FAILED: &str = "import.failed";
+    pub const EXPORT_DONE: &str = "export.done";
+    pub const EXPORT_FAILED: &str = "export.failed";
     pub const TASK_FAILED: &str = "task.failed";
     pub const SENDOUT_FAILED: &str = "sendout.failed";
     pub const WEBHOOK_DISABLED: &str = "webhook.disabled";

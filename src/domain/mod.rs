@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod channel;
 pub mod event;
+pub mod export;
 pub mod filter;
 pub mod ids;
 pub mod import;

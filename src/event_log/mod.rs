@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::actor::Actor;
 use crate::domain::event::{EventType, SourceId};
+use crate::domain::export::{ExportFormat, ExportResource};
 use crate::domain::import::ImportFormat;
 use crate::domain::log::{LogRecord, RelatedRef};
 use crate::domain::task::{ProcessingStatus, TaskError, TaskType};
@@ -16,7 +17,7 @@ use crate::domain::webhook::{EventTypePattern, WebhookUrl};
 use crate::domain::project::{Email, KeyKind, KeyName, Plan, ProjectName, RetentionDays, UserName};
 use crate::domain::time::ProjectTimeZone;
 
-pub use store::{AfterCommit, EventStore, StoreError, StoredEvent, Writer, in_streams, read_batch};
+pub use store::{AfterCommit, EventStore, StoreError, StoredEvent, Writer, in_streams, payloads, read_batch};
 
 /// Every state change the server knows. The serde tag is `<event type>.v<schema version>`: a change
 /// of shape gets a new variant with the next version, and old rows keep decoding.
@@ -53,6 +54,8 @@ pub enum DomainEvent {
     TaskCancelled(TaskRef),
     #[serde(rename = "import.created.v1")]
     ImportCreated(ImportCreated),
+    #[serde(rename = "export.created.v1")]
+    ExportCreated(ExportCreated),
     #[serde(rename = "event.published.v1")]
     EventPublished(EventPublished),
     #[serde(rename = "retention.daily_run.v1")]
@@ -191,6 +194,22 @@ pub struct ImportCreated {
     pub size_bytes: i64,
     pub sha256: String,
     pub format: ImportFormat,
+}
+
+/// An export as asked for; its task (scheduled with it) does the work, and the export's state
+/// follows the task's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportCreated {
+    pub id: String,
+    pub project_id: String,
+    pub task_id: String,
+    pub resource: ExportResource,
+    /// The list filters as given; read when the task runs, in `time_zone`, as of the export's
+    /// creation (a window left open means the last 24 hours before it, as in the list).
+    pub filters: Value,
+    pub fields: Vec<String>,
+    pub format: ExportFormat,
+    pub time_zone: ProjectTimeZone,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,6 +359,7 @@ impl DomainEvent {
             DomainEvent::TaskCompleted(e) => ("task", e.id.as_str()),
             DomainEvent::TaskFailed(e) => ("task", e.id.as_str()),
             DomainEvent::ImportCreated(e) => ("import", e.id.as_str()),
+            DomainEvent::ExportCreated(e) => ("export", e.id.as_str()),
             DomainEvent::EventPublished(e) => ("event", e.id.as_str()),
             DomainEvent::DailyRetentionRun(e) => ("retention_run", e.day.as_str()),
             DomainEvent::WebhookCreated(e) => ("webhook", e.id.as_str()),
@@ -371,6 +391,7 @@ impl DomainEvent {
             DomainEvent::TaskCompleted(e) => Some(&e.project_id),
             DomainEvent::TaskFailed(e) => Some(&e.project_id),
             DomainEvent::ImportCreated(e) => Some(&e.project_id),
+            DomainEvent::ExportCreated(e) => Some(&e.project_id),
             DomainEvent::EventPublished(e) => Some(&e.project_id),
             DomainEvent::WebhookCreated(e) => Some(&e.project_id),
             DomainEvent::WebhookUpdated(e) => Some(&e.project_id),
@@ -395,6 +416,7 @@ impl DomainEvent {
                 | DomainEvent::RequestLogged(_)
                 | DomainEvent::TaskScheduled(_)
                 | DomainEvent::ImportCreated(_)
+                | DomainEvent::ExportCreated(_)
                 | DomainEvent::EventPublished(_)
                 | DomainEvent::DailyRetentionRun(_)
                 | DomainEvent::WebhookCreated(_)

@@ -414,6 +414,20 @@ pub fn in_streams(kind: &'static str, ids: Vec<String>) -> SimpleExpr {
         .and(event_log::Column::StreamId.is_in(ids))
 }
 
+/// The stored payloads (JSON text) of the events at `seqs`: projections keep narrow rows and
+/// read bodies and data from here.
+pub async fn payloads(conn: &impl ConnectionTrait, seqs: Vec<i64>) -> Result<HashMap<i64, String>, DbErr> {
+    Ok(event_log::Entity::find()
+        .select_only()
+        .columns([event_log::Column::Seq, event_log::Column::Payload])
+        .filter(event_log::Column::Seq.is_in(seqs))
+        .into_tuple()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// Up to `limit` events after position `after_seq`, in order: for rebuilds and asynchronous projectors.
 pub async fn read_batch(conn: &impl ConnectionTrait, after_seq: i64, limit: u64) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = event_log::Entity::find()

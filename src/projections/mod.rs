@@ -2,6 +2,7 @@
 //! right after a write sees it; `rebuild` replays the whole log into fresh tables.
 
 mod events;
+pub mod exports;
 mod logs;
 mod projects;
 pub mod search;
@@ -16,7 +17,7 @@ use crate::event_log::{DomainEvent, EventPublished, EventStore, SendoutAttempted
 
 /// Every projection table, children before parents. `rebuild` empties exactly these.
 pub const TABLES: &[&str] = &[
-    "event_idempotency", "sendout_attempts", "sendouts", "webhooks", "events", "imports", "task_errors", "tasks", "log_endpoints", "log_related", "logs", "users", "api_keys",
+    "event_idempotency", "sendout_attempts", "sendouts", "webhooks", "events", "exports", "imports", "task_errors", "tasks", "log_endpoints", "log_related", "logs", "users", "api_keys",
     "projects", "admin_tokens",
 ];
 
@@ -35,6 +36,7 @@ pub async fn apply(conn: &impl ConnectionTrait, events: &[StoredEvent]) -> Resul
                 bulk.flush(conn).await?;
                 projects::apply(conn, stored).await?;
                 tasks::apply(conn, stored).await?;
+                exports::apply(conn, stored).await?;
                 webhooks::apply(conn, stored).await?;
             }
         }

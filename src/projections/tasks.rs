@@ -24,7 +24,7 @@ pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<
                 created_at_ms: at,
                 started_at_ms: None,
                 finished_at_ms: None,
-                created_by_kind: serde_json::to_value(e.created_by.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                created_by_kind: e.created_by.kind.as_str().to_owned(),
                 created_by_id: e.created_by.id.clone(),
                 request_id: e.request_id.clone(),
                 related: json_text(&e.related),

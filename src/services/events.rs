@@ -117,20 +117,13 @@ pub fn lister(project_id: &str, f: &EventFilter) -> Keyset<published_event::Enti
 
 pub async fn list(db: &DatabaseConnection, project_id: &str, f: &EventFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<PublishedEvent>> {
     let page = lister(project_id, f).page(db, limit, cursor).await?;
-    let seqs: Vec<i64> = page.rows.iter().map(|r| r.event_seq).collect();
-    let mut payloads: HashMap<i64, String> = event_log::Entity::find()
-        .select_only()
-        .columns([event_log::Column::Seq, event_log::Column::Payload])
-        .filter(event_log::Column::Seq.is_in(seqs))
-        .into_tuple()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
-    Ok(Page {
-        next_cursor: page.next_cursor,
-        rows: page.rows.into_iter().map(|row| { let data = data_of(payloads.remove(&row.event_seq)); view(row, data) }).collect(),
-    })
+    Ok(Page { rows: with_data(db, page.rows).await?, next_cursor: page.next_cursor })
+}
+
+/// Index rows joined with their data from the event log, in order.
+pub async fn with_data(db: &impl ConnectionTrait, rows: Vec<published_event::Model>) -> ServiceResult<Vec<PublishedEvent>> {
+    let mut payloads = crate::event_log::payloads(db, rows.iter().map(|r| r.event_seq).collect()).await?;
+    Ok(rows.into_iter().map(|row| { let data = data_of(payloads.remove(&row.event_seq)); view(row, data) }).collect())
 }
 
 pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<PublishedEvent> {

@@ -40,47 +40,83 @@ pub async fn store<E: std::fmt::Display>(
     body: impl Stream<Item = Result<Bytes, E>>,
     max_bytes: u64,
 ) -> Result<StoredFile, UploadError> {
-    let id = new_id(IdKind::File);
-    let row = file::Model { id: id.clone(), project_id: project_id.to_owned(), size_bytes: 0, complete: false, created_at_ms: now_ms() };
-    file::Entity::insert(row.into_active_model()).exec_without_returning(store.db()).await?;
-    let result = write_chunks(store, &id, body, max_bytes).await;
-    if result.is_err() {
-        let _ = delete(store.db(), std::slice::from_ref(&id)).await;
+    let mut sink = FileSink::create(store, project_id).await?;
+    let mut body = std::pin::pin!(body);
+    let written: Result<(), UploadError> = async {
+        while let Some(bytes) = body.next().await {
+            let bytes = bytes.map_err(|e| UploadError::Body(e.to_string()))?;
+            if sink.size + bytes.len() as u64 > max_bytes {
+                return Err(UploadError::TooLarge(max_bytes));
+            }
+            sink.write(&bytes).await?;
+        }
+        Ok(())
     }
-    result
+    .await;
+    match written {
+        Ok(()) => Ok(sink.finish().await?),
+        Err(e) => {
+            sink.discard().await;
+            Err(e)
+        }
+    }
 }
 
-async fn write_chunks<E: std::fmt::Display>(
-    store: &EventStore,
-    id: &str,
-    body: impl Stream<Item = Result<Bytes, E>>,
-    max_bytes: u64,
-) -> Result<StoredFile, UploadError> {
-    let mut body = std::pin::pin!(body);
-    let (mut hasher, mut size, mut idx) = (Sha256::new(), 0u64, 0i32);
-    let mut chunk = Vec::with_capacity(CHUNK_BYTES);
-    while let Some(bytes) = body.next().await {
-        let mut bytes = bytes.map_err(|e| UploadError::Body(e.to_string()))?;
-        size += bytes.len() as u64;
-        if size > max_bytes {
-            return Err(UploadError::TooLarge(max_bytes));
-        }
-        hasher.update(&bytes);
+/// A file being written in order, one chunk in memory: an upload as it arrives, an export as it
+/// is produced. It is complete (and listed as such) once [`FileSink::finish`] returns.
+pub struct FileSink {
+    store: EventStore,
+    id: String,
+    chunk: Vec<u8>,
+    idx: i32,
+    size: u64,
+    hasher: Sha256,
+}
+
+impl FileSink {
+    pub async fn create(store: &EventStore, project_id: &str) -> Result<Self, DbErr> {
+        let id = new_id(IdKind::File);
+        let row = file::Model { id: id.clone(), project_id: project_id.to_owned(), size_bytes: 0, complete: false, created_at_ms: now_ms() };
+        file::Entity::insert(row.into_active_model()).exec_without_returning(store.db()).await?;
+        Ok(Self { store: store.clone(), id, chunk: Vec::with_capacity(CHUNK_BYTES), idx: 0, size: 0, hasher: Sha256::new() })
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub async fn write(&mut self, mut bytes: &[u8]) -> Result<(), DbErr> {
+        self.size += bytes.len() as u64;
+        self.hasher.update(bytes);
         while !bytes.is_empty() {
-            let take = (CHUNK_BYTES - chunk.len()).min(bytes.len());
-            chunk.extend_from_slice(&bytes.split_to(take));
-            if chunk.len() == CHUNK_BYTES {
-                insert_chunk(store, id, idx, std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES))).await?;
-                idx += 1;
+            let take = (CHUNK_BYTES - self.chunk.len()).min(bytes.len());
+            self.chunk.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.chunk.len() == CHUNK_BYTES {
+                let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_BYTES));
+                insert_chunk(&self.store, &self.id, self.idx, full).await?;
+                self.idx += 1;
             }
         }
+        Ok(())
     }
-    if !chunk.is_empty() {
-        insert_chunk(store, id, idx, chunk).await?;
+
+    pub async fn finish(mut self) -> Result<StoredFile, DbErr> {
+        if !self.chunk.is_empty() {
+            insert_chunk(&self.store, &self.id, self.idx, std::mem::take(&mut self.chunk)).await?;
+        }
+        let done = file::ActiveModel { id: Set(self.id.clone()), size_bytes: Set(self.size as i64), complete: Set(true), ..Default::default() };
+        file::Entity::update(done).exec(self.store.db()).await?;
+        Ok(StoredFile { id: self.id, size_bytes: self.size, sha256: hex(&self.hasher.finalize()) })
     }
-    let done = file::ActiveModel { id: Set(id.to_owned()), size_bytes: Set(size as i64), complete: Set(true), ..Default::default() };
-    file::Entity::update(done).exec(store.db()).await?;
-    Ok(StoredFile { id: id.to_owned(), size_bytes: size, sha256: hex(&hasher.finalize()) })
+
+    /// Removes what was written (a failed upload or export).
+    pub async fn discard(self) {
+        if let Err(e) = delete(self.store.db(), std::slice::from_ref(&self.id)).await {
+            tracing::warn!(file_id = %self.id, error = %e, "a partial file stays until the hourly clean-up");
+        }
+    }
 }
 
 async fn insert_chunk(store: &EventStore, file_id: &str, idx: i32, data: Vec<u8>) -> Result<(), DbErr> {

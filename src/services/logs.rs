@@ -16,7 +16,7 @@ use super::error::{ServiceError, ServiceResult};
 use crate::event_log::group::{Batching, GroupCommit, GroupWrite};
 use crate::event_log::{DomainEvent, EventMetadata, EventStore, StoreError, Writer};
 use crate::projections::search::{self, Body, SearchIndex};
-use crate::services::newest_first;
+use crate::services::Keyset;
 
 /// Log writes: every request waits until its entry is durable, and the requests that arrive while
 /// a commit runs share the next one (see `event_log::group`). The request log's own entries go
@@ -84,6 +84,16 @@ pub async fn ingest(store: &EventStore, writer: &LogWriter, meta: &EventMetadata
     Ok(ids)
 }
 
+/// The logs `filter` selects, in list order: one definition for the list and exports. Body
+/// searches and related ids are resolved here, once.
+pub async fn lister(store: &EventStore, project_id: &str, filter: &LogFilter) -> ServiceResult<Keyset<log::Entity>> {
+    let related = related_logs(store.db(), project_id, &filter.related_id).await?;
+    let searches = body_searches(store.search(), filter).await?;
+    let condition = filter_condition(project_id, filter, related.as_deref(), &searches);
+    let select = log::Entity::find().filter(condition);
+    Ok(Keyset::new(select, log::Column::OccurredAtMs, log::Column::Id, |r| Cursor { time_ms: r.occurred_at_ms, id: r.id.clone() }))
+}
+
 pub async fn list(
     store: &EventStore,
     project_id: &str,
@@ -91,14 +101,20 @@ pub async fn list(
     limit: Limit,
     cursor: Option<&Cursor>,
 ) -> ServiceResult<Page<LogSummary>> {
-    let db = store.db();
-    let related = related_logs(db, project_id, &filter.related_id).await?;
-    let searches = body_searches(store.search(), filter).await?;
-    let condition = filter_condition(project_id, filter, related.as_deref(), &searches);
-    let query = log::Entity::find().filter(condition);
-    let query = newest_first(query, log::Column::OccurredAtMs, log::Column::Id, limit, cursor);
-    let rows = query.all(db).await?;
-    Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.occurred_at_ms, id: r.id.clone() }).map(summary))
+    Ok(lister(store, project_id, filter).await?.page(store.db(), limit, cursor).await?.map(summary))
+}
+
+/// The full records of `rows` (bodies, headers, query), in their order, read from the event log.
+pub async fn records(db: &impl ConnectionTrait, rows: &[log::Model]) -> ServiceResult<Vec<LogRecord>> {
+    let mut payloads = crate::event_log::payloads(db, rows.iter().map(|r| r.event_seq).collect()).await?;
+    rows.iter()
+        .map(|row| {
+            payloads
+                .remove(&row.event_seq)
+                .and_then(|p| serde_json::from_str::<LogRecord>(&p).ok())
+                .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("log {} has no readable event", row.id)))
+        })
+        .collect()
 }
 
 fn summary(row: log::Model) -> LogSummary {

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod delivery;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod files;
 pub mod imports;
 pub mod logs;

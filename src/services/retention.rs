@@ -2,7 +2,7 @@
 //! entries included, in small batches (each its own transaction) so writers are never held back
 //! for long. A batch and the task's progress commit together, so a resumed purge counts right.
 
-use entity::{event_idempotency, event_log, file, import, log, log_related, published_event, sendout, sendout_attempt, task, task_error};
+use entity::{event_idempotency, event_log, export, file, import, log, log_related, published_event, sendout, sendout_attempt, task, task_error};
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement};
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,8 @@ struct Removed {
     logs: i64,
     events: i64,
     imports: i64,
+    #[serde(default)]
+    exports: i64,
     files: i64,
     tasks: i64,
     sendouts: i64,
@@ -76,7 +78,7 @@ struct Removed {
 
 impl Removed {
     fn total(&self) -> i64 {
-        self.logs + self.events + self.imports + self.tasks + self.sendouts
+        self.logs + self.events + self.imports + self.exports + self.tasks + self.sendouts
     }
 }
 
@@ -86,6 +88,7 @@ enum Kind {
     Sendouts,
     Events,
     Imports,
+    Exports,
     Tasks,
 }
 
@@ -98,7 +101,7 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
         v["cutoff"] = Value::String(format_utc(cutoff_ms));
         v
     };
-    for kind in [Kind::Logs, Kind::Sendouts, Kind::Events, Kind::Imports, Kind::Tasks] {
+    for kind in [Kind::Logs, Kind::Sendouts, Kind::Events, Kind::Imports, Kind::Exports, Kind::Tasks] {
         loop {
             let writer = run.begin_step().await?;
             let mut purged_seqs = Vec::new();
@@ -211,14 +214,38 @@ async fn purge_batch(
             removed.imports += ids.len() as i64;
             ids.len()
         }
+        Kind::Exports => {
+            // Only finished ones: a running export is still writing its file.
+            let rows: Vec<(String, Option<String>)> = export::Entity::find()
+                .select_only()
+                .columns([export::Column::Id, export::Column::FileId])
+                .filter(export::Column::ProjectId.eq(project_id))
+                .filter(export::Column::CreatedAtMs.lt(cutoff_ms))
+                .filter(export::Column::TaskId.in_subquery(finished_tasks(project_id, cutoff_ms, this_task)))
+                .limit(BATCH / 5)
+                .into_tuple()
+                .all(conn)
+                .await?;
+            let (ids, file_ids): (Vec<String>, Vec<Option<String>>) = rows.into_iter().unzip();
+            removed.files += files::delete(conn, &file_ids.into_iter().flatten().collect::<Vec<_>>()).await? as i64;
+            export::Entity::delete_many().filter(export::Column::Id.is_in(ids.clone())).exec(conn).await?;
+            let stream = in_streams("export", ids.clone());
+            removed.event_log_entries += delete_events(conn, project_id, stream).await? as i64;
+            removed.exports += ids.len() as i64;
+            ids.len()
+        }
         Kind::Tasks => {
             let ids: Vec<String> = task::Entity::find()
                 .select_only()
                 .column(task::Column::Id)
                 .filter(task::Column::Id.in_subquery(finished_tasks(project_id, cutoff_ms, this_task)))
-                // An import's task goes with its import.
+                // An import's task goes with its import (purged after it, once nothing refers to it).
                 .filter(task::Column::Id.not_in_subquery(
                     Query::select().column(import::Column::TaskId).from(import::Entity).and_where(import::Column::ProjectId.eq(project_id)).to_owned(),
+                ))
+                // So does an export's.
+                .filter(task::Column::Id.not_in_subquery(
+                    Query::select().column(export::Column::TaskId).from(export::Entity).and_where(export::Column::ProjectId.eq(project_id)).to_owned(),
                 ))
                 .limit(BATCH)
                 .into_tuple()

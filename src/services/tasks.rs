@@ -16,7 +16,7 @@ use crate::domain::event::system;
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::log::RelatedRef;
 use crate::domain::pagination::{Cursor, Limit, Page};
-use crate::domain::actor::{Actor, ActorKind};
+use crate::domain::actor::Actor;
 use crate::domain::task::{ProcessingStatus, Task, TaskError, TaskFilter, TaskStatus, TaskType};
 use super::error::{ServiceError, ServiceResult};
 use crate::event_log::{
@@ -63,11 +63,6 @@ async fn row(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceRe
 /// Decodes a projection row. The projector wrote every field from a typed event, so a value
 /// that does not parse can only come from a hand-edited database; it reads as its safe default.
 pub fn read(row: task::Model) -> Task {
-    let kind = match row.created_by_kind.as_str() {
-        "user" => ActorKind::User,
-        "server_key" => ActorKind::ServerKey,
-        _ => ActorKind::System,
-    };
     Task {
         task_type: TaskType::parse(&row.task_type).unwrap_or(TaskType::Import),
         status: status(&row),
@@ -78,7 +73,7 @@ pub fn read(row: task::Model) -> Task {
         created_at_ms: row.created_at_ms,
         started_at_ms: row.started_at_ms,
         finished_at_ms: row.finished_at_ms,
-        created_by: Actor { kind, id: if kind == ActorKind::System { None } else { row.created_by_id } },
+        created_by: Actor::stored(&row.created_by_kind, row.created_by_id),
         request_id: row.request_id,
         related: serde_json::from_str(&row.related).unwrap_or_default(),
         result: serde_json::from_str(&row.result).unwrap_or(Value::Null),
@@ -169,10 +164,13 @@ impl From<sea_orm::DbErr> for StepError {
 /// Ends as failed a task whose job has used up its attempts, so that it does not stay `in_progress`
 /// with nothing left to run it. Nothing happens to a task that has finished or been cancelled.
 pub async fn give_up(store: &EventStore, task_id: &str, message: String) -> Result<(), StepError> {
-    match TaskRun::start(store, task_id).await? {
-        Some(mut run) => run.fail(Vec::new(), message).await,
-        None => Ok(()),
-    }
+    let Some(mut run) = TaskRun::start(store, task_id).await? else { return Ok(()) };
+    // An export says so itself too, however it failed.
+    let events = match super::exports::export_of(&run).filter(|_| run.task.task_type == TaskType::Export.as_str()) {
+        Some(export_id) => vec![super::exports::failed_event(&run, &export_id, &message)],
+        None => Vec::new(),
+    };
+    run.fail(events, message).await
 }
 
 /// A worker's hold on a running task; see the module comment.

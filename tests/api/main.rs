@@ -4,6 +4,7 @@ mod conformance;
 mod errors;
 mod credentials;
 mod event_log;
+mod exports;
 mod helpers;
 mod imports;
 mod live;

@@ -9,7 +9,8 @@ use logbook::domain::actor::Actor;
 use logbook::domain::event::{EventType, SourceId};
 use logbook::domain::import::ImportFormat;
 use logbook::domain::task::{ProcessingStatus, TaskType};
-use logbook::event_log::{DomainEvent, EventMetadata, EventPublished, ImportCreated, TaskCompleted, TaskScheduled};
+use logbook::domain::export::{ExportFormat, ExportResource};
+use logbook::event_log::{DomainEvent, EventMetadata, EventPublished, ExportCreated, ImportCreated, TaskCompleted, TaskScheduled};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -24,8 +25,9 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 }
 
 /// Appends, recorded `days` ago, a finished task, and an import (with its stored file, its task
-/// and one published row): what a project that has run for a while holds.
-async fn back_date_history(app: &TestApp, days: i64) -> (String, String, String) {
+/// and one published row), and a finished export with its file: what a project that has run for a
+/// while holds.
+async fn back_date_history(app: &TestApp, days: i64) -> (String, String, String, String) {
     let store = app.store.clone();
     let at = logbook::domain::time::now_ms() - days * DAY_MS;
     let meta = EventMetadata { actor: Actor::system(), request_log_id: None };
@@ -48,10 +50,14 @@ async fn back_date_history(app: &TestApp, days: i64) -> (String, String, String)
             result: json!({}),
         })
     };
-    let (purge, import_task) = (task(TaskType::RetentionPurge), task(TaskType::Import));
+    let (purge, import_task, export_task) = (task(TaskType::RetentionPurge), task(TaskType::Import), task(TaskType::Export));
     let file = logbook::services::files::store(&store, &app.project_id, futures_util::stream::iter([Ok::<_, std::io::Error>(actix_web::web::Bytes::from_static(b"type\na\n"))]), 1000)
         .await
         .unwrap();
+    let export_file = logbook::services::files::store(&store, &app.project_id, futures_util::stream::iter([Ok::<_, std::io::Error>(actix_web::web::Bytes::from_static(b"id\r\n"))]), 1000)
+        .await
+        .unwrap();
+    let export_id = logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Export);
     let import_id = logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Import);
     let event_id = logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Event);
     let events = vec![
@@ -68,6 +74,23 @@ async fn back_date_history(app: &TestApp, days: i64) -> (String, String, String)
             format: ImportFormat::Csv,
         }),
         completed(&import_task.id),
+        DomainEvent::ExportCreated(ExportCreated {
+            id: export_id.clone(),
+            project_id: app.project_id.clone(),
+            task_id: export_task.id.clone(),
+            resource: ExportResource::Logs,
+            filters: json!({}),
+            fields: vec!["id".into()],
+            format: ExportFormat::Csv,
+            time_zone: logbook::domain::time::ProjectTimeZone::utc(),
+        }),
+        DomainEvent::TaskCompleted(TaskCompleted {
+            id: export_task.id.clone(),
+            project_id: app.project_id.clone(),
+            processing_status: ProcessingStatus::Success,
+            processed: 0,
+            result: json!({"file_id": export_file.id, "row_count": 0, "size_bytes": export_file.size_bytes}),
+        }),
         DomainEvent::EventPublished(EventPublished {
             id: event_id.clone(),
             project_id: app.project_id.clone(),
@@ -78,12 +101,12 @@ async fn back_date_history(app: &TestApp, days: i64) -> (String, String, String)
             idempotency_key: None,
         }),
     ];
-    let mut all = vec![DomainEvent::TaskScheduled(purge.clone()), DomainEvent::TaskScheduled(import_task.clone())];
+    let mut all = vec![DomainEvent::TaskScheduled(purge.clone()), DomainEvent::TaskScheduled(import_task.clone()), DomainEvent::TaskScheduled(export_task.clone())];
     all.extend(events);
     let writer = store.begin().await.unwrap();
     writer.append_recorded_at(&meta, all, at).await.unwrap();
     writer.commit().await.unwrap();
-    (purge.id, import_id, event_id)
+    (purge.id, import_id, event_id, export_id)
 }
 
 #[tokio::test]
@@ -96,8 +119,8 @@ async fn a_purge_removes_exactly_what_is_past_retention_with_its_event_log_entri
     old_entry["request_body"] = json!({"note": "ancient zebra"});
     let old_logs = app.ingest(vec![old_entry.clone(), old_entry.clone(), old_entry]).await;
     let young_logs = app.ingest(vec![entry(&iso(now - (days - 3) * DAY_MS)), entry(&iso(now - 1000))]).await;
-    let (old_task, old_import, old_event) = back_date_history(&app, days + 1).await;
-    let (young_task, young_import, young_event) = back_date_history(&app, days - 1).await;
+    let (old_task, old_import, old_event, old_export) = back_date_history(&app, days + 1).await;
+    let (young_task, young_import, young_event, young_export) = back_date_history(&app, days - 1).await;
     let young_upload = app.upload("new.csv", "text/csv", b"type,source_id\norder.created,n1\n".to_vec()).await;
     app.wait_finished(young_upload["task_id"].as_str().unwrap()).await;
     // Another project's old data is not this purge's business.
@@ -116,14 +139,20 @@ async fn a_purge_removes_exactly_what_is_past_retention_with_its_event_log_entri
     assert_eq!(result["logs"], 3, "{result}");
     assert_eq!(result["events"], 1, "{result}");
     assert_eq!(result["imports"], 1, "{result}");
-    assert_eq!(result["files"], 1, "{result}");
-    assert_eq!(result["tasks"], 2, "{result}");
-    // 3 log events, 1 published event, 1 import event, 2 tasks × 2 events.
-    assert_eq!(result["event_log_entries"], 3 + 1 + 1 + 4, "{result}");
+    assert_eq!(result["exports"], 1, "{result}");
+    assert_eq!(result["files"], 2, "{result}");
+    assert_eq!(result["tasks"], 3, "{result}");
+    // 3 log events, 1 published event, 1 import event, 1 export event, 3 tasks × 2 events.
+    assert_eq!(result["event_log_entries"], 3 + 1 + 1 + 1 + 6, "{result}");
     let in_log = |ids: [&String; 3]| format!("SELECT COUNT(*) FROM event_log WHERE stream_id IN ('{}', '{}', '{}')", ids[0], ids[1], ids[2]);
     assert_eq!(count(&app, &in_log([&old_task, &old_import, &old_event])).await, 0);
     assert_eq!(count(&app, &in_log([&young_task, &young_import, &young_event])).await, 4, "young history stays in the log");
-    assert!(count(&app, "SELECT COUNT(*) FROM event_log").await >= event_rows_before - 9);
+    assert!(count(&app, "SELECT COUNT(*) FROM event_log").await >= event_rows_before - 12);
+    assert_error(app.get(&format!("/v1/exports/{old_export}"), &app.server_key).await, StatusCode::NOT_FOUND, "not_found").await;
+    let young = app.get_ok(&format!("/v1/exports/{young_export}"), &app.server_key).await;
+    assert_eq!(young["status"], "done", "{young}");
+    let file = app.get(&format!("/v1/exports/{young_export}/download"), &app.server_key).await;
+    assert_eq!(file.bytes().await.unwrap().as_ref(), b"id\r\n", "a young export keeps its file");
 
     for id in &old_logs {
         assert_error(app.get(&format!("/v1/logs/{id}"), &app.server_key).await, StatusCode::NOT_FOUND, "not_found").await;
@@ -142,7 +171,7 @@ async fn a_purge_removes_exactly_what_is_past_retention_with_its_event_log_entri
     app.get_ok(&format!("/v1/events/{young_event}"), &app.server_key).await;
     let young_file = app.get(&format!("/v1/imports/{}/file", young_upload["id"].as_str().unwrap()), &app.server_key).await;
     assert_eq!(young_file.bytes().await.unwrap().as_ref(), b"type,source_id\norder.created,n1\n");
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM files").await, 2, "the young files stay");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM files").await, 3, "the young files stay");
     for id in &other_old {
         app.get_ok(&format!("/v1/logs/{id}"), &other_key).await;
     }
@@ -155,7 +184,7 @@ async fn a_purge_removes_exactly_what_is_past_retention_with_its_event_log_entri
 
 async fn table_counts(app: &TestApp) -> Vec<i64> {
     let mut counts = Vec::new();
-    for table in ["logs", "log_related", "events", "tasks", "task_errors", "imports"] {
+    for table in ["logs", "log_related", "events", "tasks", "task_errors", "imports", "exports"] {
         counts.push(count(app, &format!("SELECT COUNT(*) FROM {table}")).await);
     }
     counts

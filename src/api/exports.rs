@@ -1,0 +1,165 @@
+//! `/v1/exports`: CSV exports of a list, made by a background task; their files; browsing them.
+
+use actix_web::http::header::{CONTENT_TYPE, ContentDisposition};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::api::auth::ProjectMember;
+use crate::api::dto::{FileBody, ListOut};
+use crate::api::extract::{Json, ListParams, ListQuery};
+use crate::api::request_log;
+use crate::api::tasks::CreatedByOut;
+use crate::domain::export::{Export, ExportFilter, ExportFormat, ExportResource, ExportStatus};
+use crate::domain::log::RelatedKind;
+use crate::domain::params::Params;
+use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
+use crate::error::{ApiResult, ErrorBody};
+use crate::services::{exports, files};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportIn {
+    pub resource: ExportResource,
+    /// The filters of the resource's list, by the same names and values; a repeated parameter as
+    /// an array. For `logs`, leaving both date bounds out means the 24 hours before the export.
+    #[schema(value_type = Object)]
+    #[serde(default)]
+    pub filters: Value,
+    /// Columns in order; by default the list summary's (times in UTC; a `_project` twin such as
+    /// `occurred_at_project` when named; `request_body` and the other detail columns when named).
+    #[serde(default)]
+    pub fields: Option<Vec<String>>,
+    #[serde(default = "csv")]
+    pub format: ExportFormat,
+}
+
+fn csv() -> ExportFormat {
+    ExportFormat::Csv
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportOut {
+    pub id: String,
+    pub resource: ExportResource,
+    pub status: ExportStatus,
+    /// The filters as given when the export was made; read-only.
+    #[schema(value_type = Object)]
+    pub filters: Value,
+    pub fields: Vec<String>,
+    pub format: ExportFormat,
+    /// The background task that writes the file: its progress is the export's.
+    pub task_id: String,
+    pub created_by: CreatedByOut,
+    /// The log id of the request that asked for the export.
+    pub request_id: Option<String>,
+    pub created_at: String,
+    pub created_at_project: String,
+    /// Once done (or failed).
+    pub finished_at: Option<String>,
+    pub finished_at_project: Option<String>,
+    /// Once done: rows in the file (the header not counted) and its size.
+    pub row_count: Option<i64>,
+    pub size_bytes: Option<i64>,
+    /// The download's file name.
+    pub file_name: String,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl ExportOut {
+    fn new(e: Export, zone: &ProjectTimeZone) -> Self {
+        Self {
+            file_name: e.resource.file_name(&e.id),
+            resource: e.resource,
+            status: e.status,
+            filters: e.filters,
+            fields: e.fields.names().to_vec(),
+            format: e.format,
+            task_id: e.task_id,
+            created_by: CreatedByOut {
+                kind: e.created_by.kind.as_str().to_owned(),
+                id: e.created_by.id,
+            },
+            request_id: e.request_id,
+            created_at: format_utc(e.created_at_ms),
+            created_at_project: format_in_zone(e.created_at_ms, zone),
+            finished_at: e.finished_at_ms.map(format_utc),
+            finished_at_project: e.finished_at_ms.map(|ms| format_in_zone(ms, zone)),
+            row_count: e.row_count,
+            size_bytes: e.size_bytes,
+            error: e.error,
+            id: e.id,
+        }
+    }
+}
+
+#[utoipa::path(
+    operation_id = "create_export", tag = "exports", security(("bearer" = [])),
+    request_body = ExportIn,
+    responses(
+        (status = 202, description = "The export is scheduled; its task writes the file", body = ExportOut),
+        (status = 422, description = "Unknown resource, filter or field, or a bad value; details name each", body = ErrorBody),
+    )
+)]
+#[post("/exports")]
+async fn create_export(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, body: Json<ExportIn>) -> ApiResult<HttpResponse> {
+    let zone = member.access.project.time_zone;
+    let body = body.0;
+    let new = exports::NewExport { resource: body.resource, filters: body.filters, fields: body.fields, format: body.format };
+    let export = exports::create(&state.store, member.project_id(), zone, &member.meta, new).await?;
+    request_log::relate(&req, RelatedKind::Export, &export.id);
+    request_log::relate(&req, RelatedKind::Task, &export.task_id);
+    Ok(HttpResponse::Accepted().json(ExportOut::new(export, &zone)))
+}
+
+#[utoipa::path(
+    operation_id = "list_exports", tag = "exports", security(("bearer" = [])),
+    params(ListParams<ExportFilter>),
+    responses((status = 200, description = "OK", body = ListOut<ExportOut>),)
+)]
+#[get("/exports")]
+async fn list_exports(state: web::Data<AppState>, member: ProjectMember, params: Params) -> ApiResult<web::Json<ListOut<ExportOut>>> {
+    let zone = member.access.project.time_zone;
+    let query = ListQuery::<ExportFilter>::read(&params, &zone)?;
+    let page = exports::list(&state.db, member.project_id(), &query.filter, query.limit, query.cursor.as_ref()).await?;
+    Ok(web::Json(ListOut::from_page(page, |row| ExportOut::new(row, &zone))))
+}
+
+#[utoipa::path(
+    operation_id = "get_export", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "OK", body = ExportOut),)
+)]
+#[get("/exports/{id}")]
+async fn get_export(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<ExportOut>> {
+    let export = exports::get(&state.db, member.project_id(), &id).await?;
+    Ok(web::Json(ExportOut::new(export, &member.access.project.time_zone)))
+}
+
+#[utoipa::path(
+    operation_id = "download_export", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The CSV file, streamed, with its name in Content-Disposition", content((FileBody = "text/csv"))),
+        (status = 409, description = "The export is not done (yet, or it failed)", body = ErrorBody),
+    )
+)]
+#[get("/exports/{id}/download")]
+async fn download_export(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    request_log::relate(&req, RelatedKind::Export, &id);
+    let (export, file_id) = exports::file(&state.db, member.project_id(), &id).await?;
+    let body = files::stream(state.db.clone(), file_id).map(|chunk| chunk.map_err(actix_web::error::ErrorInternalServerError));
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
+        .insert_header(ContentDisposition::attachment(export.resource.file_name(&export.id)))
+        .no_chunking(export.size_bytes.unwrap_or(0) as u64)
+        .streaming(body))
+}
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(create_export).service(list_exports).service(get_export).service(download_export);
+}

@@ -1,0 +1,356 @@
+//! Exports: a background task that walks one list (its own filter definition and lister, page by
+//! page in list order) and writes its rows as CSV into a stored file, one chunk in memory, so an
+//! export of millions of rows costs no more memory than one of ten.
+
+use std::time::{Duration, Instant};
+
+use entity::{export, log, published_event, sendout, task};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use super::Keyset;
+use super::error::{ServiceError, ServiceResult};
+use super::events::{self, EventFilter};
+use super::files::{FileSink, StoredFile};
+use super::tasks::{self, NewTask, Progress, StepError, TaskRun};
+use super::{logs, sendouts};
+use crate::domain::actor::Actor;
+use crate::domain::event::system;
+use crate::domain::export::{Clock, Export, ExportFilter, ExportFormat, ExportResource, ExportRow, ExportStatus, Fields};
+use crate::domain::filter::{Context, Filter, FilterErrors};
+use crate::domain::ids::{IdKind, new_id};
+use crate::domain::log::{LogFilter, RelatedKind, RelatedRef};
+use crate::domain::pagination::{Cursor, Limit, Page};
+use crate::domain::sendout::SendoutFilter;
+use crate::domain::task::{TaskFilter, TaskType, percent};
+use crate::domain::time::{ProjectTimeZone, now_ms};
+use crate::event_log::{DomainEvent, EventMetadata, EventStore, ExportCreated};
+
+/// What a client asks for.
+pub struct NewExport {
+    pub resource: ExportResource,
+    pub filters: Value,
+    pub fields: Option<Vec<String>>,
+    pub format: ExportFormat,
+}
+
+/// An export's rows: the filter of its resource's list, read by that list's own definition.
+enum Selection {
+    Logs(LogFilter),
+    Tasks(TaskFilter),
+    Sendouts(SendoutFilter),
+    Events(EventFilter),
+}
+
+impl Selection {
+    fn read(resource: ExportResource, filters: &Value, cx: Context<'_>) -> Result<Self, FilterErrors> {
+        Ok(match resource {
+            ExportResource::Logs => Selection::Logs(LogFilter::from_json(filters, cx)?),
+            ExportResource::Tasks => Selection::Tasks(TaskFilter::from_json(filters, cx)?),
+            ExportResource::WebhookSendouts => Selection::Sendouts(SendoutFilter::from_json(filters, cx)?),
+            ExportResource::Events => Selection::Events(EventFilter::from_json(filters, cx)?),
+        })
+    }
+}
+
+/// Checks the request and records the export with its task (whose job the dispatcher queues).
+pub async fn create(store: &EventStore, project_id: &str, zone: ProjectTimeZone, meta: &EventMetadata, new: NewExport) -> ServiceResult<Export> {
+    let filters = match new.filters {
+        Value::Null => Value::Object(Default::default()),
+        other => other,
+    };
+    let mut errors = Selection::read(new.resource, &filters, Context { zone: &zone, now_ms: now_ms() }).err().unwrap_or_default();
+    let fields = Fields::new(new.resource, new.fields).map_err(|e| errors.extend(e)).ok();
+    let Some(fields) = fields.filter(|_| errors.is_empty()) else { return Err(ServiceError::Rejected(errors)) };
+    let id = new_id(IdKind::Export);
+    let task = tasks::scheduled(meta, NewTask {
+        project_id: project_id.to_owned(),
+        task_type: TaskType::Export,
+        params: json!({ "export_id": id }),
+        related: vec![RelatedRef { kind: RelatedKind::Export, id: id.clone() }],
+        total: None,
+    });
+    let created = DomainEvent::ExportCreated(ExportCreated {
+        id: id.clone(),
+        project_id: project_id.to_owned(),
+        task_id: task.id.clone(),
+        resource: new.resource,
+        filters,
+        fields: fields.names().to_vec(),
+        format: new.format,
+        time_zone: zone,
+    });
+    store.append(meta, vec![created, DomainEvent::TaskScheduled(task)]).await?;
+    get(store.db(), project_id, &id).await
+}
+
+pub async fn get(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<Export> {
+    export::Entity::find_by_id(id)
+        .filter(export::Column::ProjectId.eq(project_id))
+        .one(db)
+        .await?
+        .map(read)
+        .ok_or_else(|| ServiceError::NotFound("export"))
+}
+
+/// The exports `f` selects, in list order.
+pub fn lister(project_id: &str, f: &ExportFilter) -> Keyset<export::Entity> {
+    let mut c = Condition::all().add(export::Column::ProjectId.eq(project_id));
+    if let Some(after) = f.created_after {
+        c = c.add(export::Column::CreatedAtMs.gte(after));
+    }
+    if let Some(before) = f.created_before {
+        c = c.add(export::Column::CreatedAtMs.lt(before));
+    }
+    if !f.resource.is_empty() {
+        c = c.add(export::Column::Resource.is_in(f.resource.iter().map(|r| r.as_str())));
+    }
+    if !f.status.is_empty() {
+        c = c.add(export::Column::Status.is_in(f.status.iter().map(|s| s.as_str())));
+    }
+    Keyset::new(export::Entity::find().filter(c), export::Column::CreatedAtMs, export::Column::Id, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() })
+}
+
+pub async fn list(db: &DatabaseConnection, project_id: &str, f: &ExportFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<Export>> {
+    Ok(lister(project_id, f).page(db, limit, cursor).await?.map(read))
+}
+
+/// The export and its file, for a download: 409 until it is done.
+pub async fn file(db: &impl ConnectionTrait, project_id: &str, id: &str) -> ServiceResult<(Export, String)> {
+    let export = get(db, project_id, id).await?;
+    match (&export.status, &export.file_id) {
+        (ExportStatus::Done, Some(file_id)) => {
+            let file_id = file_id.clone();
+            Ok((export, file_id))
+        }
+        (ExportStatus::Failed, _) => Err(ServiceError::Conflict(format!(
+            "The export failed ({}); there is nothing to download.",
+            export.error.as_deref().unwrap_or("no reason recorded")
+        ))),
+        (status, _) => Err(ServiceError::Conflict(format!("The export is {}; its file can be downloaded once it is done.", status.as_str()))),
+    }
+}
+
+/// Decodes a projection row; every field was written from a typed event, so a value that does not
+/// parse can only come from a hand-edited database and reads as its safe default.
+fn read(row: export::Model) -> Export {
+    Export {
+        resource: ExportResource::parse(&row.resource).unwrap_or(ExportResource::Logs),
+        status: ExportStatus::parse(&row.status).unwrap_or(ExportStatus::Failed),
+        filters: serde_json::from_str(&row.filters).unwrap_or(Value::Null),
+        fields: Fields::trusted(serde_json::from_str(&row.fields).unwrap_or_default()),
+        format: ExportFormat::parse(&row.format).unwrap_or(ExportFormat::Csv),
+        created_by: Actor::stored(&row.created_by_kind, row.created_by_id),
+        id: row.id,
+        time_zone: row.time_zone,
+        task_id: row.task_id,
+        request_id: row.request_id,
+        created_at_ms: row.created_at_ms,
+        finished_at_ms: row.finished_at_ms,
+        row_count: row.row_count,
+        size_bytes: row.size_bytes,
+        file_id: row.file_id,
+        error: row.error,
+    }
+}
+
+/// A list walked page by page in list order: the same rows the list shows, by construction.
+enum Lister {
+    Logs(Keyset<log::Entity>),
+    Tasks(Keyset<task::Entity>),
+    Sendouts(Keyset<sendout::Entity>),
+    Events(Keyset<published_event::Entity>),
+}
+
+impl Lister {
+    async fn open(store: &EventStore, project_id: &str, selection: &Selection) -> ServiceResult<Self> {
+        Ok(match selection {
+            Selection::Logs(f) => Lister::Logs(logs::lister(store, project_id, f).await?),
+            Selection::Tasks(f) => Lister::Tasks(tasks::lister(project_id, f)),
+            Selection::Sendouts(f) => Lister::Sendouts(sendouts::lister(project_id, f)),
+            Selection::Events(f) => Lister::Events(events::lister(project_id, f)),
+        })
+    }
+
+    async fn count(&self, db: &impl ConnectionTrait) -> ServiceResult<u64> {
+        Ok(match self {
+            Lister::Logs(k) => k.count_after(db, None).await?,
+            Lister::Tasks(k) => k.count_after(db, None).await?,
+            Lister::Sendouts(k) => k.count_after(db, None).await?,
+            Lister::Events(k) => k.count_after(db, None).await?,
+        })
+    }
+
+    /// Writes the page after `cursor`; returns how many rows it held and the next page's cursor.
+    async fn write_page(&self, db: &impl ConnectionTrait, cursor: Option<&Cursor>, csv: &mut CsvRows, clock: &Clock<'_>) -> ServiceResult<(usize, Option<Cursor>)> {
+        let limit = Limit::try_from(Limit::MAX as i64).unwrap_or_default();
+        Ok(match self {
+            Lister::Logs(k) => {
+                let page = k.page(db, limit, cursor).await?;
+                let records = logs::records(db, &page.rows).await?;
+                csv.rows(&records, clock);
+                (records.len(), page.next_cursor)
+            }
+            Lister::Tasks(k) => {
+                let page = k.page(db, limit, cursor).await?.map(tasks::read);
+                csv.rows(&page.rows, clock);
+                (page.rows.len(), page.next_cursor)
+            }
+            Lister::Sendouts(k) => {
+                let page = k.page(db, limit, cursor).await?.map(sendouts::read);
+                csv.rows(&page.rows, clock);
+                (page.rows.len(), page.next_cursor)
+            }
+            Lister::Events(k) => {
+                let page = k.page(db, limit, cursor).await?;
+                let rows = events::with_data(db, page.rows).await?;
+                csv.rows(&rows, clock);
+                (rows.len(), page.next_cursor)
+            }
+        })
+    }
+}
+
+/// CSV text of rows, built up between writes to the file.
+struct CsvRows {
+    fields: Vec<String>,
+    out: csv::Writer<Vec<u8>>,
+    cell: String,
+}
+
+impl CsvRows {
+    fn new(fields: &Fields) -> Self {
+        let mut out = Self::writer();
+        // Nothing written into memory can fail.
+        let _ = out.write_record(fields.names());
+        Self { fields: fields.names().to_vec(), out, cell: String::new() }
+    }
+
+    fn writer() -> csv::Writer<Vec<u8>> {
+        csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::with_capacity(WRITE_BYTES + 64 * 1024))
+    }
+
+    fn rows<R: ExportRow>(&mut self, rows: &[R], clock: &Clock<'_>) {
+        for row in rows {
+            for field in &self.fields {
+                self.cell.clear();
+                row.cell(field, clock).write(&mut self.cell);
+                let _ = self.out.write_field(&self.cell);
+            }
+            let _ = self.out.write_record(None::<&[u8]>);
+        }
+    }
+
+    fn buffered(&mut self) -> usize {
+        let _ = self.out.flush();
+        self.out.get_ref().len()
+    }
+
+    /// The text so far, leaving the buffer empty.
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.out, Self::writer()).into_inner().unwrap_or_default()
+    }
+}
+
+/// Text handed to the file once this much has built up (the file stores 1 MiB chunks).
+const WRITE_BYTES: usize = 1 << 20;
+/// Progress is committed at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs an `export` task. A resumed export (after a crash) writes its file again from the start:
+/// the half-written file of the first run is removed by the hourly clean-up of incomplete files.
+pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> {
+    let project_id = run.task.project_id.clone();
+    let export_id = run.params()["export_id"].as_str().unwrap_or_default().to_owned();
+    let export = match get(store.db(), &project_id, &export_id).await {
+        Ok(export) => export,
+        Err(ServiceError::NotFound(_)) => return run.fail(Vec::new(), format!("The export {export_id} no longer exists.")).await,
+        Err(e) => return Err(step_error(e)),
+    };
+    let zone = ProjectTimeZone::try_from(export.time_zone.clone()).unwrap_or_else(|_| ProjectTimeZone::utc());
+    let selection = match Selection::read(export.resource, &export.filters, Context { zone: &zone, now_ms: export.created_at_ms }) {
+        Ok(selection) => selection,
+        Err(errors) => {
+            let message = errors.into_iter().map(|(f, m)| format!("{f} {m}")).collect::<Vec<_>>().join("; ");
+            return fail(&mut run, &export, format!("The export's filters cannot be read: {message}.")).await;
+        }
+    };
+    let mut sink = FileSink::create(store, &project_id).await?;
+    match write(store, &mut run, &export, &selection, &zone, &mut sink).await {
+        Ok(rows) => {
+            let file = sink.finish().await?;
+            finish(&mut run, &export, rows, file).await
+        }
+        Err(e) => {
+            sink.discard().await;
+            Err(e)
+        }
+    }
+}
+
+/// Writes every row into `sink`; returns how many.
+async fn write(store: &EventStore, run: &mut TaskRun, export: &Export, selection: &Selection, zone: &ProjectTimeZone, sink: &mut FileSink) -> Result<i64, StepError> {
+    let db = store.db();
+    let project_id = run.task.project_id.clone();
+    let lister = Lister::open(store, &project_id, selection).await.map_err(step_error)?;
+    let total = lister.count(db).await.map_err(step_error)? as i64;
+    let clock = Clock { zone, now_ms: now_ms() };
+    let mut csv = CsvRows::new(&export.fields);
+    let (mut rows, mut cursor, mut reported) = (0i64, None, Instant::now());
+    loop {
+        let (n, next) = lister.write_page(db, cursor.as_ref(), &mut csv, &clock).await.map_err(step_error)?;
+        rows += n as i64;
+        if csv.buffered() >= WRITE_BYTES || next.is_none() {
+            sink.write(&csv.take()).await?;
+        }
+        let Some(next) = next else { break };
+        cursor = Some(next);
+        if reported.elapsed() >= PROGRESS_EVERY {
+            let total = total.max(rows);
+            let progress = Progress {
+                processed: rows,
+                total: Some(total),
+                percent: percent(rows as u64, total.max(1) as u64),
+                checkpoint: json!({ "rows": rows }),
+                result: json!({ "row_count": rows, "size_bytes": sink.size() }),
+                errors: Vec::new(),
+            };
+            run.step(Vec::new(), progress).await?;
+            reported = Instant::now();
+        }
+    }
+    Ok(rows)
+}
+
+async fn finish(run: &mut TaskRun, export: &Export, rows: i64, file: StoredFile) -> Result<(), StepError> {
+    let done = run.system_event(system::EXPORT_DONE, json!({
+        "export_id": export.id, "task_id": run.task.id, "resource": export.resource.as_str(),
+        "row_count": rows, "size_bytes": file.size_bytes,
+    }));
+    let result = json!({ "file_id": file.id, "row_count": rows, "size_bytes": file.size_bytes });
+    run.complete(vec![done], rows, false, result).await
+}
+
+async fn fail(run: &mut TaskRun, export: &Export, message: String) -> Result<(), StepError> {
+    let failed = failed_event(run, &export.id, &message);
+    run.fail(vec![failed], message).await
+}
+
+/// `export.failed`, published with the task's failure however the export failed.
+pub fn failed_event(run: &TaskRun, export_id: &str, message: &str) -> DomainEvent {
+    run.system_event(system::EXPORT_FAILED, json!({ "export_id": export_id, "task_id": run.task.id, "message": message }))
+}
+
+/// The export a task runs, from its parameters.
+pub fn export_of(run: &TaskRun) -> Option<String> {
+    run.params()["export_id"].as_str().map(str::to_owned)
+}
+
+fn step_error(e: ServiceError) -> StepError {
+    match e {
+        ServiceError::Store(e) => StepError::Store(e),
+        ServiceError::Db(e) => StepError::from(e),
+        other => StepError::Store(crate::event_log::StoreError::Db(sea_orm::DbErr::Custom(other.to_string()))),
+    }
+}
+

@@ -1,0 +1,230 @@
+//! Exports: the rows of a list, as the list shows them, in a CSV file a spreadsheet opens safely.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_error, entry, json_of, quick_webhooks, spawn_app, spawn_with, spawn_without_workers};
+
+fn iso(ms: i64) -> String {
+    logbook::domain::time::format_utc(ms)
+}
+
+impl TestApp {
+    /// Creates an export (202) and waits for it to finish; returns the finished export.
+    async fn export(&self, body: Value) -> Value {
+        let created = json_of(self.post("/v1/exports", &self.server_key, body).await, StatusCode::ACCEPTED).await;
+        assert_eq!(created["status"], "scheduled", "{created}");
+        let task = self.wait_finished(created["task_id"].as_str().unwrap()).await;
+        assert_eq!(task["status"], "done", "{task}");
+        self.get_ok(&format!("/v1/exports/{}", created["id"].as_str().unwrap()), &self.server_key).await
+    }
+
+    /// The export's file as CSV records, the header first.
+    async fn download(&self, export: &Value) -> Vec<Vec<String>> {
+        let response = self.get(&format!("/v1/exports/{}/download", export["id"].as_str().unwrap()), &self.server_key).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers().clone();
+        assert!(headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+        let disposition = headers["content-disposition"].to_str().unwrap();
+        assert!(disposition.contains("attachment") && disposition.contains(export["file_name"].as_str().unwrap()), "{disposition}");
+        let bytes = response.bytes().await.unwrap();
+        assert_eq!(bytes.len() as i64, export["size_bytes"].as_i64().unwrap());
+        let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(bytes.as_ref());
+        reader.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect()
+    }
+}
+
+fn column<'a>(records: &'a [Vec<String>], name: &str) -> Vec<&'a str> {
+    let at = records[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}: {:?}", records[0]));
+    records[1..].iter().map(|r| r[at].as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_logs_export_holds_exactly_the_rows_of_the_same_list_query_in_list_order() {
+    let app = spawn_app().await;
+    let now = logbook::domain::time::now_ms();
+    let mut entries = Vec::new();
+    for i in 0..2600 {
+        let mut e = entry(&iso(now - 3_600_000 + i * 1000));
+        e["http_status"] = json!(if i % 3 == 0 { 500 } else { 200 });
+        e["channel"] = json!(if i % 2 == 0 { "shopify" } else { "stripe" });
+        entries.push(e);
+    }
+    for chunk in entries.chunks(1000) {
+        app.ingest(chunk.to_vec()).await;
+    }
+    let query = format!("status=failure&channel=shopify&channel=stripe&occurred_after={}", iso(now - 7_200_000));
+    let expected = app.log_ids(&query).await;
+    assert!(expected.len() > 800, "{}", expected.len());
+
+    let filters = json!({"status": "failure", "channel": ["shopify", "stripe"], "occurred_after": iso(now - 7_200_000)});
+    let export = app.export(json!({"resource": "logs", "filters": filters})).await;
+    assert_eq!(export["status"], "done");
+    assert_eq!(export["filters"], filters, "the filters are kept as given");
+    assert_eq!(export["row_count"], expected.len());
+    assert!(export["finished_at"].is_string() && export["size_bytes"].as_i64().unwrap() > 0);
+    assert_eq!(export["created_by"]["kind"], "server_key");
+    let records = app.download(&export).await;
+    assert_eq!(records[0], export["fields"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect::<Vec<_>>());
+    assert_eq!(records[0][..3], ["id", "occurred_at", "channel"]);
+    assert_eq!(column(&records, "id"), expected, "same rows, same order");
+    assert!(column(&records, "status").iter().all(|s| *s == "failure"));
+    assert!(column(&records, "occurred_at").iter().all(|t| t.ends_with('Z')), "times in UTC");
+
+    // It is listed, and the export.done event says so.
+    let listed = app.get_ok("/v1/exports?resource=logs&status=done", &app.server_key).await;
+    assert_eq!(listed["data"][0]["id"], export["id"]);
+    assert!(app.get_ok("/v1/exports?status=failed", &app.server_key).await["data"].as_array().unwrap().is_empty());
+    let done = app.events("type=export.done").await;
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0]["data"]["export_id"], export["id"]);
+    assert_eq!(done[0]["data"]["row_count"], expected.len());
+}
+
+#[tokio::test]
+async fn bodies_are_json_text_and_cells_a_spreadsheet_would_run_are_inert() {
+    let app = spawn_app().await;
+    let now = logbook::domain::time::now_ms();
+    let mut e = entry(&iso(now - 1000));
+    e["customer_id"] = json!("=HYPERLINK(\"http://evil\")");
+    e["user_id"] = json!("@SUM(A1:A9)");
+    e["request_body"] = json!({"note": "a, \"quoted\"\nline", "n": -1});
+    e["response_body"] = json!("=2+2");
+    e["path"] = json!("/orders/-1");
+    let id = app.ingest(vec![e]).await.remove(0);
+    let fields = json!(["id", "customer_id", "user_id", "request_body", "response_body", "occurred_at", "occurred_at_project", "http_status"]);
+    let export = app.export(json!({"resource": "logs", "filters": {"customer_id": "=HYPERLINK(\"http://evil\")"}, "fields": fields})).await;
+    let records = app.download(&export).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[0], fields.as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect::<Vec<_>>());
+    let row = &records[1];
+    assert_eq!(row[0], id);
+    assert_eq!(row[1], "'=HYPERLINK(\"http://evil\")");
+    assert_eq!(row[2], "'@SUM(A1:A9)");
+    assert_eq!(serde_json::from_str::<Value>(&row[3]).unwrap(), json!({"note": "a, \"quoted\"\nline", "n": -1}));
+    assert_eq!(row[4], "\"=2+2\"", "a JSON string keeps its quotes, so it is no formula");
+    assert!(row[5].ends_with('Z'));
+    let log = app.get_ok(&format!("/v1/logs/{id}"), &app.server_key).await;
+    assert_eq!(row[6], log["occurred_at_project"], "the project-zone twin, asked for");
+    assert_eq!(row[7], "200");
+}
+
+#[tokio::test]
+async fn tasks_sendouts_and_events_export_through_their_own_lists() {
+    let app = spawn_with(quick_webhooks).await;
+    let receiver = crate::receiver::Receiver::start().await;
+    app.create_webhook(&receiver.url(), &["order.*"]).await;
+    let upload = app.upload("orders.csv", "text/csv", b"type,source_id,total\norder.created,o1,10\norder.paid,o2,-5\n".to_vec()).await;
+    app.wait_finished(upload["task_id"].as_str().unwrap()).await;
+    let events = app.events("type=order.created&type=order.paid").await;
+    assert_eq!(events.len(), 2);
+
+    let export = app.export(json!({"resource": "events", "filters": {"type": "order.paid"}})).await;
+    let records = app.download(&export).await;
+    assert_eq!(records[0], ["id", "type", "source_id", "data", "created_at", "request_id"]);
+    assert_eq!(column(&records, "source_id"), ["o2"]);
+    assert_eq!(serde_json::from_str::<Value>(column(&records, "data")[0]).unwrap(), json!({"total": "-5"}));
+
+    let export = app.export(json!({"resource": "tasks", "filters": {"type": "import"}, "fields": ["id", "type", "status", "progress.processed", "created_by.kind"]})).await;
+    let records = app.download(&export).await;
+    assert_eq!(records[1..], [vec![upload["task_id"].as_str().unwrap().to_owned(), "import".into(), "done".into(), "2".into(), "server_key".into()]]);
+
+    let listed = app.get_ok("/v1/webhook-sendouts?limit=1000", &app.server_key).await;
+    let mut expected: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(expected.len(), 2);
+    let export = app.export(json!({"resource": "webhook_sendouts", "filters": {"event_type": ["order.created", "order.paid"]}})).await;
+    let records = app.download(&export).await;
+    assert_eq!(records[0][..3], ["id", "webhook_id", "url"]);
+    let mut ids = column(&records, "id");
+    ids.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+}
+
+#[tokio::test]
+async fn bad_requests_are_422_naming_each_problem_and_create_nothing() {
+    let app = spawn_app().await;
+    let cases = [
+        (json!({"resource": "invoices"}), "resource"),
+        (json!({"resource": "logs", "filters": {"colour": "red"}}), "filters.colour"),
+        (json!({"resource": "logs", "filters": {"status": "maybe"}}), "filters.status"),
+        (json!({"resource": "logs", "filters": {"occurred_after": "yesterday"}}), "filters.occurred_after"),
+        (json!({"resource": "tasks", "filters": {"type": ["import", 3]}}), "filters.type"),
+        (json!({"resource": "logs", "fields": ["id", "password"]}), "fields[1]"),
+        (json!({"resource": "events", "fields": []}), "fields"),
+        (json!({"resource": "logs", "format": "xlsx"}), "format"),
+        (json!({"resource": "logs", "filters": ["status"]}), "filters"),
+        (json!({"resource": "logs", "extra": true}), "extra"),
+    ];
+    for (body, field) in cases {
+        let err = assert_error(app.post("/v1/exports", &app.server_key, body.clone()).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        let details = err["error"]["details"].as_array().unwrap();
+        assert!(details.iter().any(|d| d["field"].as_str().unwrap_or_default().contains(field)), "{body}: {err}");
+    }
+    assert_error(app.post("/v1/exports", &app.server_key, json!("logs")).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let listed = app.get_ok("/v1/exports", &app.server_key).await;
+    assert!(listed["data"].as_array().unwrap().is_empty(), "nothing was created: {listed}");
+    let tasks = app.get_ok("/v1/tasks?type=export", &app.server_key).await;
+    assert!(tasks["data"].as_array().unwrap().is_empty());
+    assert_error(app.get("/v1/exports?status=nearly", &app.server_key).await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    // A client key may only publish events.
+    assert_error(app.post("/v1/exports", &app.client_key, json!({"resource": "logs"})).await, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+#[tokio::test]
+async fn a_download_is_409_until_done_and_another_project_sees_nothing() {
+    let app = spawn_without_workers().await;
+    let created = json_of(app.post("/v1/exports", &app.user_token, json!({"resource": "logs"})).await, StatusCode::ACCEPTED).await;
+    assert_eq!(created["created_by"]["kind"], "user");
+    assert_eq!(created["created_by"]["id"], app.user_id);
+    let id = created["id"].as_str().unwrap();
+    let err = assert_error(app.get(&format!("/v1/exports/{id}/download"), &app.server_key).await, StatusCode::CONFLICT, "conflict").await;
+    assert!(err["error"]["message"].as_str().unwrap().contains("scheduled"), "{err}");
+    let task = app.get_ok(&format!("/v1/tasks/{}", created["task_id"].as_str().unwrap()), &app.server_key).await;
+    assert_eq!(task["type"], "export");
+    assert_eq!(task["related"], json!([{"type": "export", "id": id}]));
+
+    let other = app.other_project_key("Other").await;
+    assert_error(app.get(&format!("/v1/exports/{id}"), &other).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(app.get(&format!("/v1/exports/{id}/download"), &other).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert!(app.get_ok("/v1/exports", &other).await["data"].as_array().unwrap().is_empty());
+
+    // Cancelled before it ran: the export failed, and says why.
+    json_of(app.post(&format!("/v1/tasks/{}/cancel", created["task_id"].as_str().unwrap()), &app.server_key, json!({})).await, StatusCode::OK).await;
+    let export = app.get_ok(&format!("/v1/exports/{id}"), &app.server_key).await;
+    assert_eq!(export["status"], "failed");
+    assert!(export["error"].as_str().unwrap().contains("cancelled"), "{export}");
+    let err = assert_error(app.get(&format!("/v1/exports/{id}/download"), &app.server_key).await, StatusCode::CONFLICT, "conflict").await;
+    assert!(err["error"]["message"].as_str().unwrap().contains("failed"), "{err}");
+}
+
+#[tokio::test]
+async fn a_big_download_streams_while_other_requests_go_on() {
+    let app = spawn_app().await;
+    let now = logbook::domain::time::now_ms();
+    for batch in 0..5 {
+        let entries: Vec<Value> = (0..1000)
+            .map(|i| {
+                let mut e = entry(&iso(now - 60_000 - (batch * 1000 + i)));
+                e["request_body"] = json!({"pad": "x".repeat(600), "i": i});
+                e
+            })
+            .collect();
+        app.ingest(entries).await;
+    }
+    let export = app.export(json!({"resource": "logs", "filters": {"channel": "shopify"}, "fields": ["id", "request_body"]})).await;
+    assert_eq!(export["row_count"], 5000);
+    assert!(export["size_bytes"].as_i64().unwrap() > 3 << 20, "more than one stored chunk: {export}");
+    let url = format!("{}/v1/exports/{}/download", app.address, export["id"].as_str().unwrap());
+    let mut response = app.client.get(url).bearer_auth(&app.server_key).send().await.unwrap();
+    let first = response.chunk().await.unwrap().expect("a first chunk");
+    // Mid-download, the server answers other requests.
+    let started = std::time::Instant::now();
+    app.get_ok("/v1/exports", &app.server_key).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let mut size = first.len();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        size += chunk.len();
+    }
+    assert_eq!(size as i64, export["size_bytes"].as_i64().unwrap());
+}
