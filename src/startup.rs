@@ -55,7 +55,8 @@ impl Application {
         let first_start = projects::bootstrap(&store, settings.admin_token.is_some())
             .await
             .map_err(|e| anyhow::anyhow!("first-start setup failed: {e}"))?;
-        let state = web::Data::new(AppState::new(store.clone(), jobs, settings));
+        let feed = crate::services::stream::Feed::start(store.clone(), api::stream::render()).await?;
+        let state = web::Data::new(AppState::new(store.clone(), jobs, settings, feed));
         let workers = match with_workers {
             true => Some(jobs::start(store.clone(), state.jobs.clone(), state.metrics.clone(), &state.settings)?),
             false => None,

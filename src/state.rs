@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::services::events::Publisher;
 use crate::services::logs::{self, LogWriter};
 use crate::services::sendouts::Retrier;
+use crate::services::stream::Feed;
 
 /// What every handler can reach, shared by all HTTP workers.
 #[derive(Clone)]
@@ -26,11 +27,13 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Resolves bearer tokens.
     pub auth: Arc<Authenticator>,
+    /// `GET /v1/stream`: this node's reader of committed changes.
+    pub feed: Feed,
 }
 
 impl AppState {
     /// Starts the group committers of the request paths, with their metrics.
-    pub fn new(store: EventStore, jobs: JobQueue, settings: Settings) -> Self {
+    pub fn new(store: EventStore, jobs: JobQueue, settings: Settings, feed: Feed) -> Self {
         let db = store.db().clone();
         let metrics = Arc::new(Metrics::default());
         let log_writer = logs::start_writer(store.clone());
@@ -42,6 +45,7 @@ impl AppState {
         let retrier = crate::services::sendouts::start_retrier(store.clone());
         retrier.register_metrics(&metrics, "retrier", "Retries by hand");
         Self {
+            feed,
             publisher,
             retrier,
             store,

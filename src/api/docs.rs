@@ -26,6 +26,7 @@ use crate::error::{ErrorBody, ErrorCode, FieldError};
         (name = "webhooks", description = "Endpoints that receive events, signed per Standard Webhooks"),
         (name = "sendouts", description = "Deliveries of events to endpoints, their attempts and retries"),
         (name = "exports", description = "CSV exports of logs, tasks, sendouts and events; downloading and browsing them"),
+        (name = "stream", description = "Live changes as Server-Sent Events"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

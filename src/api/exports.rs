@@ -71,7 +71,7 @@ pub struct ExportOut {
 }
 
 impl ExportOut {
-    fn new(e: Export, zone: &ProjectTimeZone) -> Self {
+    pub fn new(e: Export, zone: &ProjectTimeZone) -> Self {
         Self {
             file_name: e.resource.file_name(&e.id),
             resource: e.resource,

@@ -35,7 +35,7 @@ pub struct LogSummaryOut {
 }
 
 impl LogSummaryOut {
-    fn new(row: LogSummary, zone: &ProjectTimeZone) -> Self {
+    pub fn new(row: LogSummary, zone: &ProjectTimeZone) -> Self {
         Self {
             occurred_at: format_utc(row.occurred_at_ms),
             occurred_at_project: format_in_zone(row.occurred_at_ms, zone),

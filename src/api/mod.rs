@@ -12,6 +12,7 @@ pub mod ops;
 pub mod projects;
 pub mod request_log;
 pub mod sendouts;
+pub mod stream;
 pub mod tasks;
 pub mod webhooks;
 
@@ -40,7 +41,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(events::routes)
             .configure(webhooks::routes)
             .configure(sendouts::routes)
-            .configure(exports::routes),
+            .configure(exports::routes)
+            .configure(stream::routes),
     );
     cfg.configure(ops::routes);
 }

@@ -60,7 +60,7 @@ pub struct SendoutOut {
 }
 
 impl SendoutOut {
-    fn new(s: Sendout, zone: &ProjectTimeZone, attempts: Option<Vec<SendoutAttempt>>) -> Self {
+    pub fn new(s: Sendout, zone: &ProjectTimeZone, attempts: Option<Vec<SendoutAttempt>>) -> Self {
         let at = |ms: Option<i64>| ms.map(format_utc);
         let at_project = |ms: Option<i64>| ms.map(|ms| format_in_zone(ms, zone));
         Self {

@@ -17,7 +17,7 @@ use crate::domain::webhook::{EventTypePattern, WebhookUrl};
 use crate::domain::project::{Email, KeyKind, KeyName, Plan, ProjectName, RetentionDays, UserName};
 use crate::domain::time::ProjectTimeZone;
 
-pub use store::{AfterCommit, EventStore, StoreError, StoredEvent, Writer, in_streams, payloads, read_batch};
+pub use store::{AfterCommit, EventStore, StoreError, StoredEvent, Writer, decode, in_streams, payloads, read_batch};
 
 /// Every state change the server knows. The serde tag is `<event type>.v<schema version>`: a change
 /// of shape gets a new variant with the next version, and old rows keep decoding.

@@ -392,7 +392,8 @@ fn encode(event: &DomainEvent) -> (String, i32, String) {
     sliced.unwrap_or_else(|| ("unknown".to_owned(), 1, "{}".to_owned()))
 }
 
-fn decode(row: &event_log::Model) -> Result<StoredEvent, StoreError> {
+/// A stored row as its typed event.
+pub fn decode(row: &event_log::Model) -> Result<StoredEvent, StoreError> {
     let err = |source| StoreError::Decode { seq: row.seq, source };
     let content: Value = serde_json::from_str(&row.payload).map_err(err)?;
     let tagged = json!({ "t": format!("{}.v{}", row.event_type, row.schema_version), "c": content });

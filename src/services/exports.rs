@@ -133,7 +133,7 @@ pub async fn file(db: &impl ConnectionTrait, project_id: &str, id: &str) -> Serv
 
 /// Decodes a projection row; every field was written from a typed event, so a value that does not
 /// parse can only come from a hand-edited database and reads as its safe default.
-fn read(row: export::Model) -> Export {
+pub fn read(row: export::Model) -> Export {
     Export {
         resource: ExportResource::parse(&row.resource).unwrap_or(ExportResource::Logs),
         status: ExportStatus::parse(&row.status).unwrap_or(ExportStatus::Failed),

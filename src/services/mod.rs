@@ -11,6 +11,7 @@ pub mod logs;
 pub mod projects;
 pub mod retention;
 pub mod sendouts;
+pub mod stream;
 pub mod tasks;
 pub mod webhooks;
 

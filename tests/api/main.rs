@@ -16,5 +16,6 @@ mod publishing;
 mod receiver;
 mod recovery;
 mod retention;
+mod stream;
 mod search;
 mod webhooks;
