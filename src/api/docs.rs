@@ -16,7 +16,7 @@ use crate::error::{ErrorBody, ErrorCode, FieldError};
         description = "Audit logs, background tasks, exports and webhook sendouts. Authenticate with `Authorization: Bearer <token>`: `adm_` (admin), `sk_` (server key), `pk_` (client key: POST /v1/events only) or `ut_` (dashboard user).",
     ),
     modifiers(&BearerAuth),
-    components(schemas(ErrorBody, ErrorCode, FieldError)),
+    components(schemas(ErrorBody, ErrorCode, FieldError, crate::services::stream::Topic)),
     tags(
         (name = "projects", description = "Projects, API keys and users"),
         (name = "logs", description = "Request logs"),
