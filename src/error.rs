@@ -25,6 +25,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The resource is not in a state that allows this.
     Conflict,
+    /// An export that cannot be browsed: not a logs export, not done, or older than 90 days.
+    ExportNotBrowsable,
     PayloadTooLarge,
     UnsupportedMediaType,
     /// Valid JSON whose content breaks a rule; `details` says which fields.
@@ -45,7 +47,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Conflict | ErrorCode::ExportNotBrowsable => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::ValidationFailed | ErrorCode::WebhookUrlNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
@@ -187,6 +189,7 @@ impl From<ServiceError> for ApiError {
         match err {
             ServiceError::NotFound(what) => Self::not_found(what),
             ServiceError::Conflict(message) => Self::conflict(message),
+            ServiceError::NotBrowsable(why) => Self::new(ErrorCode::ExportNotBrowsable, format!("This export cannot be browsed: {why}.")),
             ServiceError::Invalid { field, message } => Self::invalid_field(field, message),
             ServiceError::Rejected(errors) => {
                 Self::validation(errors.into_iter().map(|(field, message)| FieldError { field, message }).collect())

@@ -35,12 +35,21 @@ impl MigrationTrait for Migration {
                     error TEXT)",
                 "CREATE INDEX exports_project_time ON exports (project_id, created_at_ms, id)",
                 "CREATE INDEX exports_task ON exports (task_id)",
+                // A logs export's rows, for browsing without reading the file again: its cells (a
+                // JSON array, in the file's order of columns) and their lowercased text for `q`.
+                // Written with the file, removed with the export; not a projection of the log.
+                "CREATE TABLE export_rows (
+                    export_id TEXT NOT NULL,
+                    position BIGINT NOT NULL,
+                    cells TEXT NOT NULL,
+                    folded TEXT NOT NULL,
+                    PRIMARY KEY (export_id, position))",
             ],
         )
         .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        exec_each(manager, &["DROP TABLE exports"]).await
+        exec_each(manager, &["DROP TABLE export_rows", "DROP TABLE exports"]).await
     }
 }

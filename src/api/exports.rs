@@ -9,14 +9,14 @@ use utoipa::ToSchema;
 
 use crate::api::auth::ProjectMember;
 use crate::api::dto::{FileBody, ListOut};
-use crate::api::extract::{Json, ListParams, ListQuery};
+use crate::api::extract::{Json, ListParams, ListQuery, paging};
 use crate::api::request_log;
 use crate::api::tasks::CreatedByOut;
-use crate::domain::export::{Export, ExportFilter, ExportFormat, ExportResource, ExportStatus};
+use crate::domain::export::{Export, ExportFilter, ExportFormat, ExportResource, ExportStatus, JSON_FIELDS};
 use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::services::{exports, files};
 use crate::state::AppState;
 
@@ -160,6 +160,82 @@ async fn download_export(state: web::Data<AppState>, member: ProjectMember, req:
         .streaming(body))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportRowsOut {
+    /// The export's columns, in file order.
+    pub columns: Vec<String>,
+    /// The filters the export was made with.
+    #[schema(value_type = Object)]
+    pub original_filters: Value,
+    /// Rows in file order, `{column: value}`: body, header, query and related columns as JSON
+    /// values, others as the file's text; an empty cell is `null`.
+    #[schema(value_type = Vec<Object>)]
+    pub data: Vec<serde_json::Map<String, Value>>,
+    pub has_more: bool,
+    pub next_cursor: Option<String>,
+}
+
+/// The query parameters of browsing, for the document (`filter.<column>` is read by name).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct BrowseParams {
+    /// Case-insensitive text searched in every exported column.
+    q: Option<String>,
+    /// 1 to 1000, default 50.
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[utoipa::path(
+    operation_id = "browse_export", tag = "exports", security(("bearer" = [])),
+    description = "Pages through a done logs export's rows in file order. Besides `q`, any `filter.<column>=<value>` keeps the rows whose cell in that column is exactly the value (several are AND-ed).",
+    params(("id" = String, Path), BrowseParams),
+    responses(
+        (status = 200, description = "OK", body = ExportRowsOut),
+        (status = 409, description = "`export_not_browsable`: not a logs export, not done, or older than 90 days; the message says which", body = ErrorBody),
+        (status = 422, description = "A `filter.<column>` names no column of the export", body = ErrorBody),
+    )
+)]
+#[get("/exports/{id}/rows")]
+async fn browse_export(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, id: web::Path<String>, params: Params) -> ApiResult<web::Json<ExportRowsOut>> {
+    request_log::relate(&req, RelatedKind::Export, &id);
+    let mut columns = Vec::new();
+    for (name, value) in params.pairs() {
+        match name.strip_prefix("filter.") {
+            Some(column) => columns.push((column.to_owned(), value.clone())),
+            None if ["q", "limit", "cursor"].contains(&name.as_str()) => {}
+            None => return Err(ApiError::invalid_query(name, "is not a parameter of browsing; use q, filter.<column>, limit or cursor")),
+        }
+    }
+    let q = params.one("q").map_err(|e| ApiError::invalid_query("q", e.0))?.map(str::to_owned);
+    let (limit, _) = paging(&Params::from_pairs(params.pairs().iter().filter(|(k, _)| k == "limit").cloned().collect()), &[])?;
+    let after = match params.one("cursor").map_err(|e| ApiError::invalid_query("cursor", e.0))? {
+        Some(c) => Some(c.strip_prefix("row_").and_then(|n| n.parse::<i64>().ok()).ok_or_else(|| ApiError::invalid_query("cursor", "is not a cursor of this export's rows"))?),
+        None => None,
+    };
+    let page = exports::browse(&state.db, member.project_id(), &id, exports::Browse { q, columns, limit, after }).await?;
+    let names: Vec<String> = page.export.fields.names().to_vec();
+    let next_cursor = page.has_more.then(|| page.rows.last().map(|(p, _)| format!("row_{p}"))).flatten();
+    let json: Vec<bool> = names.iter().map(|n| JSON_FIELDS.contains(&n.as_str())).collect();
+    let data = page
+        .rows
+        .into_iter()
+        .map(|(_, cells)| names.iter().zip(&json).zip(cells).map(|((name, json), cell)| (name.clone(), cell_value(cell, *json))).collect())
+        .collect();
+    Ok(web::Json(ExportRowsOut { columns: names, original_filters: page.export.filters, data, has_more: next_cursor.is_some(), next_cursor }))
+}
+
+/// A browsed cell: JSON columns as their value, others as text; empty as `null`.
+fn cell_value(cell: String, json: bool) -> Value {
+    match cell.is_empty() {
+        true => Value::Null,
+        false if json => serde_json::from_str(&cell).unwrap_or(Value::String(cell)),
+        false => Value::String(cell),
+    }
+}
+
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(create_export).service(list_exports).service(get_export).service(download_export);
+    cfg.service(create_export).service(list_exports).service(get_export).service(download_export).service(browse_export);
 }

@@ -13,6 +13,9 @@ pub enum ServiceError {
     /// The resource is not in a state that allows this.
     #[error("{0}")]
     Conflict(String),
+    /// An export that browsing refuses, and why.
+    #[error("the export cannot be browsed: {0}")]
+    NotBrowsable(String),
     /// A value breaks a rule that needs the world to check (a URL's host, a unique e-mail).
     #[error("'{field}' {message}")]
     Invalid { field: String, message: String },

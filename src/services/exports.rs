@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use entity::{export, log, published_event, sendout, task};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use entity::{export, export_row, log, published_event, sendout, task};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, Statement};
 use serde_json::{Value, json};
 
 use super::Keyset;
@@ -211,19 +211,25 @@ impl Lister {
     }
 }
 
-/// CSV text of rows, built up between writes to the file.
+/// CSV text of rows, built up between writes to the file, and, for a browsable export, the
+/// cells of the rows since [`CsvRows::take_kept`].
 struct CsvRows {
     fields: Vec<String>,
     out: csv::Writer<Vec<u8>>,
     cell: String,
+    kept: Option<Vec<Vec<String>>>,
 }
 
 impl CsvRows {
-    fn new(fields: &Fields) -> Self {
+    fn new(fields: &Fields, keep: bool) -> Self {
         let mut out = Self::writer();
         // Nothing written into memory can fail.
         let _ = out.write_record(fields.names());
-        Self { fields: fields.names().to_vec(), out, cell: String::new() }
+        Self { fields: fields.names().to_vec(), out, cell: String::new(), kept: keep.then(Vec::new) }
+    }
+
+    fn take_kept(&mut self) -> Vec<Vec<String>> {
+        self.kept.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     fn writer() -> csv::Writer<Vec<u8>> {
@@ -232,12 +238,19 @@ impl CsvRows {
 
     fn rows<R: ExportRow>(&mut self, rows: &[R], clock: &Clock<'_>) {
         for row in rows {
+            let mut kept = self.kept.as_ref().map(|_| Vec::with_capacity(self.fields.len()));
             for field in &self.fields {
                 self.cell.clear();
                 row.cell(field, clock).write(&mut self.cell);
                 let _ = self.out.write_field(&self.cell);
+                if let Some(kept) = &mut kept {
+                    kept.push(self.cell.clone());
+                }
             }
             let _ = self.out.write_record(None::<&[u8]>);
+            if let (Some(all), Some(row)) = (&mut self.kept, kept) {
+                all.push(row);
+            }
         }
     }
 
@@ -295,10 +308,18 @@ async fn write(store: &EventStore, run: &mut TaskRun, export: &Export, selection
     let lister = Lister::open(store, &project_id, selection).await.map_err(step_error)?;
     let total = lister.count(db).await.map_err(step_error)? as i64;
     let clock = Clock { zone, now_ms: now_ms() };
-    let mut csv = CsvRows::new(&export.fields);
+    let browsable = export.resource == ExportResource::Logs;
+    if browsable {
+        // A resumed export writes its rows again.
+        export_row::Entity::delete_many().filter(export_row::Column::ExportId.eq(&export.id)).exec(db).await?;
+    }
+    let mut csv = CsvRows::new(&export.fields, browsable);
     let (mut rows, mut cursor, mut reported) = (0i64, None, Instant::now());
     loop {
         let (n, next) = lister.write_page(db, cursor.as_ref(), &mut csv, &clock).await.map_err(step_error)?;
+        if browsable {
+            keep_rows(store, &export.id, rows, csv.take_kept()).await?;
+        }
         rows += n as i64;
         if csv.buffered() >= WRITE_BYTES || next.is_none() {
             sink.write(&csv.take()).await?;
@@ -320,6 +341,21 @@ async fn write(store: &EventStore, run: &mut TaskRun, export: &Export, selection
         }
     }
     Ok(rows)
+}
+
+/// Stores rows for browsing, numbered from `first`, in file order.
+async fn keep_rows(store: &EventStore, export_id: &str, first: i64, rows: Vec<Vec<String>>) -> Result<(), sea_orm::DbErr> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let models = rows.into_iter().enumerate().map(|(i, cells)| {
+        let folded = cells.join("\n").to_lowercase();
+        export_row::Model { export_id: export_id.to_owned(), position: first + i as i64, cells: serde_json::to_string(&cells).unwrap_or_default(), folded }
+            .into_active_model()
+    });
+    let writer = store.begin().await?;
+    export_row::Entity::insert_many(models).exec_without_returning(writer.conn()).await?;
+    writer.commit().await
 }
 
 async fn finish(run: &mut TaskRun, export: &Export, rows: i64, file: StoredFile) -> Result<(), StepError> {
@@ -354,3 +390,73 @@ fn step_error(e: ServiceError) -> StepError {
     }
 }
 
+
+/// Exports older than this are no longer browsed (their rows stay until retention removes them).
+const BROWSABLE_DAYS: i64 = 90;
+
+/// What a browse asks for: a case-insensitive search across every column, exact values of some
+/// columns, and the page after `after` (a row position) in file order.
+pub struct Browse {
+    pub q: Option<String>,
+    pub columns: Vec<(String, String)>,
+    pub limit: Limit,
+    pub after: Option<i64>,
+}
+
+/// A page of an export's rows: each row's position and cells, in the file's column order.
+pub struct BrowsePage {
+    pub export: Export,
+    pub rows: Vec<(i64, Vec<String>)>,
+    pub has_more: bool,
+}
+
+/// Reads a page of a done logs export's rows from its index: a search costs one indexed range
+/// read of this export's rows, never a read of the file.
+pub async fn browse(db: &impl ConnectionTrait, project_id: &str, id: &str, browse: Browse) -> ServiceResult<BrowsePage> {
+    let export = get(db, project_id, id).await?;
+    if export.resource != ExportResource::Logs {
+        return Err(ServiceError::NotBrowsable(format!("only logs exports can be browsed, and this one holds {}", export.resource.as_str())));
+    }
+    if export.status != ExportStatus::Done {
+        return Err(ServiceError::NotBrowsable(format!("it is {}; an export can be browsed once it is done", export.status.as_str())));
+    }
+    if now_ms() - export.created_at_ms > BROWSABLE_DAYS * 86_400_000 {
+        return Err(ServiceError::NotBrowsable(format!("it was made more than {BROWSABLE_DAYS} days ago; export the logs again to browse them")));
+    }
+    let names = export.fields.names();
+    let backend = db.get_database_backend();
+    let mut values: Vec<sea_orm::Value> = vec![export.id.clone().into(), browse.after.unwrap_or(-1).into()];
+    let ph = |n: usize| crate::dialect::ph(backend, n);
+    let mut sql = format!("SELECT position, cells FROM export_rows WHERE export_id = {} AND position > {}", ph(1), ph(2));
+    let mut errors = Vec::new();
+    if let Some(q) = browse.q.as_deref().filter(|q| !q.is_empty()) {
+        let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        values.push(format!("%{escaped}%").into());
+        sql.push_str(&format!(" AND folded LIKE {} ESCAPE '\\'", ph(values.len())));
+    }
+    for (column, value) in &browse.columns {
+        let Some(at) = names.iter().position(|n| n == column) else {
+            errors.push((format!("filter.{column}"), format!("is not a column of this export; its columns are {}", names.join(", "))));
+            continue;
+        };
+        values.push(value.clone().into());
+        sql.push_str(&match backend {
+            sea_orm::DbBackend::Postgres => format!(" AND (cells::json ->> {at}) = {}", ph(values.len())),
+            _ => format!(" AND json_extract(cells, '$[{at}]') = {}", ph(values.len())),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ServiceError::Rejected(errors));
+    }
+    sql.push_str(&format!(" ORDER BY position LIMIT {}", browse.limit.get() + 1));
+    let found = db.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+    let mut rows = Vec::with_capacity(found.len());
+    for row in found {
+        let position: i64 = row.try_get("", "position")?;
+        let cells: String = row.try_get("", "cells")?;
+        rows.push((position, serde_json::from_str(&cells).unwrap_or_default()));
+    }
+    let has_more = rows.len() as u64 > browse.limit.get();
+    rows.truncate(browse.limit.get() as usize);
+    Ok(BrowsePage { export, rows, has_more })
+}

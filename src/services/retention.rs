@@ -2,7 +2,7 @@
 //! entries included, in small batches (each its own transaction) so writers are never held back
 //! for long. A batch and the task's progress commit together, so a resumed purge counts right.
 
-use entity::{event_idempotency, event_log, export, file, import, log, log_related, published_event, sendout, sendout_attempt, task, task_error};
+use entity::{event_idempotency, event_log, export, export_row, file, import, log, log_related, published_event, sendout, sendout_attempt, task, task_error};
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement};
 use serde::{Deserialize, Serialize};
@@ -228,6 +228,7 @@ async fn purge_batch(
                 .await?;
             let (ids, file_ids): (Vec<String>, Vec<Option<String>>) = rows.into_iter().unzip();
             removed.files += files::delete(conn, &file_ids.into_iter().flatten().collect::<Vec<_>>()).await? as i64;
+            export_row::Entity::delete_many().filter(export_row::Column::ExportId.is_in(ids.clone())).exec(conn).await?;
             export::Entity::delete_many().filter(export::Column::Id.is_in(ids.clone())).exec(conn).await?;
             let stream = in_streams("export", ids.clone());
             removed.event_log_entries += delete_events(conn, project_id, stream).await? as i64;

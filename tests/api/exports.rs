@@ -228,3 +228,118 @@ async fn a_big_download_streams_while_other_requests_go_on() {
     }
     assert_eq!(size as i64, export["size_bytes"].as_i64().unwrap());
 }
+
+#[tokio::test]
+async fn a_logs_export_browses_with_search_and_column_filters_in_file_order() {
+    let app = spawn_app().await;
+    let now = logbook::domain::time::now_ms();
+    let entries: Vec<Value> = (0..120)
+        .map(|i| {
+            let mut e = entry(&iso(now - 100_000 + i * 100));
+            e["channel"] = json!(if i % 4 == 0 { "stripe" } else { "shopify" });
+            e["request_body"] = json!({"animal": if i % 10 == 0 { "ZeBrA" } else { "horse" }, "i": i});
+            e
+        })
+        .collect();
+    app.ingest(entries).await;
+    let filters = json!({"channel": ["shopify", "stripe"]});
+    let export = app.export(json!({"resource": "logs", "filters": filters, "fields": ["id", "channel", "request_body"]})).await;
+    let records = app.download(&export).await;
+    let file_ids = column(&records, "id");
+    let base = format!("/v1/exports/{}/rows", export["id"].as_str().unwrap());
+    let app = &app;
+    let rows = |query: &str| {
+        let path = format!("{base}?{query}");
+        async move { app.get_ok(&path, &app.server_key).await }
+    };
+
+    // Every row, a page at a time, in the file's order.
+    let (mut seen, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let page = rows(&format!("limit=50{}", cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default())).await;
+        assert_eq!(page["columns"], json!(["id", "channel", "request_body"]));
+        assert_eq!(page["original_filters"], filters);
+        seen.extend(page["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, file_ids);
+
+    let zebras = rows("q=zebra&limit=1000").await;
+    let data = zebras["data"].as_array().unwrap();
+    assert_eq!(data.len(), 12, "case-insensitive, inside the JSON body");
+    assert_eq!(data[0]["request_body"]["animal"], "ZeBrA", "body columns come back as JSON values");
+    let stripe_zebras = rows("q=ZEBRA&filter.channel=stripe&limit=1000").await;
+    assert!(stripe_zebras["data"].as_array().unwrap().iter().all(|r| r["channel"] == "stripe" && r["request_body"]["animal"] == "ZeBrA"));
+    assert_eq!(stripe_zebras["data"].as_array().unwrap().len(), 6, "i % 20 == 0 for i in 0..120");
+    assert!(rows("q=%25_&limit=5").await["data"].as_array().unwrap().is_empty(), "LIKE wildcards are searched as text");
+    let one = rows(&format!("filter.id={}", file_ids[7])).await;
+    assert_eq!(one["data"].as_array().unwrap().len(), 1);
+
+    let path = format!("/v1/exports/{}/rows", export["id"].as_str().unwrap());
+    assert_error(app.get(&format!("{path}?filter.colour=red"), &app.server_key).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_error(app.get(&format!("{path}?cursor=nope"), &app.server_key).await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    assert_error(app.get(&format!("{path}?sort=id"), &app.server_key).await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    let other = app.other_project_key("Other").await;
+    assert_error(app.get(&path, &other).await, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn browsing_refuses_other_resources_unfinished_and_old_exports_saying_why() {
+    let app = spawn_app().await;
+    let tasks = app.export(json!({"resource": "tasks"})).await;
+    let err = assert_error(app.get(&format!("/v1/exports/{}/rows", tasks["id"].as_str().unwrap()), &app.server_key).await, StatusCode::CONFLICT, "export_not_browsable").await;
+    assert!(err["error"]["message"].as_str().unwrap().contains("only logs exports"), "{err}");
+
+    // Made 100 days ago, and done.
+    use logbook::domain::export::{ExportFormat, ExportResource};
+    use logbook::event_log::{DomainEvent, EventMetadata, ExportCreated, TaskCompleted, TaskScheduled};
+    let at = logbook::domain::time::now_ms() - 100 * 86_400_000;
+    let task = TaskScheduled {
+        id: logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Task),
+        project_id: app.project_id.clone(),
+        task_type: logbook::domain::task::TaskType::Export,
+        created_by: logbook::domain::actor::Actor::system(),
+        request_id: None,
+        related: Vec::new(),
+        params: json!({}),
+        total: None,
+    };
+    let old_id = logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Export);
+    let events = vec![
+        DomainEvent::ExportCreated(ExportCreated {
+            id: old_id.clone(),
+            project_id: app.project_id.clone(),
+            task_id: task.id.clone(),
+            resource: ExportResource::Logs,
+            filters: json!({}),
+            fields: vec!["id".into()],
+            format: ExportFormat::Csv,
+            time_zone: logbook::domain::time::ProjectTimeZone::utc(),
+        }),
+        DomainEvent::TaskCompleted(TaskCompleted {
+            id: task.id.clone(),
+            project_id: app.project_id.clone(),
+            processing_status: logbook::domain::task::ProcessingStatus::Success,
+            processed: 0,
+            result: json!({"row_count": 0, "size_bytes": 0}),
+        }),
+    ];
+    let writer = app.store.begin().await.unwrap();
+    let mut all = vec![DomainEvent::TaskScheduled(task)];
+    all.extend(events);
+    writer.append_recorded_at(&EventMetadata::system(), all, at).await.unwrap();
+    writer.commit().await.unwrap();
+    let err = assert_error(app.get(&format!("/v1/exports/{old_id}/rows"), &app.server_key).await, StatusCode::CONFLICT, "export_not_browsable").await;
+    assert!(err["error"]["message"].as_str().unwrap().contains("90 days"), "{err}");
+}
+
+#[tokio::test]
+async fn browsing_an_unfinished_export_is_refused() {
+    let app = spawn_without_workers().await;
+    let created = json_of(app.post("/v1/exports", &app.server_key, json!({"resource": "logs"})).await, StatusCode::ACCEPTED).await;
+    let err = assert_error(app.get(&format!("/v1/exports/{}/rows", created["id"].as_str().unwrap()), &app.server_key).await, StatusCode::CONFLICT, "export_not_browsable").await;
+    assert!(err["error"]["message"].as_str().unwrap().contains("scheduled"), "{err}");
+}
