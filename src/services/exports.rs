@@ -181,33 +181,47 @@ impl Lister {
         })
     }
 
-    /// Writes the page after `cursor`; returns how many rows it held and the next page's cursor.
-    async fn write_page(&self, db: &impl ConnectionTrait, cursor: Option<&Cursor>, csv: &mut CsvRows, clock: &Clock<'_>) -> ServiceResult<(usize, Option<Cursor>)> {
+    /// The page after `cursor`, and the next page's cursor.
+    async fn fetch(&self, db: &impl ConnectionTrait, cursor: Option<&Cursor>) -> ServiceResult<(Rows, Option<Cursor>)> {
         let limit = Limit::try_from(Limit::MAX as i64).unwrap_or_default();
         Ok(match self {
             Lister::Logs(k) => {
-                let page = k.page(db, limit, cursor).await?;
-                let records = logs::records(db, &page.rows).await?;
-                csv.rows(&records, clock);
-                (records.len(), page.next_cursor)
+                let page = logs::records(db, k, limit, cursor).await?;
+                (Rows::Logs(page.rows), page.next_cursor)
             }
             Lister::Tasks(k) => {
                 let page = k.page(db, limit, cursor).await?.map(tasks::read);
-                csv.rows(&page.rows, clock);
-                (page.rows.len(), page.next_cursor)
+                (Rows::Tasks(page.rows), page.next_cursor)
             }
             Lister::Sendouts(k) => {
                 let page = k.page(db, limit, cursor).await?.map(sendouts::read);
-                csv.rows(&page.rows, clock);
-                (page.rows.len(), page.next_cursor)
+                (Rows::Sendouts(page.rows), page.next_cursor)
             }
             Lister::Events(k) => {
                 let page = k.page(db, limit, cursor).await?;
-                let rows = events::with_data(db, page.rows).await?;
-                csv.rows(&rows, clock);
-                (rows.len(), page.next_cursor)
+                (Rows::Events(events::with_data(db, page.rows).await?), page.next_cursor)
             }
         })
+    }
+}
+
+/// A page of one resource's rows.
+enum Rows {
+    Logs(Vec<crate::domain::log::LogRecord>),
+    Tasks(Vec<crate::domain::task::Task>),
+    Sendouts(Vec<crate::domain::sendout::Sendout>),
+    Events(Vec<crate::domain::event::PublishedEvent>),
+}
+
+impl Rows {
+    /// Writes the rows as CSV; returns how many.
+    fn write(&self, csv: &mut CsvRows, clock: &Clock<'_>) -> usize {
+        match self {
+            Rows::Logs(rows) => csv.rows(rows, clock),
+            Rows::Tasks(rows) => csv.rows(rows, clock),
+            Rows::Sendouts(rows) => csv.rows(rows, clock),
+            Rows::Events(rows) => csv.rows(rows, clock),
+        }
     }
 }
 
@@ -236,7 +250,7 @@ impl CsvRows {
         csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::with_capacity(WRITE_BYTES + 64 * 1024))
     }
 
-    fn rows<R: ExportRow>(&mut self, rows: &[R], clock: &Clock<'_>) {
+    fn rows<R: ExportRow>(&mut self, rows: &[R], clock: &Clock<'_>) -> usize {
         for row in rows {
             let mut kept = self.kept.as_ref().map(|_| Vec::with_capacity(self.fields.len()));
             for field in &self.fields {
@@ -252,6 +266,7 @@ impl CsvRows {
                 all.push(row);
             }
         }
+        rows.len()
     }
 
     fn buffered(&mut self) -> usize {
@@ -314,19 +329,31 @@ async fn write(store: &EventStore, run: &mut TaskRun, export: &Export, selection
         export_row::Entity::delete_many().filter(export_row::Column::ExportId.eq(&export.id)).exec(db).await?;
     }
     let mut csv = CsvRows::new(&export.fields, browsable);
-    let (mut rows, mut cursor, mut reported) = (0i64, None, Instant::now());
-    loop {
-        let (n, next) = lister.write_page(db, cursor.as_ref(), &mut csv, &clock).await.map_err(step_error)?;
-        if browsable {
-            keep_rows(store, &export.id, rows, csv.take_kept()).await?;
-        }
-        rows += n as i64;
-        if csv.buffered() >= WRITE_BYTES || next.is_none() {
-            sink.write(&csv.take()).await?;
-        }
-        let Some(next) = next else { break };
-        cursor = Some(next);
-        if reported.elapsed() >= PROGRESS_EVERY {
+    let (mut rows, mut reported) = (0i64, Instant::now());
+    let mut page = Some(lister.fetch(db, None).await.map_err(step_error)?);
+    // While a page is written, the next is read: on SQLite the query runs on a database thread,
+    // on PostgreSQL in the server, so the two overlap.
+    while let Some((these, cursor)) = page.take() {
+        let next = async {
+            match &cursor {
+                Some(c) => lister.fetch(db, Some(c)).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let write = async {
+            let n = these.write(&mut csv, &clock);
+            if browsable {
+                keep_rows(store, &export.id, rows, csv.take_kept()).await?;
+            }
+            if csv.buffered() >= WRITE_BYTES || cursor.is_none() {
+                sink.write(&csv.take()).await?;
+            }
+            Ok::<_, sea_orm::DbErr>(n)
+        };
+        let (next, written) = tokio::join!(next, write);
+        rows += written? as i64;
+        page = next.map_err(step_error)?;
+        if page.is_some() && reported.elapsed() >= PROGRESS_EVERY {
             let total = total.max(rows);
             let progress = Progress {
                 processed: rows,

@@ -104,17 +104,28 @@ pub async fn list(
     Ok(lister(store, project_id, filter).await?.page(store.db(), limit, cursor).await?.map(summary))
 }
 
-/// The full records of `rows` (bodies, headers, query), in their order, read from the event log.
-pub async fn records(db: &impl ConnectionTrait, rows: &[log::Model]) -> ServiceResult<Vec<LogRecord>> {
-    let mut payloads = crate::event_log::payloads(db, rows.iter().map(|r| r.event_seq).collect()).await?;
-    rows.iter()
-        .map(|row| {
-            payloads
-                .remove(&row.event_seq)
+/// A page of full records (bodies, headers, query) in list order, read from the event log in the
+/// same query: exports walk whole lists this way.
+pub async fn records(db: &impl ConnectionTrait, lister: &Keyset<log::Entity>, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<LogRecord>> {
+    let rows: Vec<(String, i64, Option<String>)> = lister
+        .query(limit, cursor)
+        .select_only()
+        .columns([log::Column::Id, log::Column::OccurredAtMs])
+        .column_as(Expr::cust("(SELECT payload FROM event_log WHERE event_log.seq = logs.event_seq)"), "payload")
+        .into_tuple()
+        .all(db)
+        .await?;
+    let page = Page::from_overfetch(rows, limit, |(id, time_ms, _)| Cursor { time_ms: *time_ms, id: id.clone() });
+    let rows = page
+        .rows
+        .into_iter()
+        .map(|(id, _, payload)| {
+            payload
                 .and_then(|p| serde_json::from_str::<LogRecord>(&p).ok())
-                .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("log {} has no readable event", row.id)))
+                .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("log {id} has no readable event")))
         })
-        .collect()
+        .collect::<ServiceResult<Vec<_>>>()?;
+    Ok(Page { rows, next_cursor: page.next_cursor })
 }
 
 fn summary(row: log::Model) -> LogSummary {

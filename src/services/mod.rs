@@ -15,7 +15,8 @@ pub mod stream;
 pub mod tasks;
 pub mod webhooks;
 
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 
 use crate::domain::pagination::{Cursor, Limit, Page};
 
@@ -39,8 +40,14 @@ where
 
     /// Up to `limit` rows after `cursor`, and the cursor of the next page if there is one.
     pub async fn page(&self, db: &impl ConnectionTrait, limit: Limit, cursor: Option<&Cursor>) -> Result<Page<E::Model>, DbErr> {
-        let rows = newest_first(self.select.clone(), self.time, self.id, limit, cursor).all(db).await?;
+        let rows = self.query(limit, cursor).all(db).await?;
         Ok(Page::from_overfetch(rows, limit, self.key))
+    }
+
+    /// The query of that page (one row more than `limit`), for a caller that selects other
+    /// columns than the model's.
+    pub fn query(&self, limit: Limit, cursor: Option<&Cursor>) -> Select<E> {
+        newest_first(self.select.clone(), self.time, self.id, limit, cursor)
     }
 
     /// How many rows follow `cursor` (all of them without one).
@@ -63,11 +70,12 @@ pub fn newest_first<E: EntityTrait>(
 
 /// The rows that come after `cursor` in newest-first order.
 fn after_cursor<E: EntityTrait>(select: Select<E>, time: E::Column, id: E::Column, cursor: Option<&Cursor>) -> Select<E> {
+    // A row-value comparison, not `time < t OR (time = t AND id < i)`: SQLite plans the OR as two
+    // searches merged and sorted, which read every older row for each page (a deep page of a
+    // long list, an export's last pages); both databases walk the index from the cursor for this.
     match cursor {
         Some(c) => select.filter(
-            Condition::any()
-                .add(time.lt(c.time_ms))
-                .add(Condition::all().add(time.eq(c.time_ms)).add(id.lt(c.id.as_str()))),
+            Expr::tuple([Expr::col(time), Expr::col(id)]).lt(Expr::tuple([Expr::val(c.time_ms), Expr::val(c.id.as_str())])),
         ),
         None => select,
     }

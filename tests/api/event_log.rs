@@ -92,6 +92,9 @@ async fn rebuilding_the_projections_reproduces_them_exactly() {
     app.request(Method::POST, &format!("/v1/webhook-sendouts/{sendout}/retry"), Some(&app.server_key), None).await;
     app.wait_sendout(sendout, |s| failed(s) && s["attempt_count"] == 4).await;
 
+    let export = json_of(app.post("/v1/exports", &app.server_key, json!({"resource": "tasks"})).await, StatusCode::ACCEPTED).await;
+    app.wait_finished(export["task_id"].as_str().unwrap()).await;
+
     let before = dump(&app.db).await;
     // (admin_tokens stays empty: the tests configure LOGBOOK_ADMIN_TOKEN.)
     let empty: Vec<&str> = before.iter().filter(|(_, rows)| rows.is_empty()).map(|(t, _)| t.as_str()).collect();
