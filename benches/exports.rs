@@ -36,6 +36,7 @@ fn iso(ms: i64) -> String {
 
 /// Resident memory of `pid` now and at its peak, in MiB.
 fn rss_mib(pid: u32) -> (f64, f64) {
+
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
