@@ -175,23 +175,15 @@ pub struct ExportRowsOut {
     pub next_cursor: Option<String>,
 }
 
-/// The query parameters of browsing, for the document (`filter.<column>` is read by name).
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-struct BrowseParams {
-    /// Case-insensitive text searched in every exported column.
-    q: Option<String>,
-    /// 1 to 1000, default 50.
-    limit: Option<i64>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
 #[utoipa::path(
     operation_id = "browse_export", tag = "exports", security(("bearer" = [])),
     description = "Pages through a done logs export's rows in file order. Besides `q`, any `filter.<column>=<value>` keeps the rows whose cell in that column is exactly the value (several are AND-ed).",
-    params(("id" = String, Path), BrowseParams),
+    params(
+        ("id" = String, Path),
+        ("q" = Option<String>, Query, description = "Case-insensitive text searched in every exported column."),
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 50."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+    ),
     responses(
         (status = 200, description = "OK", body = ExportRowsOut),
         (status = 409, description = "`export_not_browsable`: not a logs export, not done, or older than 90 days; the message says which", body = ErrorBody),

@@ -35,21 +35,11 @@ pub fn render() -> Render {
     })
 }
 
-/// The query parameters of the stream, for the document.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-struct StreamParams {
-    /// Topics to receive (repeatable); all four when absent.
-    topics: Option<Vec<Topic>>,
-    /// Where to resume, as the `Last-Event-ID` header says (for clients that cannot set headers).
-    last_event_id: Option<i64>,
-}
-
 #[utoipa::path(
     operation_id = "stream_changes", tag = "stream", security(("bearer" = [])),
     params(
-        StreamParams,
+        ("topics" = Option<Vec<Topic>>, Query, description = "Topics to receive (repeatable); all four when absent."),
+        ("last_event_id" = Option<i64>, Query, description = "Where to resume, as the `Last-Event-ID` header says (for clients that cannot set headers)."),
         ("Last-Event-ID" = Option<i64>, Header, description = "The `id` of the last event received: what came after it is sent first."),
     ),
     responses(

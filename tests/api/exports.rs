@@ -294,8 +294,7 @@ async fn browsing_refuses_other_resources_unfinished_and_old_exports_saying_why(
     assert!(err["error"]["message"].as_str().unwrap().contains("only logs exports"), "{err}");
 
     // Made 100 days ago, and done.
-    use logbook::domain::export::{ExportFormat, ExportResource};
-    use logbook::event_log::{DomainEvent, EventMetadata, ExportCreated, TaskCompleted, TaskScheduled};
+    use logbook::event_log::{DomainEvent, EventMetadata, TaskCompleted, TaskScheduled};
     let at = logbook::domain::time::now_ms() - 100 * 86_400_000;
     let task = TaskScheduled {
         id: logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Task),
@@ -309,16 +308,7 @@ async fn browsing_refuses_other_resources_unfinished_and_old_exports_saying_why(
     };
     let old_id = logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Export);
     let events = vec![
-        DomainEvent::ExportCreated(ExportCreated {
-            id: old_id.clone(),
-            project_id: app.project_id.clone(),
-            task_id: task.id.clone(),
-            resource: ExportResource::Logs,
-            filters: json!({}),
-            fields: vec!["id".into()],
-            format: ExportFormat::Csv,
-            time_zone: logbook::domain::time::ProjectTimeZone::utc(),
-        }),
+        app.logs_export_created(&old_id, &task.id),
         DomainEvent::TaskCompleted(TaskCompleted {
             id: task.id.clone(),
             project_id: app.project_id.clone(),

@@ -338,3 +338,20 @@ pub fn quick_webhooks(s: &mut Settings) {
         std::time::Duration::from_millis(300),
     ]);
 }
+
+impl TestApp {
+    /// `export.created` of a logs export of the `id` column, run by task `task_id`: for history
+    /// appended by hand (back-dated).
+    pub fn logs_export_created(&self, id: &str, task_id: &str) -> logbook::event_log::DomainEvent {
+        logbook::event_log::DomainEvent::ExportCreated(logbook::event_log::ExportCreated {
+            id: id.to_owned(),
+            project_id: self.project_id.clone(),
+            task_id: task_id.to_owned(),
+            resource: logbook::domain::export::ExportResource::Logs,
+            filters: serde_json::json!({}),
+            fields: vec!["id".into()],
+            format: logbook::domain::export::ExportFormat::Csv,
+            time_zone: logbook::domain::time::ProjectTimeZone::utc(),
+        })
+    }
+}

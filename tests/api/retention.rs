@@ -9,8 +9,7 @@ use logbook::domain::actor::Actor;
 use logbook::domain::event::{EventType, SourceId};
 use logbook::domain::import::ImportFormat;
 use logbook::domain::task::{ProcessingStatus, TaskType};
-use logbook::domain::export::{ExportFormat, ExportResource};
-use logbook::event_log::{DomainEvent, EventMetadata, EventPublished, ExportCreated, ImportCreated, TaskCompleted, TaskScheduled};
+use logbook::event_log::{DomainEvent, EventMetadata, EventPublished, ImportCreated, TaskCompleted, TaskScheduled};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -74,16 +73,7 @@ async fn back_date_history(app: &TestApp, days: i64) -> (String, String, String,
             format: ImportFormat::Csv,
         }),
         completed(&import_task.id),
-        DomainEvent::ExportCreated(ExportCreated {
-            id: export_id.clone(),
-            project_id: app.project_id.clone(),
-            task_id: export_task.id.clone(),
-            resource: ExportResource::Logs,
-            filters: json!({}),
-            fields: vec!["id".into()],
-            format: ExportFormat::Csv,
-            time_zone: logbook::domain::time::ProjectTimeZone::utc(),
-        }),
+        app.logs_export_created(&export_id, &export_task.id),
         DomainEvent::TaskCompleted(TaskCompleted {
             id: export_task.id.clone(),
             project_id: app.project_id.clone(),
