@@ -97,7 +97,9 @@ impl Feed {
         // Subscribe first, then read the position: every change past it is in the ring.
         let live = self.inner.ring.subscribe();
         let upto = self.inner.position.load(Ordering::SeqCst);
-        let sent = last_seen.map_or(upto, |seen| seen.min(upto));
+        // A client ahead of this node (it came from a node that had read further) is sent only
+        // what comes after what it saw.
+        let sent = last_seen.unwrap_or(upto);
         Subscription { feed: self.inner.clone(), project_id: project_id.into(), topics, live, sent, backlog_until: upto }
     }
 }

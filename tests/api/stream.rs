@@ -230,3 +230,24 @@ async fn a_subscriber_on_one_node_sees_changes_made_through_another() {
     let seen = there.until(Duration::from_secs(10), |e| e.data["id"] == id.as_str()).await;
     assert_eq!(seen.last().unwrap().event.as_deref(), Some("log.recorded"));
 }
+
+#[tokio::test]
+async fn a_client_ahead_of_this_node_gets_only_what_comes_after_what_it_saw() {
+    let app = spawn_app().await;
+    let now = logbook::domain::time::now_ms();
+    let mut stream = Client::open(&app, &app.address, "?topics=log.recorded", &app.server_key, None).await;
+    let first = app.ingest(vec![entry(&iso(now - 5000))]).await.remove(0);
+    let seen = stream.until(Duration::from_secs(10), |e| e.data["id"] == first.as_str()).await;
+    let last: i64 = seen.last().unwrap().id.as_deref().unwrap().parse().unwrap();
+    drop(stream);
+    // As if another node had passed on ten more positions already.
+    let ahead = (last + 10).to_string();
+    let mut again = Client::open(&app, &app.address, "?topics=log.recorded", &app.server_key, Some(&ahead)).await;
+    let mut written = Vec::new();
+    for i in 0..20 {
+        written.extend(app.ingest(vec![entry(&iso(now - 4000 + i))]).await);
+    }
+    let marker = written.last().unwrap().clone();
+    let got = again.until(Duration::from_secs(20), |e| e.data["id"] == marker.as_str()).await;
+    assert!(got.iter().all(|e| e.id.as_deref().unwrap().parse::<i64>().unwrap() > last + 10), "nothing at or before its id");
+}
