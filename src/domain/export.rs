@@ -26,50 +26,63 @@ wire_enum!(
     ExportFormat { Csv = "csv" }
 );
 
-/// Every column an export of `logs` may hold; the summary's come first and are the default.
-const LOG_FIELDS: &[&str] = &[
-    "id", "occurred_at", "channel", "status", "method", "endpoint", "path", "http_status", "duration_ms", "user_id",
-    "customer_id", "server_key_id", "client_key_id",
-    // Asked for by name.
-    "occurred_at_project", "query", "request_headers", "request_body", "response_body", "request_body_truncated",
-    "response_body_truncated", "related",
-];
-const TASK_FIELDS: &[&str] = &[
-    "id", "type", "status", "processing_status", "progress.processed", "progress.total", "progress.percent",
-    "processing_time_ms", "created_at", "started_at", "finished_at", "created_by.kind", "created_by.id", "request_id",
-    "error_count",
-    "created_at_project", "started_at_project", "finished_at_project", "related", "result",
-];
-const SENDOUT_FIELDS: &[&str] = &[
-    "id", "webhook_id", "url", "event_id", "event_type", "source_id", "request_id", "status", "attempt_count",
-    "next_attempt_at", "created_at", "sent_at", "delivered_at",
-    "next_attempt_at_project", "created_at_project", "sent_at_project", "delivered_at_project",
-];
-const EVENT_FIELDS: &[&str] = &["id", "type", "source_id", "data", "created_at", "request_id", "created_at_project"];
+/// The columns of one resource's exports: the list summary's (the default, times in UTC), then
+/// those given only when named (`_project` twins, bodies and other detail).
+struct Columns {
+    summary: &'static [&'static str],
+    named: &'static [&'static str],
+}
+
+const LOG_COLUMNS: Columns = Columns {
+    summary: &[
+        "id", "occurred_at", "channel", "status", "method", "endpoint", "path", "http_status", "duration_ms", "user_id",
+        "customer_id", "server_key_id", "client_key_id",
+    ],
+    named: &[
+        "occurred_at_project", "query", "request_headers", "request_body", "response_body", "request_body_truncated",
+        "response_body_truncated", "related",
+    ],
+};
+const TASK_COLUMNS: Columns = Columns {
+    summary: &[
+        "id", "type", "status", "processing_status", "progress.processed", "progress.total", "progress.percent",
+        "processing_time_ms", "created_at", "started_at", "finished_at", "created_by.kind", "created_by.id", "request_id",
+        "error_count",
+    ],
+    named: &["created_at_project", "started_at_project", "finished_at_project", "related", "result"],
+};
+const SENDOUT_COLUMNS: Columns = Columns {
+    summary: &[
+        "id", "webhook_id", "url", "event_id", "event_type", "source_id", "request_id", "status", "attempt_count",
+        "next_attempt_at", "created_at", "sent_at", "delivered_at",
+    ],
+    named: &["next_attempt_at_project", "created_at_project", "sent_at_project", "delivered_at_project"],
+};
+const EVENT_COLUMNS: Columns =
+    Columns { summary: &["id", "type", "source_id", "data", "created_at", "request_id"], named: &["created_at_project"] };
 
 /// Columns whose cells hold JSON text; browsing gives them back as JSON values.
 pub const JSON_FIELDS: &[&str] = &["query", "request_headers", "request_body", "response_body", "related", "result", "data"];
 
 impl ExportResource {
-    /// Every column this resource's exports may hold.
-    pub fn fields(self) -> &'static [&'static str] {
+    fn columns(self) -> &'static Columns {
         match self {
-            ExportResource::Logs => LOG_FIELDS,
-            ExportResource::Tasks => TASK_FIELDS,
-            ExportResource::WebhookSendouts => SENDOUT_FIELDS,
-            ExportResource::Events => EVENT_FIELDS,
+            ExportResource::Logs => &LOG_COLUMNS,
+            ExportResource::Tasks => &TASK_COLUMNS,
+            ExportResource::WebhookSendouts => &SENDOUT_COLUMNS,
+            ExportResource::Events => &EVENT_COLUMNS,
         }
+    }
+
+    /// Every column this resource's exports may hold.
+    pub fn fields(self) -> Vec<&'static str> {
+        let columns = self.columns();
+        columns.summary.iter().chain(columns.named).copied().collect()
     }
 
     /// The list summary's columns, times in UTC (a `_project` twin is there when asked for).
     pub fn default_fields(self) -> Vec<String> {
-        let summary = match self {
-            ExportResource::Logs => 13,
-            ExportResource::Tasks => 15,
-            ExportResource::WebhookSendouts => 13,
-            ExportResource::Events => 6,
-        };
-        self.fields()[..summary].iter().map(|f| (*f).to_owned()).collect()
+        self.columns().summary.iter().map(|f| (*f).to_owned()).collect()
     }
 
     /// The list whose filters an export of this resource takes, as named in its file name.
