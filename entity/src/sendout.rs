@@ -23,6 +23,12 @@ pub struct Model {
     pub created_at_ms: i64,
     pub sent_at_ms: Option<i64>,
     pub delivered_at_ms: Option<i64>,
+    /// When the last attempt (of the sendout's current state) was made.
+    pub last_attempt_at_ms: Option<i64>,
+    /// The last attempt's HTTP status, `None` when it got no answer.
+    pub last_http_status: Option<i32>,
+    /// The kind of the last attempt's failure when it got no answer (`FailureKind`).
+    pub last_error: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
 use crate::domain::filter::{Context, Filter, FilterErrors, Values};
+use crate::domain::histogram::{Buckets, Interval};
 use crate::domain::pagination::{Cursor, Limit};
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, now_ms};
@@ -129,24 +130,53 @@ pub fn query_errors(errors: FilterErrors) -> ApiError {
     err
 }
 
-/// The query parameters of a list, documented from its filter's fields: the docs cannot drift from
-/// what the list reads.
+/// An aggregate over a list's rows (a histogram, facets, failure groups): the resource's filter
+/// and the request's own parameters `own`, read like a list's; any other parameter is a 400.
+pub fn aggregate_filter<F: Filter>(params: &Params, zone: &ProjectTimeZone, own: &[&str]) -> Result<F, ApiError> {
+    let known: Vec<&str> = F::FIELDS.iter().map(|f| f.name).chain(own.iter().copied()).collect();
+    if let Some(unknown) = params.first_unknown(&known) {
+        return Err(ApiError::invalid_query(unknown, "is not a parameter of this request"));
+    }
+    F::from_params(params, Context { zone, now_ms: now_ms() }).map_err(query_errors)
+}
+
+/// A histogram request's buckets: its `interval` (chosen from the range when absent) over the
+/// filter's range `[after, before)`, which is the 24 hours before `before` (now by default) when
+/// `after` is not given.
+pub fn histogram_buckets(params: &Params, zone: &ProjectTimeZone, after: Option<i64>, before: Option<i64>) -> Result<Buckets, ApiError> {
+    const DAY_MS: i64 = 86_400_000;
+    let interval = match params.one("interval").map_err(|e| ApiError::invalid_query("interval", e.0))? {
+        Some(v) => Some(Interval::parse(v).map_err(|e| ApiError::invalid_query("interval", e.0))?),
+        None => None,
+    };
+    let before = before.unwrap_or_else(now_ms);
+    Buckets::new(interval, after.unwrap_or(before - DAY_MS), before, zone).map_err(|e| ApiError::invalid_query("interval", e.0))
+}
+
+/// The query parameters of a filter, documented from its fields: the docs cannot drift from what
+/// the list reads.
+pub struct FilterParams<F>(std::marker::PhantomData<F>);
+
+/// A list's query parameters: its filter's, `limit` and `cursor`.
 pub struct ListParams<F>(std::marker::PhantomData<F>);
 
-impl<F: Filter> utoipa::IntoParams for ListParams<F> {
+fn query_param(name: &str, doc: &str, schema: utoipa::openapi::RefOr<utoipa::openapi::Schema>) -> utoipa::openapi::path::ParameterBuilder {
+    use utoipa::openapi::Required;
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description((!doc.is_empty()).then(|| doc.to_owned()))
+        .schema(Some(schema))
+}
+
+impl<F: Filter> utoipa::IntoParams for FilterParams<F> {
     fn into_params(_: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>) -> Vec<utoipa::openapi::path::Parameter> {
-        use utoipa::openapi::path::{ParameterBuilder, ParameterIn, ParameterStyle};
-        use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
-        use utoipa::openapi::{Ref, RefOr, Required, Schema};
-        let param = |name: &str, doc: &str, schema: RefOr<Schema>| {
-            ParameterBuilder::new()
-                .name(name)
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
-                .description((!doc.is_empty()).then(|| doc.to_owned()))
-                .schema(Some(schema))
-        };
-        let mut params: Vec<_> = F::FIELDS
+        use utoipa::openapi::path::ParameterStyle;
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        use utoipa::openapi::{Ref, RefOr, Schema};
+        F::FIELDS
             .iter()
             .map(|field| {
                 let value: RefOr<Schema> = match field.values {
@@ -155,23 +185,30 @@ impl<F: Filter> utoipa::IntoParams for ListParams<F> {
                     Values::OneOf(schema) => Ref::from_schema_name(schema).into(),
                 };
                 if field.repeats {
-                    param(field.name, field.doc, ArrayBuilder::new().items(value).into())
+                    query_param(field.name, field.doc, ArrayBuilder::new().items(value).into())
                         .style(Some(ParameterStyle::Form))
                         .explode(Some(true))
                         .build()
                 } else {
-                    param(field.name, field.doc, value).build()
+                    query_param(field.name, field.doc, value).build()
                 }
             })
-            .collect();
+            .collect()
+    }
+}
+
+impl<F: Filter> utoipa::IntoParams for ListParams<F> {
+    fn into_params(parameter_in: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        let mut params = FilterParams::<F>::into_params(parameter_in);
         let limit = ObjectBuilder::new()
             .schema_type(Type::Integer)
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
             .minimum(Some(1))
             .maximum(Some(1000));
-        params.push(param("limit", "1 to 1000, default 50.", limit.into()).build());
+        params.push(query_param("limit", "1 to 1000, default 50.", limit.into()).build());
         let cursor = ObjectBuilder::new().schema_type(Type::String);
-        params.push(param("cursor", "The `next_cursor` of the previous page.", cursor.into()).build());
+        params.push(query_param("cursor", "The `next_cursor` of the previous page.", cursor.into()).build());
         params
     }
 }

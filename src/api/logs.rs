@@ -7,12 +7,12 @@ use utoipa::ToSchema;
 
 use crate::api::auth::{ProjectMember, ServerKey};
 use crate::api::dto::ListOut;
-use crate::api::extract::{Json, ListParams, ListQuery};
+use crate::api::extract::{FilterParams, Json, ListParams, ListQuery, aggregate_filter, histogram_buckets};
 use crate::api::request_log;
-use crate::domain::log::{LogFilter, LogIn, LogStatus, LogSummary, RelatedRef};
+use crate::domain::log::{LogFacet, LogFilter, LogIn, LogStatus, LogSummary, RelatedRef};
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::services::{imports, logs};
 use crate::state::AppState;
 
@@ -90,6 +90,86 @@ async fn list_logs(state: web::Data<AppState>, member: ProjectMember, params: Pa
 }
 
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogBucketOut {
+    pub start: String,
+    pub start_project: String,
+    pub success: i64,
+    pub failure: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogHistogramOut {
+    /// The bucket width: `1m`, `5m`, `15m`, `30m`, `1h`, `3h`, `6h`, `12h` or `1d`.
+    pub interval: String,
+    /// Every bucket of the range, oldest first, empty ones included; aligned on the project's clock.
+    pub buckets: Vec<LogBucketOut>,
+}
+
+/// Logs over time, successes and failures apart, for the list's filters.
+#[utoipa::path(
+    operation_id = "log_histogram", tag = "logs", security(("bearer" = [])),
+    params(
+        FilterParams<LogFilter>,
+        ("interval" = Option<String>, Query, description = "`1m`, `5m`, `15m`, `30m`, `1h`, `3h`, `6h`, `12h` or `1d`; chosen from the range (about 120 buckets) when absent. At most 2,000 buckets."),
+    ),
+    responses(
+        (status = 200, description = "OK", body = LogHistogramOut),
+        (status = 400, description = "Unknown parameter or bad value; details name them", body = ErrorBody),
+    )
+)]
+#[get("/logs/histogram")]
+async fn log_histogram(state: web::Data<AppState>, member: ProjectMember, params: Params) -> ApiResult<web::Json<LogHistogramOut>> {
+    let zone = member.access.project.time_zone;
+    let filter: LogFilter = aggregate_filter(&params, &zone, &["interval"])?;
+    let buckets = histogram_buckets(&params, &zone, filter.occurred_after, filter.occurred_before)?;
+    let counts = logs::histogram(&state.store, member.project_id(), &filter, &buckets).await?;
+    Ok(web::Json(LogHistogramOut {
+        interval: buckets.interval.name().to_owned(),
+        buckets: buckets
+            .starts
+            .iter()
+            .zip(counts)
+            .map(|(start, [success, failure])| LogBucketOut { start: format_utc(*start), start_project: format_in_zone(*start, &zone), success, failure })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FacetValueOut {
+    /// The value as text (an HTTP status as its digits), as a filter takes it.
+    pub value: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogFacetOut {
+    pub field: LogFacet,
+    /// The 20 most frequent values, most frequent first.
+    pub values: Vec<FacetValueOut>,
+}
+
+/// The most frequent values of one attribute among the logs the list's filters select.
+#[utoipa::path(
+    operation_id = "log_facets", tag = "logs", security(("bearer" = [])),
+    params(FilterParams<LogFilter>, ("field" = LogFacet, Query, description = "The attribute to count.")),
+    responses(
+        (status = 200, description = "OK", body = LogFacetOut),
+        (status = 400, description = "Unknown parameter or bad value; details name them", body = ErrorBody),
+    )
+)]
+#[get("/logs/facets")]
+async fn log_facets(state: web::Data<AppState>, member: ProjectMember, params: Params) -> ApiResult<web::Json<LogFacetOut>> {
+    let zone = member.access.project.time_zone;
+    let filter: LogFilter = aggregate_filter(&params, &zone, &["field"])?;
+    let field = match params.one("field").map_err(|e| ApiError::invalid_query("field", e.0))? {
+        Some(v) => LogFacet::parse(v).map_err(|e| ApiError::invalid_query("field", e.0))?,
+        None => return Err(ApiError::invalid_query("field", "is required")),
+    };
+    let values = logs::facet(&state.store, member.project_id(), &filter, field).await?;
+    Ok(web::Json(LogFacetOut { field, values: values.into_iter().map(|(value, count)| FacetValueOut { value, count }).collect() }))
+}
+
 #[utoipa::path(
     operation_id = "list_log_endpoints", tag = "logs", security(("bearer" = [])),
     responses((status = 200, body = Vec<String>, description = "Distinct endpoints, sorted"),)
@@ -166,5 +246,5 @@ async fn ingest_logs(
 }
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(list_logs).service(list_log_endpoints).service(get_log).service(download_log_file).service(ingest_logs);
+    cfg.service(list_logs).service(log_histogram).service(log_facets).service(list_log_endpoints).service(get_log).service(download_log_file).service(ingest_logs);
 }

@@ -7,12 +7,12 @@ use utoipa::ToSchema;
 
 use crate::api::auth::ProjectMember;
 use crate::api::dto::ListOut;
-use crate::api::extract::{Json, ListParams, ListQuery, json_filter};
+use crate::api::extract::{FilterParams, Json, ListParams, ListQuery, aggregate_filter, histogram_buckets, json_filter};
 use crate::api::request_log;
 use crate::api::tasks::TaskOut;
 use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
-use crate::domain::sendout::{AttemptTrigger, Sendout, SendoutAttempt, SendoutFilter, SendoutStatus};
+use crate::domain::sendout::{AttemptTrigger, FailureKind, Sendout, SendoutAttempt, SendoutFilter, SendoutStatus};
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
 use crate::error::{ApiResult, ErrorBody};
 use crate::services::{sendouts, webhooks};
@@ -149,6 +149,131 @@ pub struct BulkRetryIn {
     /// The list's filters, a repeated one as an array; `status` defaults to `failed`.
     #[schema(value_type = Object)]
     pub filters: Value,
+    /// Only count what a retry would send: 200 with the count per endpoint, and nothing is sent.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetryEndpointOut {
+    pub webhook_id: String,
+    pub url: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetryPreviewOut {
+    /// How many sendouts the retry would send again.
+    pub matching: i64,
+    /// Their endpoints, most sendouts first.
+    pub webhooks: Vec<RetryEndpointOut>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendoutBucketOut {
+    pub start: String,
+    pub start_project: String,
+    pub delivered: i64,
+    pub failed: i64,
+    /// Pending or retrying.
+    pub pending: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendoutHistogramOut {
+    /// The bucket width: `1m`, `5m`, `15m`, `30m`, `1h`, `3h`, `6h`, `12h` or `1d`.
+    pub interval: String,
+    /// Every bucket of the range by creation time, oldest first, empty ones included.
+    pub buckets: Vec<SendoutBucketOut>,
+}
+
+/// Sendouts over time by creation, delivered, failed and pending apart, for the list's filters.
+#[utoipa::path(
+    operation_id = "sendout_histogram", tag = "sendouts", security(("bearer" = [])),
+    params(
+        FilterParams<SendoutFilter>,
+        ("interval" = Option<String>, Query, description = "`1m`, `5m`, `15m`, `30m`, `1h`, `3h`, `6h`, `12h` or `1d`; chosen from the range when absent. Without `created_after`, the range is the 24 hours before `created_before` (or now)."),
+    ),
+    responses(
+        (status = 200, description = "OK", body = SendoutHistogramOut),
+        (status = 400, description = "Unknown parameter or bad value; details name them", body = ErrorBody),
+    )
+)]
+#[get("/webhook-sendouts/histogram")]
+async fn sendout_histogram(state: web::Data<AppState>, member: ProjectMember, params: Params) -> ApiResult<web::Json<SendoutHistogramOut>> {
+    let zone = member.access.project.time_zone;
+    let filter: SendoutFilter = aggregate_filter(&params, &zone, &["interval"])?;
+    let buckets = histogram_buckets(&params, &zone, filter.created_after, filter.created_before)?;
+    let counts = sendouts::histogram(&state.db, member.project_id(), &filter, &buckets).await?;
+    Ok(web::Json(SendoutHistogramOut {
+        interval: buckets.interval.name().to_owned(),
+        buckets: buckets
+            .starts
+            .iter()
+            .zip(counts)
+            .map(|(start, [delivered, failed, pending])| SendoutBucketOut {
+                start: format_utc(*start),
+                start_project: format_in_zone(*start, &zone),
+                delivered,
+                failed,
+                pending,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailureGroupOut {
+    pub webhook_id: String,
+    pub url: String,
+    /// The last attempt's HTTP status; `null` when it got no answer.
+    pub http_status: Option<i32>,
+    /// Why the last attempt got no answer; `null` when one came.
+    pub error: Option<FailureKind>,
+    pub count: i64,
+    pub last_attempt_at: Option<String>,
+    pub last_attempt_at_project: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailureGroupsOut {
+    /// Largest group first, at most 100. `webhook_id`, `http_status` and `error` are list filters:
+    /// with the same `status` they select exactly the group's sendouts.
+    pub data: Vec<FailureGroupOut>,
+}
+
+/// The sendouts the list's filters select (`status` defaults to `failed`), grouped by endpoint and
+/// by their last attempt's HTTP status or kind of failure.
+#[utoipa::path(
+    operation_id = "sendout_failure_groups", tag = "sendouts", security(("bearer" = [])),
+    params(FilterParams<SendoutFilter>),
+    responses(
+        (status = 200, description = "OK", body = FailureGroupsOut),
+        (status = 400, description = "Unknown parameter or bad value; details name them", body = ErrorBody),
+    )
+)]
+#[get("/webhook-sendouts/failure-groups")]
+async fn sendout_failure_groups(state: web::Data<AppState>, member: ProjectMember, params: Params) -> ApiResult<web::Json<FailureGroupsOut>> {
+    let zone = member.access.project.time_zone;
+    let mut filter: SendoutFilter = aggregate_filter(&params, &zone, &[])?;
+    if filter.status.is_empty() {
+        filter.status = vec![SendoutStatus::Failed];
+    }
+    let groups = sendouts::failure_groups(&state.db, member.project_id(), &filter).await?;
+    Ok(web::Json(FailureGroupsOut {
+        data: groups
+            .into_iter()
+            .map(|g| FailureGroupOut {
+                last_attempt_at: g.last_attempt_at_ms.map(format_utc),
+                last_attempt_at_project: g.last_attempt_at_ms.map(|ms| format_in_zone(ms, &zone)),
+                webhook_id: g.webhook_id,
+                url: g.url,
+                http_status: g.http_status,
+                error: g.error,
+                count: g.count,
+            })
+            .collect(),
+    }))
 }
 
 #[utoipa::path(
@@ -156,6 +281,7 @@ pub struct BulkRetryIn {
     request_body = BulkRetryIn,
     responses(
         (status = 202, description = "A webhook_recovery task that sends every matching sendout again", body = TaskOut),
+        (status = 200, description = "`dry_run`: what the retry would send; nothing is sent", body = RetryPreviewOut),
         (status = 422, description = "Unknown filter or bad value; details name them", body = ErrorBody),
     )
 )]
@@ -166,12 +292,22 @@ async fn retry_sendouts(state: web::Data<AppState>, member: ProjectMember, req: 
     if filter.status.is_empty() {
         filter.status = vec![SendoutStatus::Failed];
     }
+    if body.0.dry_run {
+        let (matching, per_endpoint) = sendouts::retry_preview(&state.db, member.project_id(), &filter).await?;
+        let webhooks = per_endpoint.into_iter().map(|(webhook_id, url, count)| RetryEndpointOut { webhook_id, url, count }).collect();
+        return Ok(HttpResponse::Ok().json(RetryPreviewOut { matching, webhooks }));
+    }
     let task = webhooks::schedule_recovery(&state.store, member.project_id(), &member.meta, filter, Vec::new()).await?;
     request_log::relate(&req, RelatedKind::Task, &task.id);
     Ok(HttpResponse::Accepted().json(TaskOut::new(task, &zone, Some(Vec::new()))))
 }
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    // The bulk retry before `{id}`, so that `retry` is not read as an id.
-    cfg.service(retry_sendouts).service(list_sendouts).service(get_sendout).service(retry_sendout);
+    // The bulk retry and the aggregates before `{id}`, so that their names are not read as ids.
+    cfg.service(retry_sendouts)
+        .service(sendout_histogram)
+        .service(sendout_failure_groups)
+        .service(list_sendouts)
+        .service(get_sendout)
+        .service(retry_sendout);
 }

@@ -253,6 +253,14 @@ crate::domain::task::wire_enum!(
 use crate::domain::filter::{Context, Field, Filter, FilterErrors, Values, each};
 use crate::domain::params::Params;
 
+crate::domain::task::wire_enum!(
+    /// A log attribute whose most frequent values `GET /v1/logs/facets` counts.
+    LogFacet {
+        Channel = "channel", Status = "status", Endpoint = "endpoint", HttpStatus = "http_status", UserId = "user_id",
+        CustomerId = "customer_id", ServerKeyId = "server_key_id", ClientKeyId = "client_key_id"
+    }
+);
+
 /// The one definition of the log filters, shared by the list, exports and browsing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogFilter {

@@ -6,6 +6,7 @@ pub mod channel;
 pub mod event;
 pub mod export;
 pub mod filter;
+pub mod histogram;
 pub mod ids;
 pub mod import;
 pub mod job;

@@ -11,6 +11,39 @@ wire_enum!(
 );
 
 wire_enum!(
+    /// Why an attempt got no answer, for failure groups: `timeout`, no connection (`connect`, `dns`),
+    /// `tls`, an address the SSRF policy refused (`blocked`), the answer broke off (`read`), or `other`.
+    FailureKind { Timeout = "timeout", Connect = "connect", Dns = "dns", Tls = "tls", Blocked = "blocked", Read = "read", Other = "other" }
+);
+
+impl FailureKind {
+    /// The kind of an attempt's `error`, read from the texts delivery writes (`services::delivery`);
+    /// `None` when an answer came (its HTTP status then says what went wrong).
+    pub fn of(http_status: Option<i32>, error: Option<&str>) -> Option<Self> {
+        if http_status.is_some() {
+            return None;
+        }
+        let error = error?.to_ascii_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| error.contains(w));
+        Some(if error.starts_with("no answer within") || has(&["timed out", "timeout"]) {
+            Self::Timeout
+        } else if error.starts_with("the url reaches") {
+            Self::Blocked
+        } else if error.starts_with("reading the response failed") {
+            Self::Read
+        } else if has(&["dns error", "failed to lookup", "name or service not known", "no such host"]) {
+            Self::Dns
+        } else if has(&["certificate", "tls", "ssl", "handshake"]) {
+            Self::Tls
+        } else if has(&["connect", "connection refused", "connection reset"]) {
+            Self::Connect
+        } else {
+            Self::Other
+        })
+    }
+}
+
+wire_enum!(
     /// `scheduled`: an attempt of the retry schedule; `manual`: a retry by hand or by a recovery.
     AttemptTrigger { Scheduled = "scheduled", Manual = "manual" }
 );
@@ -97,10 +130,25 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("9999999", now), Some(Duration::from_secs(86_400)));
     }
+
+    #[test]
+    fn failure_kinds_read_the_errors_delivery_writes() {
+        let kind = |e: &str| FailureKind::of(None, Some(e));
+        assert_eq!(FailureKind::of(Some(500), Some("the endpoint answered 500")), None);
+        assert_eq!(kind("no answer within 15s"), Some(FailureKind::Timeout));
+        assert_eq!(kind("the URL reaches a loopback address; only public addresses are allowed"), Some(FailureKind::Blocked));
+        assert_eq!(kind("error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)"), Some(FailureKind::Connect));
+        assert_eq!(kind("error sending request: client error (Connect): dns error: failed to lookup address information"), Some(FailureKind::Dns));
+        assert_eq!(kind("error sending request: invalid peer certificate: UnknownIssuer"), Some(FailureKind::Tls));
+        assert_eq!(kind("reading the response failed: connection closed"), Some(FailureKind::Read));
+        assert_eq!(kind("something new"), Some(FailureKind::Other));
+        assert_eq!(FailureKind::of(None, None), None);
+    }
 }
 
 /// The filters of `GET /v1/webhook-sendouts`, of bulk retries and of recovery tasks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SendoutFilter {
     pub status: Vec<SendoutStatus>,
     pub event_type: Vec<String>,
@@ -109,6 +157,10 @@ pub struct SendoutFilter {
     pub request_id: Vec<String>,
     pub created_after: Option<i64>,
     pub created_before: Option<i64>,
+    /// The last attempt's HTTP status.
+    pub http_status: Vec<i32>,
+    /// The last attempt's failure kind (it got no answer).
+    pub error: Vec<FailureKind>,
 }
 
 impl Filter for SendoutFilter {
@@ -121,12 +173,20 @@ impl Filter for SendoutFilter {
         Field::any_of("request_id", Values::Text, "The log id of the request that published the event."),
         CREATED_AFTER,
         CREATED_BEFORE,
+        Field::any_of("http_status", Values::Text, "The HTTP status of the last attempt, 100 to 599 (a failure group's `http_status`)."),
+        Field::any_of("error", Values::OneOf("FailureKind"), "Why the last attempt got no answer (a failure group's `error`)."),
     ];
 
     fn from_params(params: &Params, cx: Context<'_>) -> Result<Self, FilterErrors> {
         let mut errors = Vec::new();
         let (created_after, created_before) = params.created_window(cx.zone, &mut errors);
+        let http_status = |v: &str| match v.parse::<i32>() {
+            Ok(code) if (100..=599).contains(&code) => Ok(code),
+            _ => Err("is not an HTTP status from 100 to 599"),
+        };
         let filter = Self {
+            http_status: each(params, "http_status", http_status, &mut errors),
+            error: each(params, "error", FailureKind::parse, &mut errors),
             status: each(params, "status", SendoutStatus::parse, &mut errors),
             event_type: params.all("event_type"),
             webhook_id: params.all("webhook_id"),

@@ -1,7 +1,7 @@
 //! Instants are Unix milliseconds everywhere below the API. This module formats them as the contract's
 //! `X_at` (UTC) and `X_at_project` (the project's zone), and reads date filters in the project's zone.
 
-use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +65,21 @@ impl ProjectTimeZone {
 
     pub fn name(&self) -> &'static str {
         self.0.name()
+    }
+
+    /// The start of the local period of `minutes` (a divisor of a day, counted from local midnight)
+    /// that holds `ms`.
+    pub fn floor_local(&self, ms: i64, minutes: u32) -> i64 {
+        let local = to_utc(ms).with_timezone(&self.0).naive_local();
+        let since_midnight = local.time().num_seconds_from_midnight() / 60;
+        let floored = local.date().and_time(NaiveTime::MIN) + chrono::Duration::minutes(i64::from(since_midnight / minutes * minutes));
+        self.resolve_local(floored).min(ms)
+    }
+
+    /// The next local midnight after `ms`; `None` past the calendar's end.
+    pub fn next_local_midnight(&self, ms: i64) -> Option<i64> {
+        let date = to_utc(ms).with_timezone(&self.0).date_naive().succ_opt()?;
+        Some(self.resolve_local(date.and_time(NaiveTime::MIN)))
     }
 
     /// The instant a wall-clock reading means in this zone. In the autumn overlap the earlier of the

@@ -4,7 +4,7 @@ use entity::{event_idempotency, sendout, sendout_attempt, webhook};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter};
 
-use crate::domain::sendout::SendoutStatus;
+use crate::domain::sendout::{FailureKind, SendoutStatus};
 use crate::event_log::{AttemptOutcome, AttemptTrigger, DomainEvent, SendoutAttempted, StoredEvent};
 
 pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<(), DbErr> {
@@ -116,7 +116,7 @@ async fn update_sendouts(conn: &impl ConnectionTrait, attempts: &[(&StoredEvent,
     }
     let backend = conn.get_database_backend();
     let postgres = backend == sea_orm::DbBackend::Postgres;
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(attempts.len() * 7);
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(attempts.len() * 9);
     let mut tuples = Vec::with_capacity(attempts.len());
     for (_, e) in attempts {
         let a = &e.attempt;
@@ -126,7 +126,8 @@ async fn update_sendouts(conn: &impl ConnectionTrait, attempts: &[(&StoredEvent,
             AttemptOutcome::Failed => (SendoutStatus::Failed, None, None),
             AttemptOutcome::Superseded => unreachable!("superseded attempts are counted in `count_superseded`"),
         };
-        let row: [(sea_orm::Value, &str); 7] = [
+        let failure = FailureKind::of(a.http_status, a.error.as_deref()).map(|k| k.as_str().to_owned());
+        let row: [(sea_orm::Value, &str); 9] = [
             (e.id.clone().into(), "text"),
             (status.as_str().into(), "text"),
             (i64::from(a.trigger == AttemptTrigger::Scheduled).into(), "bigint"),
@@ -134,6 +135,8 @@ async fn update_sendouts(conn: &impl ConnectionTrait, attempts: &[(&StoredEvent,
             (next.into(), "bigint"),
             (a.attempted_at_ms.into(), "bigint"),
             (delivered.into(), "bigint"),
+            (a.http_status.map(i64::from).into(), "bigint"),
+            (failure.into(), "text"),
         ];
         let placeholders: Vec<String> = row
             .iter()
@@ -148,7 +151,8 @@ async fn update_sendouts(conn: &impl ConnectionTrait, attempts: &[(&StoredEvent,
     let sql = format!(
         "UPDATE sendouts SET status = {c}2, attempt_count = sendouts.attempt_count + 1, \
          scheduled_attempts = sendouts.scheduled_attempts + {c}3, generation = {c}4, next_attempt_at_ms = {c}5, \
-         sent_at_ms = COALESCE(sendouts.sent_at_ms, {c}6), delivered_at_ms = COALESCE({c}7, sendouts.delivered_at_ms) \
+         sent_at_ms = COALESCE(sendouts.sent_at_ms, {c}6), delivered_at_ms = COALESCE({c}7, sendouts.delivered_at_ms), \
+         last_attempt_at_ms = {c}6, last_http_status = {c}8, last_error = {c}9 \
          FROM (VALUES {}) AS v WHERE sendouts.id = {c}1",
         tuples.join(", ")
     );
@@ -265,6 +269,9 @@ pub async fn insert_sendouts(conn: &impl ConnectionTrait, created: &[(&StoredEve
                 created_at_ms: e.created_at_ms,
                 sent_at_ms: None,
                 delivered_at_ms: None,
+                last_attempt_at_ms: None,
+                last_http_status: None,
+                last_error: None,
             }
             .into_active_model()
         });

@@ -5,11 +5,12 @@ use std::time::Duration;
 use entity::{event_log, log, log_endpoint, log_related};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Statement,
 };
 use futures_util::future::BoxFuture;
 
-use crate::domain::log::{LogFilter, LogIn, LogRecord, LogStatus, LogSummary, MAX_INGEST_BATCH};
+use crate::domain::histogram::{Buckets, sum_bins};
+use crate::domain::log::{LogFacet, LogFilter, LogIn, LogRecord, LogStatus, LogSummary, MAX_INGEST_BATCH};
 use crate::domain::redact::RedactKeys;
 use crate::domain::pagination::{Cursor, Limit, Page};
 use super::error::{ServiceError, ServiceResult};
@@ -84,14 +85,41 @@ pub async fn ingest(store: &EventStore, writer: &LogWriter, meta: &EventMetadata
     Ok(ids)
 }
 
-/// The logs `filter` selects, in list order: one definition for the list and exports. Body
+/// The logs `filter` selects: one definition for the list, exports, histograms and facets. Body
 /// searches and related ids are resolved here, once.
-pub async fn lister(store: &EventStore, project_id: &str, filter: &LogFilter) -> ServiceResult<Keyset<log::Entity>> {
+async fn matching(store: &EventStore, project_id: &str, filter: &LogFilter) -> ServiceResult<Select<log::Entity>> {
     let related = related_logs(store.db(), project_id, &filter.related_id).await?;
     let searches = body_searches(store.search(), filter).await?;
-    let condition = filter_condition(project_id, filter, related.as_deref(), &searches);
-    let select = log::Entity::find().filter(condition);
+    Ok(log::Entity::find().filter(filter_condition(project_id, filter, related.as_deref(), &searches)))
+}
+
+/// The logs `filter` selects, in list order.
+pub async fn lister(store: &EventStore, project_id: &str, filter: &LogFilter) -> ServiceResult<Keyset<log::Entity>> {
+    let select = matching(store, project_id, filter).await?;
     Ok(Keyset::new(select, log::Column::OccurredAtMs, log::Column::Id, |r| Cursor { time_ms: r.occurred_at_ms, id: r.id.clone() }))
+}
+
+/// Successes and failures among the logs `filter` selects in `buckets`' range, per bucket.
+pub async fn histogram(store: &EventStore, project_id: &str, filter: &LogFilter, buckets: &Buckets) -> ServiceResult<Vec<[i64; 2]>> {
+    let filter = LogFilter { occurred_after: Some(buckets.after), occurred_before: Some(buckets.before), ..filter.clone() };
+    let select = matching(store, project_id, &filter).await?;
+    let bin_ms = buckets.interval.bin_ms();
+    let bins = super::count_bins(store.db(), select, "occurred_at_ms", bin_ms, ["CASE WHEN failed THEN 0 ELSE 1 END", "CASE WHEN failed THEN 1 ELSE 0 END"]).await?;
+    Ok(sum_bins(&buckets.starts, bin_ms, bins))
+}
+
+/// Values offered for a filter: at most this many.
+const FACET_VALUES: u64 = 20;
+
+/// The most frequent values of `field` among the logs `filter` selects, with their counts.
+pub async fn facet(store: &EventStore, project_id: &str, filter: &LogFilter, field: LogFacet) -> ServiceResult<Vec<(String, i64)>> {
+    let value = match field {
+        LogFacet::Status => "CASE WHEN failed THEN 'failure' ELSE 'success' END",
+        LogFacet::HttpStatus => "CAST(http_status AS TEXT)",
+        other => other.as_str(),
+    };
+    let select = matching(store, project_id, filter).await?;
+    Ok(super::top_values(store.db(), select, value, FACET_VALUES).await?)
 }
 
 pub async fn list(

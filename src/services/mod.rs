@@ -16,7 +16,7 @@ pub mod tasks;
 pub mod webhooks;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select};
 
 use crate::domain::pagination::{Cursor, Limit, Page};
 
@@ -79,4 +79,48 @@ fn after_cursor<E: EntityTrait>(select: Select<E>, time: E::Column, id: E::Colum
         ),
         None => select,
     }
+}
+
+/// Counts of `select`'s rows per bin of `bin_ms` milliseconds on the integer column `time`, one
+/// count per expression of `counted` (SQL that is 1 for a row it counts, else 0): a histogram's
+/// one grouped query over the filtered range, which the filter's indexes bound.
+pub async fn count_bins<E: EntityTrait, const N: usize>(
+    db: &impl ConnectionTrait,
+    select: Select<E>,
+    time: &str,
+    bin_ms: i64,
+    counted: [&str; N],
+) -> Result<Vec<(i64, [i64; N])>, DbErr> {
+    let mut query = select.select_only().column_as(Expr::cust(format!("{time} / {bin_ms}")), "bin");
+    for (i, expr) in counted.iter().enumerate() {
+        query = query.column_as(Expr::cust(format!("SUM({expr})")), format!("n{i}"));
+    }
+    let statement = query.group_by(Expr::cust("bin")).build(db.get_database_backend());
+    let rows = db.query_all_raw(statement).await?;
+    rows.iter()
+        .map(|row| {
+            let mut counts = [0; N];
+            for (i, count) in counts.iter_mut().enumerate() {
+                *count = row.try_get_by_index::<Option<i64>>(i + 1)?.unwrap_or(0);
+            }
+            Ok((row.try_get_by_index::<i64>(0)?, counts))
+        })
+        .collect()
+}
+
+/// The most frequent values of `value` (an SQL expression) among `select`'s rows, with their
+/// counts, most frequent first; rows where it is null are left out.
+pub async fn top_values<E: EntityTrait>(db: &impl ConnectionTrait, select: Select<E>, value: &str, limit: u64) -> Result<Vec<(String, i64)>, DbErr> {
+    select
+        .select_only()
+        .column_as(Expr::cust(value.to_owned()), "value")
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .filter(Expr::cust(format!("{value} IS NOT NULL")))
+        .group_by(Expr::cust("value"))
+        .order_by_desc(Expr::cust("n"))
+        .order_by_asc(Expr::cust("value"))
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await
 }

@@ -12,7 +12,8 @@ use serde_json::json;
 use super::Keyset;
 use super::tasks::{Progress, StepError, TaskRun};
 use crate::domain::pagination::{Cursor, Limit, Page};
-use crate::domain::sendout::{AttemptTrigger, Sendout, SendoutAttempt, SendoutFilter, SendoutStatus};
+use crate::domain::histogram::{Buckets, sum_bins};
+use crate::domain::sendout::{AttemptTrigger, FailureKind, Sendout, SendoutAttempt, SendoutFilter, SendoutStatus};
 use crate::domain::task::percent;
 use super::error::{ServiceError, ServiceResult};
 use crate::event_log::group::{Batching, GroupCommit, GroupWrite};
@@ -34,7 +35,10 @@ fn condition(project_id: &str, f: &SendoutFilter) -> Condition {
     let c = any_of(c, sendout::Column::EventType, &f.event_type);
     let c = any_of(c, sendout::Column::WebhookId, &f.webhook_id);
     let c = any_of(c, sendout::Column::SourceId, &f.source_id);
-    any_of(c, sendout::Column::RequestId, &f.request_id)
+    let c = any_of(c, sendout::Column::RequestId, &f.request_id);
+    let c = if f.http_status.is_empty() { c } else { c.add(sendout::Column::LastHttpStatus.is_in(f.http_status.iter().copied())) };
+    let kinds: Vec<String> = f.error.iter().map(|k| k.as_str().to_owned()).collect();
+    any_of(c, sendout::Column::LastError, &kinds)
 }
 
 /// The sendouts `f` selects, in list order: one definition for the list, bulk retries and exports.
@@ -45,6 +49,88 @@ pub fn lister(project_id: &str, f: &SendoutFilter) -> Keyset<sendout::Entity> {
 
 pub async fn list(db: &DatabaseConnection, project_id: &str, f: &SendoutFilter, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<Sendout>> {
     Ok(lister(project_id, f).page(db, limit, cursor).await?.map(read))
+}
+
+/// Delivered, failed and still pending (pending or retrying) sendouts among those `f` selects in
+/// `buckets`' range, per bucket.
+pub async fn histogram(db: &DatabaseConnection, project_id: &str, f: &SendoutFilter, buckets: &Buckets) -> ServiceResult<Vec<[i64; 3]>> {
+    let f = SendoutFilter { created_after: Some(buckets.after), created_before: Some(buckets.before), ..f.clone() };
+    let select = sendout::Entity::find().filter(condition(project_id, &f));
+    let bin_ms = buckets.interval.bin_ms();
+    let counted = [
+        "CASE WHEN status = 'delivered' THEN 1 ELSE 0 END",
+        "CASE WHEN status = 'failed' THEN 1 ELSE 0 END",
+        "CASE WHEN status IN ('pending', 'retrying') THEN 1 ELSE 0 END",
+    ];
+    let bins = super::count_bins(db, select, "created_at_ms", bin_ms, counted).await?;
+    Ok(sum_bins(&buckets.starts, bin_ms, bins))
+}
+
+/// Sendouts that failed alike: one endpoint, and one last answer (HTTP status) or kind of failure
+/// when no answer came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureGroup {
+    pub webhook_id: String,
+    pub url: String,
+    pub http_status: Option<i32>,
+    pub error: Option<FailureKind>,
+    pub count: i64,
+    pub last_attempt_at_ms: Option<i64>,
+}
+
+/// At most this many groups, largest first.
+const FAILURE_GROUPS: u64 = 100;
+
+/// The sendouts `f` selects, grouped by endpoint and last answer, largest group first.
+pub async fn failure_groups(db: &DatabaseConnection, project_id: &str, f: &SendoutFilter) -> ServiceResult<Vec<FailureGroup>> {
+    use sea_orm::QuerySelect;
+    use sea_orm::sea_query::Expr;
+    let rows: Vec<(String, String, Option<i32>, Option<String>, i64, Option<i64>)> = sendout::Entity::find()
+        .filter(condition(project_id, f))
+        .select_only()
+        .columns([sendout::Column::WebhookId, sendout::Column::Url, sendout::Column::LastHttpStatus, sendout::Column::LastError])
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .column_as(Expr::cust("MAX(last_attempt_at_ms)"), "last_at")
+        .group_by(sendout::Column::WebhookId)
+        .group_by(sendout::Column::Url)
+        .group_by(sendout::Column::LastHttpStatus)
+        .group_by(sendout::Column::LastError)
+        .order_by_desc(Expr::cust("n"))
+        .order_by_asc(sendout::Column::WebhookId)
+        .limit(FAILURE_GROUPS)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(webhook_id, url, http_status, error, count, last_attempt_at_ms)| FailureGroup {
+            error: error.and_then(|e| FailureKind::parse(&e).ok()),
+            webhook_id,
+            url,
+            http_status,
+            count,
+            last_attempt_at_ms,
+        })
+        .collect())
+}
+
+/// What a bulk retry of `f` would send: how many sendouts, and how many of them per endpoint.
+pub async fn retry_preview(db: &DatabaseConnection, project_id: &str, f: &SendoutFilter) -> ServiceResult<(i64, Vec<(String, String, i64)>)> {
+    use sea_orm::QuerySelect;
+    use sea_orm::sea_query::Expr;
+    let per_endpoint: Vec<(String, String, i64)> = sendout::Entity::find()
+        .filter(condition(project_id, f))
+        .select_only()
+        .columns([sendout::Column::WebhookId, sendout::Column::Url])
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .group_by(sendout::Column::WebhookId)
+        .group_by(sendout::Column::Url)
+        .order_by_desc(Expr::cust("n"))
+        .order_by_asc(sendout::Column::WebhookId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok((per_endpoint.iter().map(|(_, _, n)| n).sum(), per_endpoint))
 }
 
 /// The sendout, decoded.

@@ -1,5 +1,6 @@
 //! Black-box tests over HTTP against the real application and a real database.
 
+mod aggregates;
 mod conformance;
 mod errors;
 mod credentials;
