@@ -1,6 +1,7 @@
 //! A sendout keeps when its last attempt was made and what it got back (`last_http_status`, or `last_error`, the kind
 //! of failure when no answer came), so failure groups and their filters read one row per sendout
-//! instead of each one's attempts. Existing sendouts take them from their newest attempt; the
+//! instead of each one's attempts. Events and tasks are indexed by the request that caused them, for
+//! the `request_id` filters the console's chain of a request follows. Existing sendouts take them from their newest attempt; the
 //! kinds below are `domain::sendout::FailureKind::of` as it stood when this migration was written.
 
 use sea_orm_migration::prelude::*;
@@ -40,12 +41,16 @@ impl MigrationTrait for Migration {
                 "ALTER TABLE sendouts ADD COLUMN last_http_status INTEGER", "ALTER TABLE sendouts ADD COLUMN last_error TEXT",
                 &copy,
                 kind,
+                // The chain from a request to what it caused looks these up by request.
+                "CREATE INDEX events_project_request ON events (project_id, request_id) WHERE request_id IS NOT NULL",
+                "CREATE INDEX tasks_project_request ON tasks (project_id, request_id) WHERE request_id IS NOT NULL",
             ],
         )
         .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        exec_each(manager, &["DROP INDEX tasks_project_request", "DROP INDEX events_project_request"]).await?;
         let drop = ["last_error", "last_http_status", "last_attempt_at_ms"].map(|c| format!("ALTER TABLE sendouts DROP COLUMN {c}"));
         exec_each(manager, &drop.iter().map(String::as_str).collect::<Vec<_>>()).await
     }

@@ -13,7 +13,7 @@ use crate::domain::log::{LogFacet, LogFilter, LogIn, LogStatus, LogSummary, Rela
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::services::{imports, logs};
+use crate::services::{imports, logs, projects};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -72,6 +72,26 @@ pub struct LogDetailOut {
     pub request_body_truncated: bool,
     pub response_body_truncated: bool,
     pub related: Vec<RelatedRef>,
+    /// The dashboard user who made the request, with name and email.
+    pub user: Option<UserRefOut>,
+    /// The keys the request was made with, by name.
+    pub server_key: Option<KeyRefOut>,
+    pub client_key: Option<KeyRefOut>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserRefOut {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyRefOut {
+    pub id: String,
+    pub name: String,
+    /// When the key was revoked, if it was.
+    pub revoked_at: Option<String>,
 }
 
 #[utoipa::path(
@@ -186,8 +206,22 @@ async fn list_log_endpoints(state: web::Data<AppState>, member: ProjectMember) -
 )]
 #[get("/logs/{id}")]
 async fn get_log(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<LogDetailOut>> {
-    let record = logs::get(&state.db, member.project_id(), &id).await?;
+    let project_id = member.project_id();
+    let record = logs::get(&state.db, project_id, &id).await?;
+    let user = match &record.user_id {
+        Some(id) => projects::find_user(&state.db, project_id, id).await?.map(|u| UserRefOut { id: u.id, name: u.name, email: u.email }),
+        None => None,
+    };
+    let key = async |id: &Option<String>| -> ApiResult<Option<KeyRefOut>> {
+        let Some(id) = id else { return Ok(None) };
+        let key = projects::find_key(&state.db, project_id, id).await?;
+        Ok(key.map(|k| KeyRefOut { id: k.id, name: k.name, revoked_at: k.revoked_at_ms.map(format_utc) }))
+    };
+    let (server_key, client_key) = (key(&record.server_key_id).await?, key(&record.client_key_id).await?);
     Ok(web::Json(LogDetailOut {
+        user,
+        server_key,
+        client_key,
         summary: LogSummaryOut::new(record.summary(), &member.access.project.time_zone),
         query: record.query,
         request_headers: record.request_headers,

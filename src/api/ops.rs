@@ -52,14 +52,45 @@ async fn docs_redirect() -> HttpResponse {
     HttpResponse::PermanentRedirect().insert_header((LOCATION, "/docs/")).finish()
 }
 
+/// The console's files, embedded in the binary: it works offline and needs no build step.
+const CONSOLE_HTML: &str = include_str!("../../assets/console/index.html");
+const CONSOLE_JS: &str = include_str!("../../assets/console/app.js");
+const CONSOLE_CSS: &str = include_str!("../../assets/console/app.css");
+
+/// Only the console's own files run: no inline script or style, no other origin, no framing.
+const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+
+fn console_file(content_type: &str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("Content-Security-Policy", CONSOLE_CSP))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        // Revalidated on every load: a new binary serves new files at the same names.
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(body)
+}
+
 /// The dashboard's entry page.
 #[utoipa::path(operation_id = "dashboard", tag = "operations", responses((status = 200, description = "OK", content_type = "text/html", body = String)))]
 #[get("/")]
 async fn dashboard() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("../../assets/index.html"))
+    console_file("text/html; charset=utf-8", CONSOLE_HTML)
+}
+
+#[get("/console/app.js")]
+async fn console_js() -> HttpResponse {
+    console_file("text/javascript; charset=utf-8", CONSOLE_JS)
+}
+
+#[get("/console/app.css")]
+async fn console_css() -> HttpResponse {
+    console_file("text/css; charset=utf-8", CONSOLE_CSS)
 }
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(healthz).service(readyz).service(metrics).service(dashboard);
-    cfg.map(|c| c.service(docs_redirect));
+    cfg.map(|c| c.service(docs_redirect).service(console_js).service(console_css));
 }

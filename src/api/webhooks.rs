@@ -8,6 +8,7 @@ use crate::api::auth::ProjectMember;
 use crate::api::dto::ListOut;
 use crate::api::extract::{Json, paging};
 use crate::api::request_log;
+use crate::api::sendouts::SendoutOut;
 use crate::api::tasks::TaskOut;
 use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
@@ -241,6 +242,22 @@ async fn recover_webhook(state: web::Data<AppState>, member: ProjectMember, req:
     Ok(HttpResponse::Accepted().json(TaskOut::new(task, &zone, Some(Vec::new()))))
 }
 
+/// Sends a `webhook.test` event to this endpoint alone (whatever its event types), to check the
+/// receiver and its signature verification.
+#[utoipa::path(
+    operation_id = "test_webhook", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 202, description = "The test event's sendout, queued for delivery", body = SendoutOut),)
+)]
+#[post("/webhooks/{id}/test")]
+async fn test_webhook(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    request_log::relate(&req, RelatedKind::Webhook, &id);
+    let sendout = webhooks::send_test(&state.store, member.project_id(), &id, &member.meta).await?;
+    request_log::relate(&req, RelatedKind::Event, &sendout.event_id);
+    request_log::relate(&req, RelatedKind::Sendout, &sendout.id);
+    Ok(HttpResponse::Accepted().json(SendoutOut::new(sendout, &member.access.project.time_zone, None)))
+}
+
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(create_webhook)
         .service(list_webhooks)
@@ -249,5 +266,6 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(delete_webhook)
         .service(get_webhook_secret)
         .service(rotate_webhook_secret)
-        .service(recover_webhook);
+        .service(recover_webhook)
+        .service(test_webhook);
 }

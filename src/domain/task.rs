@@ -147,6 +147,7 @@ pub struct TaskFilter {
     pub task_type: Vec<TaskType>,
     pub status: Vec<TaskStatus>,
     pub processing_status: Vec<ProcessingStatus>,
+    pub request_id: Vec<String>,
     pub created_after: Option<i64>,
     pub created_before: Option<i64>,
 }
@@ -157,6 +158,7 @@ impl Filter for TaskFilter {
         Field::any_of("type", Values::OneOf("TaskType"), ""),
         Field::any_of("status", Values::OneOf("TaskStatus"), ""),
         Field::any_of("processing_status", Values::OneOf("ProcessingStatus"), "Set once a task has finished."),
+        Field::any_of("request_id", Values::Text, "The log id of the request that scheduled the task."),
         CREATED_AFTER,
         CREATED_BEFORE,
     ];
@@ -168,6 +170,7 @@ impl Filter for TaskFilter {
             task_type: each(params, "type", TaskType::parse, &mut errors),
             status: each(params, "status", TaskStatus::parse, &mut errors),
             processing_status: each(params, "processing_status", ProcessingStatus::parse, &mut errors),
+            request_id: params.all("request_id"),
             created_after,
             created_before,
         };

@@ -52,6 +52,7 @@ pub fn system_event(project_id: &str, event_type: &'static str, data: Value) -> 
 pub struct EventFilter {
     pub event_type: Vec<String>,
     pub source_id: Vec<String>,
+    pub request_id: Vec<String>,
     pub created_after: Option<i64>,
     pub created_before: Option<i64>,
 }
@@ -61,6 +62,7 @@ impl Filter for EventFilter {
     const FIELDS: &'static [Field] = &[
         Field::any_of("type", Values::Text, "An event type such as `order.created`."),
         Field::any_of("source_id", Values::Text, ""),
+        Field::any_of("request_id", Values::Text, "The log id of the request that published the event."),
         CREATED_AFTER,
         CREATED_BEFORE,
     ];
@@ -75,7 +77,7 @@ impl Filter for EventFilter {
             }
         }
         if errors.is_empty() {
-            Ok(Self { event_type, source_id: params.all("source_id"), created_after, created_before })
+            Ok(Self { event_type, source_id: params.all("source_id"), request_id: params.all("request_id"), created_after, created_before })
         } else {
             Err(errors)
         }
@@ -108,6 +110,9 @@ pub fn lister(project_id: &str, f: &EventFilter) -> Keyset<published_event::Enti
     }
     if !f.source_id.is_empty() {
         c = c.add(published_event::Column::SourceId.is_in(f.source_id.iter().cloned()));
+    }
+    if !f.request_id.is_empty() {
+        c = c.add(published_event::Column::RequestId.is_in(f.request_id.iter().cloned()));
     }
     Keyset::new(published_event::Entity::find().filter(c), published_event::Column::CreatedAtMs, published_event::Column::Id, |r| Cursor {
         time_ms: r.created_at_ms,

@@ -185,6 +185,18 @@ pub async fn list_users(db: &DatabaseConnection, project_id: &str, limit: Limit,
     Ok(Page::from_overfetch(rows, limit, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() }).map(to_user))
 }
 
+/// The project's user of this id, if there is one: who made a logged request.
+pub async fn find_user(db: &impl ConnectionTrait, project_id: &str, id: &str) -> Result<Option<User>, DbErr> {
+    let row = user::Entity::find_by_id(id).filter(user::Column::ProjectId.eq(project_id)).one(db).await?;
+    Ok(row.map(to_user))
+}
+
+/// The project's API key of this id (revoked ones too), if there is one.
+pub async fn find_key(db: &impl ConnectionTrait, project_id: &str, id: &str) -> Result<Option<ApiKey>, DbErr> {
+    let row = api_key::Entity::find_by_id(id).filter(api_key::Column::ProjectId.eq(project_id)).one(db).await?;
+    Ok(row.map(to_key))
+}
+
 /// What first start created; printed once and never stored in clear.
 pub struct FirstStart {
     /// `None` when `LOGBOOK_ADMIN_TOKEN` is set.

@@ -110,6 +110,9 @@ pub fn lister(project_id: &str, f: &TaskFilter) -> Keyset<task::Entity> {
     if !f.processing_status.is_empty() {
         c = c.add(task::Column::ProcessingStatus.is_in(f.processing_status.iter().map(|s| s.as_str())));
     }
+    if !f.request_id.is_empty() {
+        c = c.add(task::Column::RequestId.is_in(f.request_id.iter().cloned()));
+    }
     Keyset::new(task::Entity::find().filter(c), task::Column::CreatedAtMs, task::Column::Id, |r| Cursor { time_ms: r.created_at_ms, id: r.id.clone() })
 }
 

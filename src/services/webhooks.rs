@@ -9,12 +9,12 @@ use super::tasks::{self, NewTask};
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::log::{RelatedKind, RelatedRef};
 use crate::domain::pagination::{Cursor, Limit, Page};
-use crate::domain::sendout::{SendoutFilter, SendoutStatus};
+use crate::domain::sendout::{Sendout, SendoutFilter, SendoutStatus};
 use crate::domain::task::TaskType;
 use crate::domain::time::now_ms;
 use crate::domain::webhook::{EventTypePattern, Webhook, WebhookUrl, new_secret, refused_address};
 use super::error::{ServiceError, ServiceResult};
-use crate::event_log::{DomainEvent, EventMetadata, EventStore, WebhookCreated, WebhookRef, WebhookSecretRotated, WebhookUpdated};
+use crate::event_log::{DomainEvent, EventMetadata, EventStore, SendoutCreated, WebhookCreated, WebhookRef, WebhookSecretRotated, WebhookUpdated};
 
 /// How long a rotated-out secret keeps signing beside the new one.
 const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
@@ -214,6 +214,30 @@ pub fn signing_secrets(row: &webhook::Model, now: i64) -> Vec<&str> {
 }
 
 /// Schedules a `webhook_recovery` task that sends again every sendout matching `filter`.
+/// Sends a `webhook.test` event to this endpoint alone, whatever its event types and even while it
+/// is disabled, so that a user can check the receiver and its signature check; answers with the
+/// sendout, delivered like any other.
+pub async fn send_test(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<Sendout> {
+    let endpoint = get(store.db(), project_id, id).await?;
+    let data = json!({ "message": "A test event from Logbook.", "webhook_id": endpoint.id });
+    let DomainEvent::EventPublished(event) = super::events::system_event(project_id, "webhook.test", data) else {
+        unreachable!("system_event publishes an event")
+    };
+    let sendout = SendoutCreated {
+        id: new_id(IdKind::Sendout),
+        project_id: project_id.to_owned(),
+        webhook_id: endpoint.id.clone(),
+        url: endpoint.url.as_str().to_owned(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.as_str().to_owned(),
+        source_id: None,
+        created_at_ms: event.created_at_ms,
+    };
+    let sendout_id = sendout.id.clone();
+    store.append(meta, vec![DomainEvent::EventPublished(event), DomainEvent::SendoutCreated(sendout)]).await?;
+    super::sendouts::get(store.db(), project_id, &sendout_id).await
+}
+
 pub async fn schedule_recovery(
     store: &EventStore,
     project_id: &str,
