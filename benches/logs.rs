@@ -7,6 +7,11 @@
 //!     BENCH_TIMES=random cargo bench --bench logs                 # back-dated entries at random times
 //!     BENCH_KEEP=1 cargo bench --bench logs                       # keep the database, skip the load test
 //!     BENCH_CLIENTS=8 cargo bench --bench logs                    # ingest with 8 clients instead of 4
+//!     BENCH_PART=console cargo bench --bench logs                 # ingest, then only the console's views
+//!
+//! The console part times what the Logs tab asks for, as it asks: sign-in (the project, then the
+//! first page and the histogram of the last 24 hours together) and each filter change (page and
+//! histogram together), and the value counts offered while a filter is typed.
 //!
 //! The server is the release binary in a process of its own, on a fresh database (a temporary
 //! SQLite file, or a new PostgreSQL database next to BENCH_DATABASE_URL), driven over HTTP on
@@ -195,8 +200,15 @@ async fn main() {
     let db_name = format!("lbbench_logs_{}", std::process::id());
     let url = common::database_url(&dir, &db_name).await;
     let server = common::start_server(&url, dir.path(), &[]).await;
+    let console_only = std::env::var("BENCH_PART").is_ok_and(|v| v == "console");
     if rows > 0 {
-        ingest_and_query(&server, rows, times).await;
+        ingest_and_query(&server, rows, times, !console_only).await;
+        console_views(&server).await;
+    }
+    if console_only {
+        drop(server);
+        common::drop_database(&db_name).await;
+        return;
     }
     if std::env::var_os("BENCH_KEEP").is_some() {
         println!("database kept in {}", dir.keep().display());
@@ -225,7 +237,7 @@ async fn search_lag(server: &common::Server) -> i64 {
         .expect("search lag in /metrics") as i64
 }
 
-async fn ingest_and_query(server: &common::Server, rows: usize, times: Times) {
+async fn ingest_and_query(server: &common::Server, rows: usize, times: Times, queries: bool) {
     let bodies = batches(rows, times);
     let clients = std::env::var("BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).filter(|&c| c > 0).unwrap_or(CLIENTS);
     let cpu_before = common::cpu_seconds(server.child.id());
@@ -244,6 +256,9 @@ async fn ingest_and_query(server: &common::Server, rows: usize, times: Times) {
     let own_rate = if catch_up > 1.0 { format!(" ({:.0} events/s on its own)", lag_at_end as f64 / catch_up) } else { String::new() };
     println!("search indexer: {lag_at_end} events behind when ingestion ended, caught up {catch_up:.1} s later{own_rate}");
 
+    if !queries {
+        return;
+    }
     let client = reqwest::Client::new();
     let w = "occurred_after=2020-01-01";
     let queries = [
@@ -285,4 +300,69 @@ async fn ingest_and_query(server: &common::Server, rows: usize, times: Times) {
         println!("{q:<70} {p50:>8.1} {p95:>8.1} {n:>6}");
     }
     println!("worst search p95: {worst_search:.1} ms (target <= 250 ms)");
+}
+
+/// One console request set, timed as the browser waits for it: every path at once, until the last
+/// answers.
+async fn together(server: &common::Server, client: &reqwest::Client, paths: &[String]) -> Duration {
+    let started = Instant::now();
+    let calls = paths.iter().map(|p| {
+        let request = client.get(format!("{}{p}", server.base)).bearer_auth(&server.key);
+        async move {
+            let res = request.send().await.unwrap();
+            assert_eq!(res.status(), 200, "{p}");
+            res.bytes().await.unwrap();
+        }
+    });
+    futures_util::future::join_all(calls).await;
+    started.elapsed()
+}
+
+const CONSOLE_RUNS: usize = 20;
+
+async fn console_views(server: &common::Server) {
+    let client = reqwest::Client::new();
+    let runs = |paths: Vec<String>| {
+        let client = client.clone();
+        async move {
+            together(server, &client, &paths).await; // untimed first run
+            let mut times = Vec::with_capacity(CONSOLE_RUNS);
+            for _ in 0..CONSOLE_RUNS {
+                times.push(together(server, &client, &paths).await);
+            }
+            times.sort();
+            (percentile(&times, 0.5), percentile(&times, 0.95))
+        }
+    };
+    // The console's default window: the last 24 hours, as the Logs tab asks for it.
+    let after = logbook::domain::time::format_utc(logbook::domain::time::now_ms() - 86_400_000);
+    let window = format!("occurred_after={after}");
+    println!("\nconsole views, last 24 hours, page and histogram together, {CONSOLE_RUNS} runs each:");
+    println!("{:<70} {:>8} {:>8}", "view", "p50 ms", "p95 ms");
+    let (p50, p95) = runs(vec!["/v1/project".into()]).await;
+    let (l50, l95) = runs(vec![format!("/v1/logs?{window}"), format!("/v1/logs/histogram?{window}")]).await;
+    println!("{:<70} {:>8.1} {:>8.1}", "sign-in: project, then first page + histogram", p50 + l50, p95 + l95);
+    let mut worst: f64 = 0.0;
+    for filter in [
+        "status=failure",
+        "channel=shopify",
+        "endpoint=POST%20/v1/refunds",
+        "customer_id=cus_1234",
+        "user_id=usr_17&status=failure",
+        "request_body_contains=needle-42",
+        "response_body_contains=declined%20by",
+    ] {
+        let q = format!("{window}&{filter}");
+        let (p50, p95) = runs(vec![format!("/v1/logs?{q}"), format!("/v1/logs/histogram?{q}")]).await;
+        worst = worst.max(p95);
+        println!("{:<70} {p50:>8.1} {p95:>8.1}", format!("filter {filter}"));
+    }
+    println!("worst filter change p95: {worst:.1} ms (target <= 300 ms)");
+    let mut worst_facet: f64 = 0.0;
+    for field in ["channel", "status", "endpoint", "customer_id", "http_status"] {
+        let (p50, p95) = runs(vec![format!("/v1/logs/facets?{window}&field={field}")]).await;
+        worst_facet = worst_facet.max(p95);
+        println!("{:<70} {p50:>8.1} {p95:>8.1}", format!("facet {field}"));
+    }
+    println!("worst facet p95: {worst_facet:.1} ms");
 }

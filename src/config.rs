@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Do not run job workers (nor the search indexer) in this process: an API-only node.
     #[arg(long, env = "LOGBOOK_NO_WORKERS", default_value = "false", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub no_workers: bool,
+    /// On a fresh database, fill the `default` project with a day of example data (logs, a failing
+    /// webhook endpoint and its sendouts, an import), to try the console.
+    #[arg(long, env = "LOGBOOK_DEMO", default_value = "false", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub demo: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod dialect;
 pub mod domain;
 pub mod error;

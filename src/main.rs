@@ -43,6 +43,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(first) = &app.first_start {
                 print_first_start(first, &base);
             }
+            if args.demo {
+                match &app.first_start {
+                    Some(first) => {
+                        let (base, key) = (base.clone(), first.project.server_key.token.clone());
+                        tokio::spawn(async move {
+                            match logbook::demo::seed(&base, &key).await {
+                                Ok(()) => println!("Demo data is in the default project: sign in at {base}/ with the dashboard token."),
+                                Err(e) => tracing::error!(error = %format!("{e:#}"), "the demo data could not be written"),
+                            }
+                        });
+                    }
+                    None => tracing::warn!("--demo seeds only a fresh database; this one has data already"),
+                }
+            }
             tracing::info!(address = %base, "listening; dashboard at {base}/, API docs at {base}/docs/");
             if args.no_workers {
                 tracing::info!("job workers not started (--no-workers)");

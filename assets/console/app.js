@@ -1034,7 +1034,8 @@ async function sendoutsView(main, params) {
   };
   const drawGroups = async () => {
     const groupFilters = { ...filters };
-    if (!groupFilters.status) groupFilters.status = 'failed';
+    // Failing now: given up, or still on the retry schedule.
+    if (!groupFilters.status) groupFilters.status = ['failed', 'retrying'];
     try {
       const groups = (await get(`/v1/webhook-sendouts/failure-groups${qs(groupFilters)}`)).data;
       const box = $('#groups', main);
@@ -1046,7 +1047,7 @@ async function sendoutsView(main, params) {
           const groupFilter = { ...groupFilters, webhook_id: g.webhook_id, ...(g.http_status !== null ? { http_status: String(g.http_status) } : { error: g.error }) };
           return h('tr',
             h('td', h('code', g.url)),
-            h('td', g.http_status !== null ? `HTTP ${g.http_status}` : `no answer: ${g.error}`),
+            h('td', g.http_status !== null ? `HTTP ${g.http_status}` : FAILURE_KINDS[g.error] || g.error),
             h('td.num', String(g.count)),
             h('td', timeCell(g.last_attempt_at, g.last_attempt_at_project)),
             h('td', h('a.button.small', { href: href('sendouts', withParams({ webhook_id: g.webhook_id, http_status: g.http_status !== null ? String(g.http_status) : null, error: g.error, status: groupFilters.status }, params)) }, 'Show'),
@@ -1063,6 +1064,11 @@ async function sendoutsView(main, params) {
     refresh();
   };
 }
+
+const FAILURE_KINDS = {
+  timeout: 'No answer in time', connect: 'Could not connect', dns: 'Host not found', tls: 'TLS handshake failed',
+  blocked: 'Address refused by the SSRF policy', read: 'The answer broke off', other: 'Other error',
+};
 
 /** A bulk retry: first the dry run (how many, which endpoints), then the task, followed live. */
 async function retryFlow(filters, what) {

@@ -73,3 +73,21 @@ async fn a_log_names_its_user_and_keys_and_a_test_event_reaches_only_its_endpoin
     let missing = app.request(reqwest::Method::POST, "/v1/webhooks/whk_missing/test", Some(&app.server_key), None).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_demo_seed_fills_a_project_through_the_api() {
+    let app = spawn_app().await;
+    logbook::demo::seed(&app.address, &app.server_key).await.unwrap();
+    let failures = app.log_ids("occurred_after=2000-01-01&channel=shopify&channel=stripe&status=failure").await;
+    let all = app.log_ids("occurred_after=2000-01-01&channel=shopify&channel=stripe").await;
+    assert_eq!(all.len(), 600, "a day of the integration's requests");
+    assert!(!failures.is_empty() && failures.len() < all.len() / 4, "{} failures", failures.len());
+    let hooks = app.get_ok("/v1/webhooks", &app.server_key).await;
+    assert_eq!(hooks["data"][0]["url"], logbook::demo::UNREACHABLE_URL);
+    let sendouts = app.get_ok("/v1/webhook-sendouts?limit=100", &app.server_key).await;
+    assert_eq!(sendouts["data"].as_array().unwrap().len(), 12, "the order events fan out to it, the imported ones do not");
+    let tasks = app.get_ok("/v1/tasks?type=import", &app.server_key).await;
+    let task = app.wait_finished(tasks["data"][0]["id"].as_str().unwrap()).await;
+    assert_eq!(task["result"]["rows_imported"], 2000, "{task}");
+    assert_eq!(task["error_count"], 1);
+}
