@@ -1230,7 +1230,8 @@ async function renderDrawer(refresh) {
   if (!id) { hideDrawer(); drawerLive = null; return; }
   if (id === drawerFor && !refresh) return;
   drawerFor = id;
-  drawerLive = null;
+  // A refresh keeps listening: a change that lands while it loads triggers one more.
+  if (!refresh) drawerLive = null;
   const show = Object.entries(DETAILS).find(([prefix]) => id.startsWith(prefix))?.[1];
   if (!show) { openDrawer(id, h('p.muted', 'Nothing to show for this id.')); return; }
   if (!refresh) openDrawer(id, h('p.muted', 'Loading…'));
