@@ -695,7 +695,6 @@ async function logsView(main, params) {
 async function exportDialog(resource, filters, fields) {
   const boxes = [...fields.summary.map((f) => [f, true]), ...fields.named.map((f) => [f, false])].map(([name, on]) =>
     h('label.check', h('input', { type: 'checkbox', name: 'field', value: name, checked: on }), ` ${name}`));
-  const { occurred_after: _a, ...rest } = filters;
   const shown = Object.entries(filters).map(([k, v]) => h('li', h('code', k), ' = ', [].concat(v).join(', ')));
   const status = h('div');
   const form = h('form.export-form', {
@@ -715,7 +714,6 @@ async function exportDialog(resource, filters, fields) {
   h('fieldset', h('legend', 'Fields'), h('div.checks', boxes)),
   status,
   h('div.actions', h('button.primary', { type: 'submit', id: 'export-submit' }, 'Export CSV')));
-  void rest;
   showModal(`Export ${resource}`, form);
 }
 
@@ -1137,7 +1135,7 @@ async function importDetail(id) {
 
 // ---- Webhook endpoints -----------------------------------------------------------------------
 
-async function webhooksView(main, params) {
+async function webhooksView(main) {
   fill(main, h('div.view-head', h('h1', 'Webhooks'), h('button.primary', { type: 'button', id: 'webhook-new', onclick: () => webhookForm(null) }, 'New endpoint')),
     h('div#list', h('p.muted', 'Loading endpoints…')));
   webhookCache = null;
@@ -1159,7 +1157,6 @@ async function webhooksView(main, params) {
       h('a.button.small', { href: href('sendouts', new URLSearchParams({ webhook_id: w.id })) }, 'Sendouts')) },
   ];
   fill($('#list', main), table(columns, hooks, { empty: 'No endpoint yet: add one to receive events.' }));
-  void params;
 }
 
 function webhookForm(w) {
@@ -1241,7 +1238,6 @@ async function renderDrawer(refresh) {
 async function render() {
   if (!session.token) return signInView();
   const { tab, params } = route();
-  for (const a of $$('#tabs a')) a.toggleAttribute('aria-current', a.dataset.tab === tab) || a.removeAttribute('aria-current');
   $$('#tabs a').forEach((a) => (a.dataset.tab === tab ? a.setAttribute('aria-current', 'page') : a.removeAttribute('aria-current')));
   document.title = `${{ logs: 'Logs', tasks: 'Background Tasks', exports: 'Exports', sendouts: 'Webhook Sendouts', webhooks: 'Webhooks' }[tab]} · Logbook`;
   const key = `${tab}?${withParams({ open: null }, params)}`;

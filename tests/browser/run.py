@@ -369,7 +369,7 @@ def run(b, api, user, receiver, down_url, imported):
     check(browse_rows, "the search finds rows")
     browse_rows[0].find_element(By.CSS_SELECTOR, ".json-cell").click()
     b.visible("#modal")
-    b.text_in("#modal-body", "coffee", timeout=5) if False else b.text_in("#modal-body", "COFFEE-DARK")
+    b.text_in("#modal-body", "COFFEE-DARK")
     b.shot("08-browse")
     b.accessibility("browse")
     d.find_element(By.CSS_SELECTOR, "#modal-close").click()
