@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::domain::redact::RedactKeys;
+use crate::vault::SecretKey;
 
 #[derive(Debug, Parser)]
 #[command(name = "logbook", version, about = "Audit logs, background tasks and webhooks in one server.")]
@@ -106,6 +107,15 @@ pub struct Settings {
     /// When the daily retention purge runs, as a cron expression in UTC (seconds first).
     #[arg(long, env = "LOGBOOK_RETENTION_SCHEDULE", global = true, default_value = "0 30 3 * * *", value_parser = parse_cron)]
     pub retention_schedule: String,
+    /// Key that seals webhook signing secrets at rest: 32 bytes in base64 (`openssl rand -base64 32`).
+    /// Every node of a cluster needs the same one. Unset: a key file in the data folder, made on
+    /// first start.
+    #[arg(long, env = "LOGBOOK_SECRET_KEY", global = true, hide_env_values = true)]
+    pub secret_key: Option<SecretKey>,
+    /// Keys rotated out, comma-separated: secrets sealed with them are opened and re-sealed with
+    /// the current key at start-up. Remove them once every node has started with the new key.
+    #[arg(long, env = "LOGBOOK_PREVIOUS_SECRET_KEYS", global = true, hide_env_values = true, value_delimiter = ',')]
+    pub previous_secret_keys: Vec<SecretKey>,
     /// Log output format: `text` or `json`.
     #[arg(long, env = "LOGBOOK_LOG_FORMAT", global = true, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

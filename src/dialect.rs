@@ -28,8 +28,9 @@ pub async fn lock_key(conn: &impl ConnectionTrait, key: &str) -> Result<(), DbEr
     conn.execute_raw(lock).await.map(drop)
 }
 
-/// Lets this transaction delete event-log rows: the append-only trigger admits a delete only while
-/// a permit row exists, and [`revoke_purge_permit`] removes it again before the commit.
+/// Lets this transaction delete event-log rows, or redact their payload and metadata: the
+/// append-only trigger admits either only while a permit row exists, and [`revoke_purge_permit`]
+/// removes it again before the commit.
 pub async fn grant_purge_permit(conn: &impl ConnectionTrait, permit: &str) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
     let sql = format!("INSERT INTO event_log_purge_permits (purge_id) VALUES ({})", ph(backend, 1));

@@ -14,6 +14,7 @@ use crate::jobs::{self, JobQueue, Workers};
 use crate::projections::search::SearchIndex;
 use crate::services::projects::{self, FirstStart};
 use crate::state::AppState;
+use crate::vault::Vault;
 
 pub struct Application {
     port: u16,
@@ -36,7 +37,15 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<(EventStore, J
     crate::db::migrate(&db).await?;
     let jobs = JobQueue::open(&db, settings).await.context("opening the job queues failed")?;
     let search = SearchIndex::open(&db, settings).await?;
-    let store = EventStore::new(db, search, sqlite_writer);
+    let vault = Vault::load(settings.secret_key.as_ref(), &settings.previous_secret_keys, &settings.data_dir)?;
+    if settings.secret_key.is_none() && db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        tracing::warn!("LOGBOOK_SECRET_KEY is unset: webhook secrets are sealed with the key file in the data folder; every node sharing this database needs that same key");
+    }
+    let store = EventStore::new(db, search, sqlite_writer, vault);
+    let resealed = crate::services::webhooks::reseal_secrets(&store).await.context("re-sealing webhook secrets failed")?;
+    if resealed > 0 {
+        tracing::info!(resealed, key_id = store.vault().current_key_id(), "re-sealed webhook secrets under the current key");
+    }
     // Every commit's jobs are queued by one dispatcher, on API-only nodes too (workers elsewhere
     // take them).
     store.add_after_commit(std::sync::Arc::new(jobs::Dispatcher::new(jobs.clone())));

@@ -1,6 +1,8 @@
 //! Authorization as extractors: a handler states what it needs in its signature.
 
-use actix_web::dev::Payload;
+use actix_web::body::BoxBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
@@ -70,6 +72,18 @@ async fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
 fn metadata(req: &HttpRequest, actor: Actor) -> EventMetadata {
     let request_log_id = req.extensions().get::<LogContext>().map(|c| c.id.clone());
     EventMetadata { actor, request_log_id }
+}
+
+/// Authenticates every `/v1` request before its handler reads anything, so that an unknown token
+/// is refused with 401 whatever the body holds; the extractors below then only check the role.
+pub async fn authenticate(req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if req.path().starts_with("/v1/")
+        && req.match_pattern().is_some()
+        && let Err(err) = principal(req.request()).await
+    {
+        return Ok(req.error_response(err));
+    }
+    next.call(req).await
 }
 
 const CLIENT_KEY_LIMIT: &str = "A client key (pk_) may only call POST /v1/events; use a server key.";

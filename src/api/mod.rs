@@ -73,6 +73,7 @@ pub fn app(
     drop(api); // the served document is the one `openapi` completes, the same as `logbook openapi` prints
     app.service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", docs::openapi()))
         .default_service(web::to(no_route))
+        .wrap(actix_web::middleware::from_fn(auth::authenticate))
         .wrap(actix_web::middleware::from_fn(request_log::record_requests))
         .wrap(actix_web::middleware::from_fn(observe))
 }

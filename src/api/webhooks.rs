@@ -13,7 +13,7 @@ use crate::api::tasks::TaskOut;
 use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc, parse_filter};
-use crate::domain::webhook::{EventTypePattern, Webhook, WebhookUrl};
+use crate::domain::webhook::{EventTypePattern, SigningSecrets, Webhook, WebhookUrl};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::services::webhooks::{self, Settings};
 use crate::state::AppState;
@@ -74,7 +74,7 @@ pub struct WebhookOut {
 }
 
 impl WebhookOut {
-    fn new(row: Webhook, zone: &ProjectTimeZone, with_secret: bool) -> Self {
+    fn new(row: Webhook, zone: &ProjectTimeZone, secret: Option<String>) -> Self {
         Self {
             url: row.url.as_str().to_owned(),
             event_types: serde_json::to_value(&row.event_types).unwrap_or_default(),
@@ -86,7 +86,7 @@ impl WebhookOut {
             created_at_project: format_in_zone(row.created_at_ms, zone),
             updated_at: format_utc(row.updated_at_ms),
             updated_at_project: format_in_zone(row.updated_at_ms, zone),
-            secret: with_secret.then_some(row.secret),
+            secret,
             id: row.id,
         }
     }
@@ -102,13 +102,12 @@ pub struct SecretOut {
 }
 
 impl SecretOut {
-    fn new(row: &Webhook) -> Self {
-        let now = crate::domain::time::now_ms();
-        let live = row.previous_secret_until_ms.filter(|until| *until > now);
+    fn new(secrets: SigningSecrets) -> Self {
+        let live = secrets.live_previous(crate::domain::time::now_ms());
         Self {
-            secret: row.secret.clone(),
-            previous_secret: live.and(row.previous_secret.clone()),
-            previous_secret_expires_at: live.map(format_utc),
+            previous_secret: live.map(|(s, _)| s.to_owned()),
+            previous_secret_expires_at: live.map(|(_, until)| format_utc(until)),
+            secret: secrets.secret,
         }
     }
 }
@@ -126,9 +125,9 @@ impl SecretOut {
 async fn create_webhook(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, body: Json<WebhookIn>) -> ApiResult<HttpResponse> {
     let b = body.0;
     let settings = Settings { url: b.url, event_types: b.event_types, description: b.description, enabled: b.enabled.unwrap_or(true), rate_limit_per_second: b.rate_limit_per_second };
-    let row = webhooks::create(&state.store, member.project_id(), &member.meta, settings, state.settings.webhook_allow_private).await?;
+    let (row, secrets) = webhooks::create(&state.store, member.project_id(), &member.meta, settings, state.settings.webhook_allow_private).await?;
     request_log::relate(&req, RelatedKind::Webhook, &row.id);
-    Ok(HttpResponse::Created().json(WebhookOut::new(row, &member.access.project.time_zone, true)))
+    Ok(HttpResponse::Created().json(WebhookOut::new(row, &member.access.project.time_zone, Some(secrets.secret))))
 }
 
 #[utoipa::path(
@@ -141,7 +140,7 @@ async fn list_webhooks(state: web::Data<AppState>, member: ProjectMember, params
     let (limit, cursor) = paging(&params, &[])?;
     let zone = member.access.project.time_zone;
     let page = webhooks::list(&state.db, member.project_id(), limit, cursor.as_ref()).await?;
-    Ok(web::Json(ListOut::from_page(page, |row| WebhookOut::new(row, &zone, false))))
+    Ok(web::Json(ListOut::from_page(page, |row| WebhookOut::new(row, &zone, None))))
 }
 
 #[utoipa::path(
@@ -152,7 +151,7 @@ async fn list_webhooks(state: web::Data<AppState>, member: ProjectMember, params
 #[get("/webhooks/{id}")]
 async fn get_webhook(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<WebhookOut>> {
     let row = webhooks::get(&state.db, member.project_id(), &id).await?;
-    Ok(web::Json(WebhookOut::new(row, &member.access.project.time_zone, false)))
+    Ok(web::Json(WebhookOut::new(row, &member.access.project.time_zone, None)))
 }
 
 #[utoipa::path(
@@ -177,7 +176,7 @@ async fn update_webhook(state: web::Data<AppState>, member: ProjectMember, req: 
         s
     })
     .await?;
-    Ok(web::Json(WebhookOut::new(row, &member.access.project.time_zone, false)))
+    Ok(web::Json(WebhookOut::new(row, &member.access.project.time_zone, None)))
 }
 
 #[utoipa::path(
@@ -199,8 +198,7 @@ async fn delete_webhook(state: web::Data<AppState>, member: ProjectMember, req: 
 )]
 #[get("/webhooks/{id}/secret")]
 async fn get_webhook_secret(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<web::Json<SecretOut>> {
-    let row = webhooks::get(&state.db, member.project_id(), &id).await?;
-    Ok(web::Json(SecretOut::new(&row)))
+    Ok(web::Json(SecretOut::new(webhooks::secrets(&state.store, member.project_id(), &id).await?)))
 }
 
 #[utoipa::path(
@@ -211,8 +209,7 @@ async fn get_webhook_secret(state: web::Data<AppState>, member: ProjectMember, i
 #[post("/webhooks/{id}/secret/rotate")]
 async fn rotate_webhook_secret(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, id: web::Path<String>) -> ApiResult<web::Json<SecretOut>> {
     request_log::relate(&req, RelatedKind::Webhook, &id);
-    let row = webhooks::rotate_secret(&state.store, member.project_id(), &id, &member.meta).await?;
-    Ok(web::Json(SecretOut::new(&row)))
+    Ok(web::Json(SecretOut::new(webhooks::rotate_secret(&state.store, member.project_id(), &id, &member.meta).await?)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -139,8 +139,8 @@ impl From<EventTypePattern> for String {
     }
 }
 
-/// An endpoint as read, its settings decoded. It holds its signing secrets: the API reveals them
-/// on request, and deliveries sign with them.
+/// An endpoint as read, its settings decoded. Its signing secrets are read apart, opened, only
+/// where they are needed (see [`SigningSecrets`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub id: String,
@@ -151,12 +151,29 @@ pub struct Webhook {
     /// Why it was disabled automatically, if it was.
     pub disabled_reason: Option<String>,
     pub rate_limit_per_second: Option<i32>,
-    pub secret: String,
-    /// A rotated-out secret, which signs beside the new one until `previous_secret_until_ms`.
-    pub previous_secret: Option<String>,
-    pub previous_secret_until_ms: Option<i64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+}
+
+/// An endpoint's signing secrets, opened: the current one, and a rotated-out one that signs
+/// beside it until `previous_until_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningSecrets {
+    pub secret: String,
+    pub previous: Option<String>,
+    pub previous_until_ms: Option<i64>,
+}
+
+impl SigningSecrets {
+    /// The rotated-out secret while it still signs at `now`.
+    pub fn live_previous(&self, now: i64) -> Option<(&str, i64)> {
+        self.previous.as_deref().zip(self.previous_until_ms).filter(|(_, until)| *until > now)
+    }
+
+    /// The secrets that sign at `now`.
+    pub fn signing(&self, now: i64) -> Vec<&str> {
+        std::iter::once(self.secret.as_str()).chain(self.live_previous(now).map(|(s, _)| s)).collect()
+    }
 }
 
 /// A signing secret, `whsec_` and 32 random bytes in base64.

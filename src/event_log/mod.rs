@@ -14,6 +14,7 @@ use crate::domain::import::ImportFormat;
 use crate::domain::log::{LogRecord, RelatedRef};
 use crate::domain::task::{ProcessingStatus, TaskError, TaskType};
 use crate::domain::webhook::{EventTypePattern, WebhookUrl};
+use crate::vault::SealedSecret;
 use crate::domain::project::{Email, KeyKind, KeyName, Plan, ProjectName, RetentionDays, UserName};
 use crate::domain::time::ProjectTimeZone;
 
@@ -235,7 +236,8 @@ pub struct WebhookCreated {
     pub description: Option<String>,
     pub enabled: bool,
     pub rate_limit_per_second: Option<i32>,
-    pub secret: String,
+    /// Sealed by the store's vault: the log holds no secret in plaintext.
+    pub secret: SealedSecret,
 }
 
 /// The endpoint's settings after a change, in full.
@@ -261,7 +263,7 @@ pub struct WebhookRef {
 pub struct WebhookSecretRotated {
     pub id: String,
     pub project_id: String,
-    pub secret: String,
+    pub secret: SealedSecret,
     pub previous_secret_until_ms: i64,
 }
 

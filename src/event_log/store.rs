@@ -21,6 +21,7 @@ use super::{DomainEvent, EventMetadata, StreamRef};
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::time::now_ms;
 use crate::db::SqliteWriter;
+use crate::vault::Vault;
 use crate::projections;
 use crate::projections::search::SearchIndex;
 use crate::projections::unnest::Unnest;
@@ -90,11 +91,13 @@ pub struct EventStore {
     /// SQLite has one writer at a time; queueing writers here instead of in SQLite's busy handler
     /// keeps latency fair and avoids `SQLITE_BUSY` on lock upgrades. PostgreSQL needs no lock.
     sqlite_writer: Option<SqliteWriter>,
+    /// Seals the secrets that events carry.
+    vault: Vault,
 }
 
 impl EventStore {
-    pub fn new(db: DatabaseConnection, search: SearchIndex, sqlite_writer: Option<SqliteWriter>) -> Self {
-        Self { db, after_commit: Arc::default(), commits: Commits::default(), search, sqlite_writer }
+    pub fn new(db: DatabaseConnection, search: SearchIndex, sqlite_writer: Option<SqliteWriter>, vault: Vault) -> Self {
+        Self { db, after_commit: Arc::default(), commits: Commits::default(), search, sqlite_writer, vault }
     }
 
     /// Wakes on every commit: this node's at once, other nodes' through PostgreSQL once
@@ -114,6 +117,10 @@ impl EventStore {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
     }
 
     pub fn search(&self) -> &SearchIndex {

@@ -20,7 +20,7 @@ pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<
                 enabled: e.enabled,
                 disabled_reason: None,
                 rate_limit_per_second: e.rate_limit_per_second,
-                secret: e.secret.clone(),
+                secret: e.secret.as_str().to_owned(),
                 previous_secret: None,
                 previous_secret_until_ms: None,
                 failing_since_ms: None,
@@ -53,7 +53,7 @@ pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<
         DomainEvent::WebhookSecretRotated(e) => {
             webhook::Entity::update_many()
                 .col_expr(webhook::Column::PreviousSecret, Expr::col(webhook::Column::Secret))
-                .col_expr(webhook::Column::Secret, Expr::value(e.secret.clone()))
+                .col_expr(webhook::Column::Secret, Expr::value(e.secret.as_str()))
                 .col_expr(webhook::Column::PreviousSecretUntilMs, Expr::value(e.previous_secret_until_ms))
                 .col_expr(webhook::Column::UpdatedAtMs, Expr::value(at))
                 .filter(webhook::Column::Id.eq(&e.id))

@@ -2,7 +2,7 @@
 //! HTTP client whose resolver refuses internal addresses at connection time (so a DNS answer that
 //! changed since the endpoint was created cannot slip through), redirects not followed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -14,14 +14,14 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
 use super::events::{system_event, with_sendouts};
-use super::webhooks::signing_secrets;
+use super::webhooks::open_secrets;
 use crate::config::Settings;
 use crate::domain::actor::Actor;
 use crate::domain::event::system;
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::sendout::{next_delay, parse_retry_after};
 use crate::domain::time::{format_utc, now_ms};
-use crate::domain::webhook::{refused_address, sign};
+use crate::domain::webhook::{SigningSecrets, refused_address, sign};
 use crate::event_log::group::{Batching, GroupCommit, GroupWrite};
 use crate::event_log::{
     Attempt, AttemptOutcome, AttemptTrigger, DomainEvent, EventMetadata, EventPublished, EventStore, SendoutAttempted, StoreError,
@@ -142,10 +142,13 @@ impl Deliverer {
                 let reason = w.disabled_reason.as_deref().unwrap_or("disabled by a user");
                 (self.no_request(trigger, &format!("the endpoint is disabled ({reason})")), None)
             }
-            Some(w) => {
-                self.wait_for_rate_limit(w).await;
-                self.post(&row, w, trigger, body).await
-            }
+            Some(w) => match open_secrets(self.store.vault(), w) {
+                Ok(secrets) => {
+                    self.wait_for_rate_limit(w).await;
+                    self.post(&row, w, &secrets, trigger, body).await
+                }
+                Err(e) => (self.no_request(trigger, &format!("the signing secret cannot be opened: {e}")), None),
+            },
         };
         let delivered = attempt.http_status.is_some_and(|s| (200..300).contains(&s));
         let scheduled_done = row.scheduled_attempts as usize + usize::from(trigger == AttemptTrigger::Scheduled);
@@ -228,11 +231,11 @@ impl Deliverer {
         }
     }
 
-    async fn post(&self, row: &sendout::Model, w: &webhook::Model, trigger: AttemptTrigger, body: Vec<u8>) -> (Attempt, Option<Duration>) {
+    async fn post(&self, row: &sendout::Model, w: &webhook::Model, secrets: &SigningSecrets, trigger: AttemptTrigger, body: Vec<u8>) -> (Attempt, Option<Duration>) {
         let started = Instant::now();
         let attempted_at_ms = now_ms();
         let timestamp = attempted_at_ms / 1000;
-        let signatures: Vec<String> = signing_secrets(w, attempted_at_ms).into_iter().map(|s| sign(s, &row.id, timestamp, &body)).collect();
+        let signatures: Vec<String> = secrets.signing(attempted_at_ms).into_iter().map(|s| sign(s, &row.id, timestamp, &body)).collect();
         let mut attempt = Attempt {
             id: new_id(IdKind::Attempt),
             attempted_at_ms,
@@ -423,7 +426,7 @@ impl GroupWrite for Records {
 /// Appends the records whose sendout is still at their generation; returns which were.
 async fn commit_records(writer: &Writer, batch: &[Record]) -> Result<Vec<bool>, StoreError> {
     let ids: Vec<&str> = batch.iter().map(|r| r.sendout_id.as_str()).collect();
-    let mut current: HashMap<String, i32> = sendout::Entity::find()
+    let current: HashMap<String, i32> = sendout::Entity::find()
         .select_only()
         .columns([sendout::Column::Id, sendout::Column::Generation])
         .filter(sendout::Column::Id.is_in(ids))
@@ -432,19 +435,19 @@ async fn commit_records(writer: &Writer, batch: &[Record]) -> Result<Vec<bool>, 
         .await?
         .into_iter()
         .collect();
+    let mut taken: HashSet<&str> = HashSet::new();
     let mut recorded = Vec::with_capacity(batch.len());
     let mut events = Vec::new();
     for record in batch {
-        // Taking the generation out makes a second record of it in this batch lose too.
-        let ok = current.get(&record.sendout_id) == Some(&record.generation);
+        let current = current.get(&record.sendout_id).copied();
+        // A second record of the current generation in this batch loses too.
+        let ok = current == Some(record.generation) && taken.insert(record.sendout_id.as_str());
         if ok {
-            current.remove(&record.sendout_id);
             // (Only a failure's notice is published here; most records look nothing up.)
             let with = with_sendouts(writer.conn(), record.events.clone()).await?;
             events.extend(with.into_iter().map(|e| (record.meta.clone(), e)));
         } else if let Some(DomainEvent::SendoutAttempted(attempt)) = record.events.first()
-            && current.contains_key(&record.sendout_id)
-            && attempt.generation < current[&record.sendout_id]
+            && current.is_some_and(|current| attempt.generation < current)
         {
             // Outrun by a retry by hand while it was made: the request did reach the endpoint,
             // so it is kept in the history, without what it would have set off.

@@ -1,7 +1,8 @@
 //! Webhook endpoints: CRUD, secrets and their rotation, the address check, recovery tasks.
 
-use entity::webhook;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use entity::{event_log, webhook};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::json;
 
 use super::Keyset;
@@ -12,7 +13,8 @@ use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::sendout::{Sendout, SendoutFilter, SendoutStatus};
 use crate::domain::task::TaskType;
 use crate::domain::time::now_ms;
-use crate::domain::webhook::{EventTypePattern, Webhook, WebhookUrl, new_secret, refused_address};
+use crate::domain::webhook::{EventTypePattern, SigningSecrets, Webhook, WebhookUrl, new_secret, refused_address};
+use crate::vault::{SealedSecret, Vault, VaultError};
 use super::error::{ServiceError, ServiceResult};
 use crate::event_log::{DomainEvent, EventMetadata, EventStore, SendoutCreated, WebhookCreated, WebhookRef, WebhookSecretRotated, WebhookUpdated};
 
@@ -77,7 +79,8 @@ async fn check_url(url: &WebhookUrl, allow_private: bool) -> ServiceResult<()> {
     }
 }
 
-pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, s: Settings, allow_private: bool) -> ServiceResult<Webhook> {
+/// The new endpoint, and its secret (shown once, in the creation response).
+pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, s: Settings, allow_private: bool) -> ServiceResult<(Webhook, SigningSecrets)> {
     s.check()?;
     check_url(&s.url, allow_private).await?;
     let id = new_id(IdKind::Webhook);
@@ -89,10 +92,12 @@ pub async fn create(store: &EventStore, project_id: &str, meta: &EventMetadata, 
         description: s.description,
         enabled: s.enabled,
         rate_limit_per_second: s.rate_limit_per_second,
-        secret: new_secret(),
+        secret: store.vault().seal(&new_secret(), &id),
     });
     store.append(meta, vec![event]).await?;
-    get(store.db(), project_id, &id).await
+    let created = row(store.db(), project_id, &id).await?;
+    let secrets = open_secrets(store.vault(), &created).map_err(ServiceError::internal)?;
+    Ok((read(created)?, secrets))
 }
 
 /// The endpoint, decoded.
@@ -111,9 +116,6 @@ pub fn read(row: webhook::Model) -> ServiceResult<Webhook> {
         enabled: row.enabled,
         disabled_reason: row.disabled_reason,
         rate_limit_per_second: row.rate_limit_per_second,
-        secret: row.secret,
-        previous_secret: row.previous_secret,
-        previous_secret_until_ms: row.previous_secret_until_ms,
         created_at_ms: row.created_at_ms,
         updated_at_ms: row.updated_at_ms,
     })
@@ -186,31 +188,35 @@ pub async fn delete(store: &EventStore, project_id: &str, id: &str, meta: &Event
     Ok(())
 }
 
+/// The endpoint's signing secrets, opened.
+pub async fn secrets(store: &EventStore, project_id: &str, id: &str) -> ServiceResult<SigningSecrets> {
+    open_secrets(store.vault(), &row(store.db(), project_id, id).await?).map_err(ServiceError::internal)
+}
+
 /// A new secret; the old one signs beside it for 24 hours.
-pub async fn rotate_secret(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<Webhook> {
+pub async fn rotate_secret(store: &EventStore, project_id: &str, id: &str, meta: &EventMetadata) -> ServiceResult<SigningSecrets> {
     let writer = store.begin().await?;
     row(writer.conn(), project_id, id).await?;
     let event = DomainEvent::WebhookSecretRotated(WebhookSecretRotated {
         id: id.to_owned(),
         project_id: project_id.to_owned(),
-        secret: new_secret(),
+        secret: store.vault().seal(&new_secret(), id),
         previous_secret_until_ms: now_ms() + ROTATION_OVERLAP_MS,
     });
     writer.append(meta, vec![event]).await?;
-    let webhook = get(writer.conn(), project_id, id).await?;
+    let rotated = row(writer.conn(), project_id, id).await?;
     writer.commit().await?;
-    Ok(webhook)
+    open_secrets(store.vault(), &rotated).map_err(ServiceError::internal)
 }
 
-/// The secrets that sign now: the current one, and a rotated-out one within its overlap.
-pub fn signing_secrets(row: &webhook::Model, now: i64) -> Vec<&str> {
-    let mut secrets = vec![row.secret.as_str()];
-    if let (Some(previous), Some(until)) = (&row.previous_secret, row.previous_secret_until_ms)
-        && until > now
-    {
-        secrets.push(previous);
-    }
-    secrets
+/// A projection row's secrets, opened (each is sealed for its endpoint's id).
+pub fn open_secrets(vault: &Vault, row: &webhook::Model) -> Result<SigningSecrets, VaultError> {
+    let open = |text: &str| vault.open(&SealedSecret::stored(text.to_owned()), &row.id);
+    Ok(SigningSecrets {
+        secret: open(&row.secret)?,
+        previous: row.previous_secret.as_deref().map(open).transpose()?,
+        previous_until_ms: row.previous_secret_until_ms,
+    })
 }
 
 /// Schedules a `webhook_recovery` task that sends again every sendout matching `filter`.
@@ -275,4 +281,77 @@ pub async fn recover(
         ..Default::default()
     };
     schedule_recovery(store, project_id, meta, filter, vec![RelatedRef { kind: RelatedKind::Webhook, id: id.to_owned() }]).await
+}
+
+/// One stored secret to re-seal: in an event's payload (by `seq`) or in an endpoint's row.
+enum Reseal {
+    Event { seq: i64, payload: String },
+    Row { id: String, secret: String, previous: Option<String> },
+}
+
+/// Re-seals, under the vault's current key, every secret sealed with a previous key (or stored in
+/// plaintext by a version before sealing), in the event log and in the endpoints' rows; run at
+/// start-up. A secret sealed with a key this node lacks stops the start, since it could not sign.
+pub async fn reseal_secrets(store: &EventStore) -> anyhow::Result<usize> {
+    if pending_reseals(store.db(), store.vault()).await?.is_empty() {
+        return Ok(0);
+    }
+    let writer = store.begin().await?;
+    let conn = writer.conn();
+    let changes = pending_reseals(conn, store.vault()).await?;
+    crate::dialect::grant_purge_permit(conn, "reseal").await?;
+    for change in &changes {
+        match change {
+            Reseal::Event { seq, payload } => {
+                event_log::Entity::update_many().col_expr(event_log::Column::Payload, Expr::value(payload)).filter(event_log::Column::Seq.eq(*seq)).exec(conn).await?;
+            }
+            Reseal::Row { id, secret, previous } => {
+                webhook::Entity::update_many()
+                    .col_expr(webhook::Column::Secret, Expr::value(secret))
+                    .col_expr(webhook::Column::PreviousSecret, Expr::value(previous.clone()))
+                    .filter(webhook::Column::Id.eq(id))
+                    .exec(conn)
+                    .await?;
+            }
+        }
+    }
+    crate::dialect::revoke_purge_permit(conn, "reseal").await?;
+    writer.commit().await?;
+    Ok(changes.len())
+}
+
+async fn pending_reseals(conn: &impl ConnectionTrait, vault: &Vault) -> anyhow::Result<Vec<Reseal>> {
+    let fail = |what: &str, e: VaultError| anyhow::anyhow!("the webhook secret of {what} cannot be opened: {e}");
+    let mut changes = Vec::new();
+    let events = event_log::Entity::find()
+        .select_only()
+        .columns([event_log::Column::Seq, event_log::Column::StreamId, event_log::Column::Payload])
+        .filter(Expr::cust(migration::VERSIONED_STREAMS))
+        .filter(event_log::Column::StreamType.eq("webhook"))
+        .filter(event_log::Column::EventType.is_in(["webhook.created", "webhook.secret_rotated"]))
+        .into_tuple::<(i64, String, String)>()
+        .all(conn)
+        .await?;
+    for (seq, webhook_id, payload) in events {
+        let mut content: serde_json::Value = serde_json::from_str(&payload)?;
+        let Some(stored) = content.get("secret").and_then(|s| s.as_str()) else { continue };
+        let sealed = SealedSecret::stored(stored.to_owned());
+        if let Some(resealed) = vault.reseal(&sealed, &webhook_id).map_err(|e| fail(&format!("event {seq}"), e))? {
+            content["secret"] = resealed.into_string().into();
+            changes.push(Reseal::Event { seq, payload: content.to_string() });
+        }
+    }
+    for row in webhook::Entity::find().all(conn).await? {
+        let reseal = |text: &str| vault.reseal(&SealedSecret::stored(text.to_owned()), &row.id).map_err(|e| fail(&row.id, e));
+        let secret = reseal(&row.secret)?;
+        let previous = row.previous_secret.as_deref().map(reseal).transpose()?.flatten();
+        if secret.is_some() || previous.is_some() {
+            changes.push(Reseal::Row {
+                secret: secret.map_or(row.secret.clone(), SealedSecret::into_string),
+                previous: previous.map(SealedSecret::into_string).or(row.previous_secret.clone()),
+                id: row.id.clone(),
+            });
+        }
+    }
+    Ok(changes)
 }

@@ -58,7 +58,7 @@ pub async fn spawn_without_workers() -> TestApp {
     spawn_full(|_| {}, false).await
 }
 
-async fn spawn_full(tweak: impl FnOnce(&mut Settings), workers: bool) -> TestApp {
+pub async fn spawn_full(tweak: impl FnOnce(&mut Settings), workers: bool) -> TestApp {
     logbook::startup::install_tls();
     // Quiet unless asked: TEST_LOG=1 (with RUST_LOG) shows the server's logs.
     if std::env::var_os("TEST_LOG").is_some() {

@@ -9,6 +9,7 @@ mod event_log;
 mod exports;
 mod helpers;
 mod imports;
+mod isolation;
 mod live;
 mod logs;
 mod openapi;

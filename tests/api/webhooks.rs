@@ -187,15 +187,16 @@ async fn private_and_internal_urls_are_refused_at_creation_and_at_delivery() {
     let receiver = Receiver::start().await;
     let store = app.store.clone();
     for url in [receiver.url(), format!("http://localhost:{}/hook", receiver.port)] {
+        let id = logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Webhook);
         let event = logbook::event_log::DomainEvent::WebhookCreated(logbook::event_log::WebhookCreated {
-            id: logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Webhook),
+            secret: store.vault().seal(&logbook::domain::webhook::new_secret(), &id),
+            id,
             project_id: app.project_id.clone(),
             url: logbook::domain::webhook::WebhookUrl::try_from(url).unwrap(),
             event_types: vec![logbook::domain::webhook::EventTypePattern::try_from("*".to_owned()).unwrap()],
             description: None,
             enabled: true,
             rate_limit_per_second: None,
-            secret: logbook::domain::webhook::new_secret(),
         });
         store.append(&logbook::event_log::EventMetadata::system(), vec![event]).await.unwrap();
     }
@@ -256,6 +257,66 @@ async fn a_rotated_secret_keeps_signing_beside_the_new_one() {
     let records = receiver.wait_for(1).await;
     assert_eq!(records[0]["verified_with"], json!([0, 1]), "both the old and the new secret verify it");
     assert_eq!(records[0]["signature"].as_str().unwrap().split(' ').count(), 2);
+}
+
+/// Every sealed secret in storage, with the id of the key it is sealed with.
+async fn sealed_secrets(db: &sea_orm::DatabaseConnection) -> Vec<(String, String)> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let sql = "SELECT payload AS text FROM event_log WHERE event_type IN ('webhook.created', 'webhook.secret_rotated') \
+               UNION ALL SELECT secret FROM webhooks UNION ALL SELECT previous_secret FROM webhooks WHERE previous_secret IS NOT NULL";
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    rows.iter()
+        .map(|row| {
+            let text: String = row.try_get("", "text").unwrap();
+            let key = text.split("sealed:v1:").nth(1).and_then(|rest| rest.split(':').next()).unwrap_or("plaintext").to_owned();
+            (key, text)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn rotating_the_secret_key_reseals_every_secret_and_a_node_without_the_key_does_not_start() {
+    use logbook::vault::SecretKey;
+    let (old, new) = (SecretKey::generate(), SecretKey::generate());
+    let first_key = old.clone();
+    let app = crate::helpers::spawn_full(
+        move |s| {
+            quick_webhooks(s);
+            s.secret_key = Some(first_key);
+        },
+        false,
+    )
+    .await;
+    let receiver = Receiver::start().await;
+    let webhook = app.create_webhook(&receiver.url(), &["*"]).await;
+    let id = webhook["id"].as_str().unwrap();
+    let rotated = json_of(app.post(&format!("/v1/webhooks/{id}/secret/rotate"), &app.server_key, json!({})).await, StatusCode::OK).await;
+    let sealed = sealed_secrets(&app.db).await;
+    assert_eq!(sealed.len(), 4, "two events and the row's two columns: {sealed:?}");
+    assert!(sealed.iter().all(|(key, text)| *key == old.id() && !text.contains("whsec_")), "{sealed:?}");
+
+    // A restart with the new key, the old one kept as previous, re-seals everything under the new one.
+    let mut settings = app.settings.clone();
+    settings.secret_key = Some(new.clone());
+    settings.previous_secret_keys = vec![old.clone()];
+    let again = logbook::startup::Application::build(settings.clone(), "127.0.0.1:0", true).await.expect("starts with the new key");
+    let base = format!("http://127.0.0.1:{}", again.port());
+    let _server = again.spawn();
+    assert!(sealed_secrets(&app.db).await.iter().all(|(key, _)| *key == new.id()), "{:?}", sealed_secrets(&app.db).await);
+    let secret = app.client.get(format!("{base}/v1/webhooks/{id}/secret")).bearer_auth(&app.server_key).send().await.unwrap();
+    assert_eq!(json_of(secret, StatusCode::OK).await, rotated, "the same secrets, opened with the new key");
+
+    // Deliveries sign with them.
+    receiver.configure(json!({ "secrets": [rotated["previous_secret"], rotated["secret"]] })).await;
+    let published = app.client.post(format!("{base}/v1/events")).bearer_auth(&app.server_key).json(&json!({"type": "order.created", "data": {}}));
+    assert_eq!(published.send().await.unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(receiver.wait_for(1).await[0]["verified_with"], json!([0, 1]));
+
+    // A node that has only the old key refuses to start, naming the key it lacks.
+    settings.secret_key = Some(old);
+    settings.previous_secret_keys = vec![];
+    let refused = format!("{:#}", logbook::startup::Application::build(settings, "127.0.0.1:0", false).await.err().expect("refused"));
+    assert!(refused.contains(&format!("sealed with key {}", new.id())) && refused.contains("LOGBOOK_SECRET_KEY"), "{refused}");
 }
 
 #[tokio::test]
