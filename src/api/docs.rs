@@ -27,6 +27,7 @@ use crate::error::{ErrorBody, ErrorCode, FieldError};
         (name = "sendouts", description = "Deliveries of events to endpoints, their attempts and retries"),
         (name = "exports", description = "CSV exports of logs, tasks, sendouts and events; downloading and browsing them"),
         (name = "stream", description = "Live changes as Server-Sent Events"),
+        (name = "customers", description = "Erasing a customer's personal data"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, each with its DTOs, handlers and routes.
 
 pub mod auth;
+pub mod customers;
 pub mod docs;
 pub mod dto;
 pub mod events;
@@ -42,7 +43,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .configure(webhooks::routes)
             .configure(sendouts::routes)
             .configure(exports::routes)
-            .configure(stream::routes),
+            .configure(stream::routes)
+            .configure(customers::routes),
     );
     cfg.configure(ops::routes);
 }

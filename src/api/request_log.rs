@@ -9,6 +9,7 @@ use std::time::Instant;
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
+use actix_web::http::Method;
 use actix_web::http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web::{Bytes, BytesMut};
@@ -91,7 +92,17 @@ pub async fn record_requests(mut req: ServiceRequest, next: Next<BoxBody>) -> Re
 
     let (http_req, response) = response.into_parts();
     let (head, body) = response.into_parts();
-    let (body, response_body, response_truncated) = read_response(body, state.settings.max_body_bytes, &state).await;
+    // A successful read answers with stored data. Copying it would multiply storage with every
+    // view, and keep data (an erased customer's, say) in logs other than its own.
+    let (body, response_body, response_truncated) = if http_req.method() == Method::GET && head.status().is_success() {
+        let summary = match body.size() {
+            BodySize::Sized(n) => format!("[a read's answer of {n} bytes, not copied]"),
+            _ => "[a read's streamed answer, not copied]".to_owned(),
+        };
+        (body, Value::String(summary), false)
+    } else {
+        read_response(body, state.settings.max_body_bytes, &state).await
+    };
     let mut response = head.set_body(body);
 
     let summary = http_req.extensions_mut().get_mut::<LogContext>().and_then(|c| c.body_summary.take());

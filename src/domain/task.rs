@@ -50,7 +50,7 @@ macro_rules! wire_enum {
 pub(crate) use wire_enum;
 
 wire_enum!(
-    TaskType { Import = "import", Export = "export", WebhookRecovery = "webhook_recovery", RetentionPurge = "retention_purge" }
+    TaskType { Import = "import", Export = "export", WebhookRecovery = "webhook_recovery", RetentionPurge = "retention_purge", CustomerErasure = "customer_erasure" }
 );
 
 wire_enum!(

@@ -31,7 +31,7 @@ use crate::metrics::Metrics;
 use crate::projections::search::{SearchIndex, SearchIndexer};
 use crate::services::delivery::Deliverer;
 use crate::services::tasks::{StepError, TaskRun};
-use crate::services::{exports, imports, retention, sendouts, tasks};
+use crate::services::{erasure, exports, imports, retention, sendouts, tasks};
 
 /// Events the search indexer takes per transaction (it writes to storage of its own, so a large
 /// batch holds no other writer back).
@@ -46,7 +46,7 @@ const TASK_ATTEMPTS: usize = 10;
 /// The longest wait between tries to record a given-up task as failed.
 const GIVE_UP_RETRY_MAX: Duration = Duration::from_secs(60);
 /// The task types that have a worker so far.
-const QUEUES: &[TaskType] = &[TaskType::Import, TaskType::Export, TaskType::RetentionPurge, TaskType::WebhookRecovery];
+const QUEUES: &[TaskType] = &[TaskType::Import, TaskType::Export, TaskType::RetentionPurge, TaskType::WebhookRecovery, TaskType::CustomerErasure];
 /// How often an idle task worker looks for jobs.
 const POLL: Duration = Duration::from_millis(200);
 /// Deliveries are polled for more often: publish-to-first-attempt latency is a promise.
@@ -393,6 +393,7 @@ async fn run_task(job: TaskJob, attempt: Attempt, ctx: Data<JobContext>) -> Resu
         Ok(TaskType::Export) => exports::run(&ctx.store, run).await,
         Ok(TaskType::RetentionPurge) => retention::run(&ctx.store, run).await,
         Ok(TaskType::WebhookRecovery) => sendouts::run_recovery(&ctx.store, run).await,
+        Ok(TaskType::CustomerErasure) => erasure::run(&ctx.store, run).await,
         _ => {
             let mut run = run;
             run.fail(Vec::new(), "this task type has no worker yet".into()).await

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod delivery;
+pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod exports;

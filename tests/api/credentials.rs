@@ -199,7 +199,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// `(table, row as text)` of every row of every table: on PostgreSQL every schema of the database,
 /// on SQLite every database file beside the database.
-async fn dump(url: &str, db_dir: &std::path::Path) -> Vec<(String, String)> {
+pub async fn dump(url: &str, db_dir: &std::path::Path) -> Vec<(String, String)> {
     let mut rows = Vec::new();
     if url.starts_with("postgres") {
         let mut conn = sqlx::PgConnection::connect(url).await.unwrap();

@@ -26,7 +26,7 @@ async fn count_events(db: &DatabaseConnection) -> i64 {
 }
 
 /// Every projection table as JSON rows in a stable order.
-async fn dump(db: &DatabaseConnection) -> Vec<(String, Vec<Value>)> {
+pub async fn dump(db: &DatabaseConnection) -> Vec<(String, Vec<Value>)> {
     let mut out = Vec::new();
     for table in TABLES {
         let sql = format!("SELECT * FROM {table}");

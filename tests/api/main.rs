@@ -3,6 +3,7 @@
 mod aggregates;
 mod console;
 mod conformance;
+mod erasure;
 mod errors;
 mod credentials;
 mod event_log;

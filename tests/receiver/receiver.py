@@ -5,7 +5,7 @@ library and records what it saw, one JSON line per request.
 
 POST /_config {"secrets": [...], "fail_first": N, "status": 200, "delay": 0.0} sets the behaviour:
 the first N deliveries answer 500 (with Retry-After: 0), later ones `status`, each after `delay`
-seconds.
+seconds; with "echo": true a delivery's answer repeats its body.
 """
 
 import json
@@ -55,7 +55,8 @@ class Handler(BaseHTTPRequestHandler):
         }
         with lock, open(record_path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        self.answer(status, b"received" if status < 300 else b"failing on purpose", retry_after=status >= 300)
+        answer = (body if state.get("echo") else b"received") if status < 300 else b"failing on purpose"
+        self.answer(status, answer, retry_after=status >= 300)
 
     def answer(self, status, body, retry_after=False):
         self.send_response(status)

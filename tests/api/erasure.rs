@@ -1,0 +1,132 @@
+//! Erasing a customer: afterwards none of their personal data is found anywhere in storage (every
+//! table of the database, the search index included), the other customers' data is untouched, the
+//! projections are still exactly what replaying the event log produces, and the erasure is on
+//! record as a task with its counts.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::conformance::Conform;
+use crate::helpers::{TestApp, assert_error, entry, json_of, quick_webhooks, spawn_with};
+use crate::receiver::Receiver;
+
+/// Logs a customer's activity: an ingested entry, and an event published by a request naming them.
+async fn activity(app: &TestApp, customer: &str, email: &str) -> (String, Value) {
+    let mut log = entry("2026-11-20T10:00:00Z");
+    log["customer_id"] = json!(customer);
+    log["query"] = json!({"email": email});
+    log["request_headers"] = json!({"x-customer-email": email});
+    log["request_body"] = json!({"email": email, "name": "Personal Name"});
+    log["response_body"] = json!({"greeting": format!("hello {email}")});
+    let log_id = app.ingest(vec![log]).await.remove(0);
+    let published = app
+        .client
+        .post(format!("{}/v1/events", app.address))
+        .bearer_auth(&app.server_key)
+        .header("logbook-customer-id", customer)
+        .json(&json!({"type": "customer.updated", "data": {"email": email}}))
+        .checked()
+        .await
+        .unwrap();
+    (log_id, json_of(published, StatusCode::ACCEPTED).await)
+}
+
+/// The logs whose request or response body holds `text`, by endpoint.
+async fn search(app: &TestApp, text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for side in ["request", "response"] {
+        let page = app.get_ok(&format!("/v1/logs?{side}_body_contains={text}&occurred_after=2020-01-01&limit=100"), &app.server_key).await;
+        found.extend(page["data"].as_array().unwrap().iter().map(|l| format!("{} {}", l["id"], l["endpoint"])));
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[tokio::test]
+async fn an_erased_customer_is_found_nowhere_and_everyone_else_is_untouched() {
+    let app = spawn_with(quick_webhooks).await;
+    let receiver = Receiver::start().await;
+    let webhook = app.create_webhook(&receiver.url(), &["customer.*"]).await;
+    receiver.configure(json!({"secrets": [webhook["secret"]], "echo": true})).await;
+    let (gone_email, kept_email) = ("ada.erased@example.com", "grace.kept@example.com");
+    let (gone_log, gone_event) = activity(&app, "cust_gone", gone_email).await;
+    let (kept_log, kept_event) = activity(&app, "cust_kept", kept_email).await;
+    let sendout = gone_event["sendouts"][0]["id"].as_str().unwrap().to_owned();
+    let delivered = app.wait_sendout(&sendout, |s| s["status"] == "delivered").await;
+    assert!(delivered["attempts"][0]["response_body"].as_str().unwrap().contains(gone_email), "the receiver echoes: {delivered}");
+    app.wait_sendout(kept_event["sendouts"][0]["id"].as_str().unwrap(), |s| s["status"] == "delivered").await;
+    app.wait_for_search_index().await;
+    // The ingested entry, and the publishing request's own log (reads of either copy nothing).
+    let found = search(&app, "ada.erased").await;
+    assert_eq!(found.len(), 2, "found before the erasure: {found:?}");
+
+    // Bad ids are refused, and client keys may not erase.
+    assert_error(app.post("/v1/customers/%01x/erase", &app.server_key, json!({})).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_error(app.post("/v1/customers/cust_gone/erase", &app.client_key, json!({})).await, StatusCode::FORBIDDEN, "forbidden").await;
+
+    let task = json_of(app.post("/v1/customers/cust_gone/erase", &app.server_key, json!({})).await, StatusCode::ACCEPTED).await;
+    assert_eq!(task["type"], "customer_erasure");
+    let done = app.wait_finished(task["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "done", "{done}");
+    // The ingested entry and the publishing request's own log; its event; the attempt.
+    assert_eq!(done["result"]["logs"], 2, "{done}");
+    assert_eq!(done["result"]["events"], 1, "{done}");
+    assert_eq!(done["result"]["sendout_attempts"], 1, "{done}");
+    assert_eq!(done["result"]["customer_id"], "cust_gone");
+
+    // Through the API: the records stay, their content is gone.
+    let log = app.get_ok(&format!("/v1/logs/{gone_log}"), &app.server_key).await;
+    assert_eq!((log["request_body"].clone(), log["response_body"].clone()), (Value::Null, Value::Null), "{log}");
+    assert_eq!(log["customer_id"], "cust_gone");
+    let event = app.get_ok(&format!("/v1/events/{}", gone_event["id"].as_str().unwrap()), &app.server_key).await;
+    assert_eq!(event["data"], json!({}));
+    let attempt = &app.get_ok(&format!("/v1/webhook-sendouts/{sendout}"), &app.server_key).await["attempts"][0];
+    assert_eq!(attempt["response_body"], Value::Null);
+    assert_eq!(attempt["http_status"], 200);
+    assert_eq!(search(&app, "ada.erased").await, Vec::<String>::new());
+
+    // Everyone else keeps everything.
+    let kept = app.get_ok(&format!("/v1/logs/{kept_log}"), &app.server_key).await;
+    assert_eq!(kept["request_body"]["email"], kept_email);
+    let event = app.get_ok(&format!("/v1/events/{}", kept_event["id"].as_str().unwrap()), &app.server_key).await;
+    assert_eq!(event["data"]["email"], kept_email);
+    assert_eq!(search(&app, "grace.kept").await.len(), 2);
+
+    // In storage: no table of the database holds any of the erased values.
+    let url = app.settings.database_url.clone().unwrap();
+    let rows = crate::credentials::dump(&url, &app.settings.data_dir).await;
+    assert!(rows.iter().any(|(_, row)| row.contains(kept_email)), "the dump sees the kept customer's data");
+    // (The searches above are on record with their terms, "ada.erased"; the address is not.)
+    let found: Vec<&(String, String)> = rows.iter().filter(|(_, row)| row.contains(gone_email)).collect();
+    assert!(found.is_empty(), "{gone_email} is still stored: {found:?}");
+
+    // The projections are still what the log replays to.
+    let before = crate::event_log::dump(&app.db).await;
+    logbook::projections::rebuild(&app.store, |_, _| {}).await.unwrap();
+    let after = crate::event_log::dump(&app.db).await;
+    for ((table, a), (_, b)) in before.iter().zip(&after) {
+        assert_eq!(a, b, "projection {table} differs after a rebuild");
+    }
+}
+
+#[tokio::test]
+async fn an_erasure_in_one_project_leaves_the_same_customer_id_in_another_alone() {
+    let app = spawn_with(quick_webhooks).await;
+    let (log_id, _) = activity(&app, "cust_shared", "shared@example.com").await;
+    let other = app.other_project_key("Other").await;
+    let task = json_of(app.post("/v1/customers/cust_shared/erase", &other, json!({})).await, StatusCode::ACCEPTED).await;
+    let done = app.client.get(format!("{}/v1/tasks/{}", app.address, task["id"].as_str().unwrap())).bearer_auth(&other);
+    let mut finished = Value::Null;
+    for _ in 0..200 {
+        finished = json_of(done.try_clone().unwrap().checked().await.unwrap(), StatusCode::OK).await;
+        if finished["status"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(finished["status"], "done", "{finished}");
+    assert_eq!(finished["result"]["logs"], 0);
+    let log = app.get_ok(&format!("/v1/logs/{log_id}"), &app.server_key).await;
+    assert_eq!(log["request_body"]["email"], "shared@example.com");
+}
