@@ -67,8 +67,19 @@ impl FromRequest for Params {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
+    /// An empty value (`status=`) is refused rather than read as absent: like an unknown name, it
+    /// would otherwise widen a filter silently.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(Params::parse(req.query_string())))
+        let params = Params::parse(req.query_string());
+        let bad = params.pairs().iter().find_map(|(name, v)| match () {
+            _ if v.is_empty() => Some((name, "must not be empty; leave the parameter out to not filter by it")),
+            _ if v.contains('\0') || name.contains('\0') => Some((name, "must not contain NUL characters")),
+            _ => None,
+        });
+        ready(match bad {
+            Some((name, message)) => Err(ApiError::invalid_query(&name.replace('\0', ""), message)),
+            None => Ok(params),
+        })
     }
 }
 

@@ -80,9 +80,43 @@ pub fn app(
         .wrap(actix_web::middleware::from_fn(observe))
 }
 
+/// 405 with `Allow` for a documented path asked with another method; 404 for anything else.
 async fn no_route(req: HttpRequest) -> HttpResponse {
+    if let Some(allowed) = allowed_methods(req.path()) {
+        let message = format!("{} {} is not supported; this path answers {allowed}.", req.method(), req.path());
+        let mut response = actix_web::ResponseError::error_response(&ApiError::new(ErrorCode::MethodNotAllowed, message));
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed) {
+            response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+        }
+        return response;
+    }
     let err = ApiError::new(ErrorCode::NotFound, format!("No endpoint {} {} exists; see /docs.", req.method(), req.path()));
     actix_web::ResponseError::error_response(&err)
+}
+
+/// The methods of the documented path `path` falls under (the one with the most literal segments,
+/// so `/v1/logs/histogram` is not read as `/v1/logs/{id}`), as an `Allow` value.
+fn allowed_methods(path: &str) -> Option<String> {
+    static PATHS: std::sync::LazyLock<Vec<(Vec<String>, String)>> = std::sync::LazyLock::new(|| {
+        let doc = serde_json::to_value(openapi()).unwrap_or_default();
+        let Some(paths) = doc["paths"].as_object() else { return Vec::new() };
+        let methods = ["get", "post", "put", "patch", "delete", "head", "options", "trace"];
+        paths
+            .iter()
+            .map(|(template, item)| {
+                let allowed = item.as_object().into_iter().flat_map(|ops| ops.keys()).filter(|m| methods.contains(&m.as_str()));
+                (template.split('/').map(str::to_owned).collect(), allowed.map(|m| m.to_ascii_uppercase()).collect::<Vec<_>>().join(", "))
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    PATHS
+        .iter()
+        .filter(|(template, _)| {
+            template.len() == segments.len() && template.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
+        })
+        .max_by_key(|(template, _)| template.iter().filter(|t| !t.starts_with('{')).count())
+        .map(|(_, allowed)| allowed.clone())
 }
 
 /// Request count and latency per route template (never per concrete path, to bound cardinality).

@@ -82,6 +82,7 @@ pub async fn record_requests(mut req: ServiceRequest, next: Next<BoxBody>) -> Re
     let mut request_headers = headers_json(req.headers());
     redact::scrub_json(&mut query);
     redact::scrub_json(&mut request_headers);
+    redact::replace_nul(&mut query);
     let response = match header_error {
         Some(err) => {
             let http = err.error_response();

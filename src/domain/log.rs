@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::channel::Channel;
 use super::ids::{IdKind, new_id};
-use super::redact::{RedactKeys, redact_header_map, stored_body, stored_json};
+use super::redact::{RedactKeys, redact_header_map, replace_nul_in, stored_body, stored_json};
 use super::time::{now_ms, parse_instant};
 
 /// A resource a request touched.
@@ -178,6 +178,14 @@ impl LogIn {
         if !self.path.starts_with('/') || self.path.len() > 2048 {
             bad("path", "must start with / and be at most 2048 characters");
         }
+        // Names and ids are stored as text columns, which (on PostgreSQL) cannot hold NUL.
+        for (field, value) in [("path", Some(&self.path)), ("endpoint", self.endpoint.as_ref()), ("user_id", self.user_id.as_ref()),
+            ("customer_id", self.customer_id.as_ref()), ("server_key_id", self.server_key_id.as_ref()), ("client_key_id", self.client_key_id.as_ref())]
+        {
+            if value.is_some_and(|v| v.contains('\0')) {
+                bad(field, "must not contain NUL characters");
+            }
+        }
         let endpoint = self.endpoint.clone().unwrap_or_else(|| format!("{method} {}", self.path));
         if endpoint.is_empty() || endpoint.len() > 300 {
             bad("endpoint", "must be 1 to 300 characters");
@@ -213,7 +221,10 @@ impl LogIn {
         let (request_body, request_body_truncated) = body(self.request_body);
         let (response_body, response_body_truncated) = body(self.response_body);
         let mut headers = self.request_headers.unwrap_or_default();
+        replace_nul_in(&mut headers);
         redact_header_map(&mut headers);
+        let mut query = self.query.unwrap_or_default();
+        replace_nul_in(&mut query);
         let mut unique_related: Vec<RelatedRef> = Vec::with_capacity(related.len());
         for r in related {
             if !unique_related.iter().any(|u| u.id == r.id) {
@@ -230,7 +241,7 @@ impl LogIn {
             path: self.path,
             http_status: self.http_status as i32,
             duration_ms: self.duration_ms,
-            query: Value::Object(self.query.unwrap_or_default()),
+            query: Value::Object(query),
             request_headers: Value::Object(headers),
             request_body,
             response_body,

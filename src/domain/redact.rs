@@ -137,7 +137,7 @@ pub fn stored_body(bytes: &[u8], complete: bool, keys: &RedactKeys) -> (Value, b
         return stored_json(json, keys);
     }
     // Scrubbed before it is cut, so no credential survives as a prefix at the cut.
-    let text = String::from_utf8_lossy(bytes);
+    let text = String::from_utf8_lossy(bytes).replace('\0', NUL_STAND_IN);
     let text = scrub_credentials(&text);
     let truncated = !complete || text.len() > MAX_STORED_BODY;
     (Value::String(cut(&text).to_owned()), truncated)
@@ -147,12 +147,39 @@ pub fn stored_body(bytes: &[u8], complete: bool, keys: &RedactKeys) -> (Value, b
 pub fn stored_json(mut json: Value, keys: &RedactKeys) -> (Value, bool) {
     redact_json(&mut json, keys);
     scrub_json(&mut json);
+    replace_nul(&mut json);
     let text = json.to_string();
     if text.len() <= MAX_STORED_BODY {
         return (json, false);
     }
     // Cut the redacted text, never the raw one, so no secret survives in the prefix.
     (Value::String(cut(&text).to_owned()), true)
+}
+
+/// What a NUL character in a stored body becomes: PostgreSQL's text (the search index, JSON read
+/// as text) cannot hold one, and both backends store the same.
+const NUL_STAND_IN: &str = "\u{FFFD}";
+
+/// Replaces every NUL character in `value`'s strings and keys (see [`NUL_STAND_IN`]).
+pub fn replace_nul(value: &mut Value) {
+    match value {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', NUL_STAND_IN),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(map) => replace_nul_in(map),
+        _ => {}
+    }
+}
+
+/// [`replace_nul`] for an object's keys and values.
+pub fn replace_nul_in(map: &mut Map<String, Value>) {
+    if map.keys().any(|k| k.contains('\0')) {
+        for (k, mut v) in std::mem::take(map) {
+            replace_nul(&mut v);
+            map.insert(k.replace('\0', NUL_STAND_IN), v);
+        }
+    } else {
+        map.values_mut().for_each(replace_nul);
+    }
 }
 
 /// The longest prefix of `text` within [`MAX_STORED_BODY`] bytes that ends on a character boundary.
@@ -237,5 +264,13 @@ mod tests {
         assert_eq!(stored_body(b"hello", true, &RedactKeys::default()), (json!("hello"), false));
         assert_eq!(stored_body(b"", true, &RedactKeys::default()), (Value::Null, false));
         assert_eq!(stored_body(b"partial", false, &RedactKeys::default()), (json!("partial"), true));
+    }
+
+    #[test]
+    fn a_nul_character_is_stored_as_a_replacement_character_in_text_and_json() {
+        let keys = RedactKeys::default();
+        assert_eq!(stored_body(b"a\0b", true, &keys), (json!("a\u{FFFD}b"), false));
+        let (json, _) = stored_body(br#"{"k\u0000":["x\u0000"],"n":{"m":"\u0000"}}"#, true, &keys);
+        assert_eq!(json, json!({"k\u{FFFD}": ["x\u{FFFD}"], "n": {"m": "\u{FFFD}"}}));
     }
 }

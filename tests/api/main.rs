@@ -9,6 +9,7 @@ mod credentials;
 mod event_log;
 mod exports;
 mod helpers;
+mod hostile;
 mod imports;
 mod isolation;
 mod live;

@@ -1,0 +1,116 @@
+//! Hostile input found by the fuzzer (tests/fuzz), kept as tests: each is refused with the
+//! contract's error, or stored safely, on both backends; nothing answers 5xx.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::conformance::Conform;
+use crate::helpers::{assert_error, entry, json_of, spawn_app};
+
+#[tokio::test]
+async fn empty_and_nul_query_values_are_refused_not_ignored() {
+    let app = spawn_app().await;
+    for query in ["status=", "limit=", "status=success&status=", "user_id=%00", "customer_id=a%00b", "%00=x"] {
+        let response = app.get(&format!("/v1/logs?{query}"), &app.server_key).await;
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "invalid_query").await;
+        let message = body["error"]["details"][0]["message"].as_str().unwrap();
+        assert!(message.contains("empty") || message.contains("NUL"), "{query}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn nul_characters_are_refused_in_names_and_replaced_in_bodies() {
+    let app = spawn_app().await;
+    let mut named = entry("2026-11-20T10:00:00Z");
+    named["path"] = json!("/orders\u{0}");
+    named["customer_id"] = json!("c\u{0}");
+    let body = assert_error(app.post("/v1/logs", &app.server_key, json!({"logs": [named]})).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let fields: Vec<&str> = body["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["logs[0].path", "logs[0].customer_id"], "{body}");
+
+    // Free-form content keeps everything but the NUL, on both backends, and stays searchable.
+    let mut free = entry("2026-11-20T10:00:00Z");
+    free["channel"] = json!("nul");
+    free["request_body"] = json!({"note\u{0}": "before\u{0}after"});
+    free["response_body"] = json!("plain\u{0}text");
+    free["query"] = json!({"q": "a\u{0}b"});
+    free["request_headers"] = json!({"x-note": "h\u{0}"});
+    let id = app.ingest(vec![free]).await.remove(0);
+    let log = app.get_ok(&format!("/v1/logs/{id}"), &app.server_key).await;
+    assert_eq!(log["request_body"], json!({"note\u{FFFD}": "before\u{FFFD}after"}));
+    assert_eq!(log["response_body"], "plain\u{FFFD}text");
+    assert_eq!(log["query"]["q"], "a\u{FFFD}b");
+    assert_eq!(log["request_headers"]["x-note"], "h\u{FFFD}");
+    // The server's own request with a NUL in its query is refused, and logged without breaking
+    // later body searches.
+    let refused = app.get("/v1/logs?channel=nul%00", &app.server_key).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    for side in ["request", "response"] {
+        app.wait_for_search_index().await;
+        let found = app.get_ok(&format!("/v1/logs?occurred_after=2026-11-01&{side}_body_contains=after&{side}_body_contains=plain"), &app.server_key).await;
+        assert_eq!(found["data"].as_array().unwrap().len(), 1, "{side}: {found}");
+    }
+}
+
+#[tokio::test]
+async fn search_strings_are_literals_with_wildcards_quotes_and_backslashes() {
+    let app = spawn_app().await;
+    let bodies = [r"100% sure", r"under_score", r#"say "hi""#, r"C:\path\to", r"it's", r"plain text"];
+    let logs = bodies
+        .iter()
+        .map(|b| {
+            let mut e = entry("2026-11-20T10:00:00Z");
+            e["channel"] = json!("literal");
+            e["request_body"] = json!(b);
+            e
+        })
+        .collect();
+    let ids = app.ingest(logs).await;
+    let search = |needle: &str| {
+        let app = &app;
+        let url = format!("{}/v1/logs?occurred_after=2026-11-01&channel=literal&request_body_contains={}", app.address, urlencode(needle));
+        async move {
+            let found = json_of(app.client.get(url).bearer_auth(&app.server_key).checked().await.unwrap(), StatusCode::OK).await;
+            found["data"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    for round in ["tail", "indexed"] {
+        assert_eq!(search("0% s").await, [ids[0].clone()], "{round}: % is a literal");
+        assert_eq!(search("%").await, [ids[0].clone()], "{round}");
+        assert_eq!(search("r_s").await, [ids[1].clone()], "{round}: _ is a literal");
+        assert!(search("r_x").await.is_empty(), "{round}");
+        assert_eq!(search(r#""hi""#).await, [ids[2].clone()], "{round}: quotes");
+        assert_eq!(search(r"\path\").await, [ids[3].clone()], "{round}: backslashes");
+        assert_eq!(search("it's").await, [ids[4].clone()], "{round}: an apostrophe");
+        assert!(search("'; DROP TABLE logs; --").await.is_empty(), "{round}");
+        app.wait_for_search_index().await;
+    }
+    assert_eq!(app.get_ok("/v1/logs?occurred_after=2026-11-01&channel=literal", &app.server_key).await["data"].as_array().unwrap().len(), 6);
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn a_documented_path_asked_with_another_method_answers_405_with_allow() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [(Method::PUT, "/v1/logs/histogram", "GET"), (Method::DELETE, "/healthz", "GET"), (Method::PATCH, "/v1/events", "GET, POST")] {
+        let response = app.request(method.clone(), path, Some(&app.server_key), None).await;
+        assert_eq!(response.headers().get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{method} {path}");
+        assert_error(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    }
+    assert_error(app.request(Method::GET, "/v1/nothing-here", Some(&app.server_key), None).await, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn an_unknown_token_is_refused_before_the_body_is_read() {
+    let app = spawn_app().await;
+    for token in ["sk_unknown00000000000000000000000", "garbage"] {
+        let bad_body = app.client.post(format!("{}/v1/logs", app.address)).bearer_auth(token).header("content-type", "application/json").body("{not json");
+        assert_error(bad_body.checked().await.unwrap(), StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+    // A known key without the role is refused before its body is judged too.
+    let bad_body = app.client.post(format!("{}/v1/logs", app.address)).bearer_auth(&app.client_key).header("content-type", "application/json").body("{not json");
+    assert_error(bad_body.checked().await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
+}
