@@ -116,6 +116,12 @@ pub struct Settings {
     /// the current key at start-up. Remove them once every node has started with the new key.
     #[arg(long, env = "LOGBOOK_PREVIOUS_SECRET_KEYS", global = true, hide_env_values = true, value_delimiter = ',')]
     pub previous_secret_keys: Vec<SecretKey>,
+    /// Requests each credential (key or user) may make per `LOGBOOK_RATE_LIMIT_WINDOW`; more are
+    /// answered 429 with `Retry-After`. Nodes on one PostgreSQL share their counts. 0: no limit.
+    #[arg(long, env = "LOGBOOK_RATE_LIMIT", global = true, default_value_t = 10_000)]
+    pub rate_limit: u32,
+    #[arg(long, env = "LOGBOOK_RATE_LIMIT_WINDOW", global = true, default_value = "1s", value_parser = parse_duration)]
+    pub rate_limit_window: Duration,
     /// Log output format: `text` or `json`.
     #[arg(long, env = "LOGBOOK_LOG_FORMAT", global = true, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

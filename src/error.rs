@@ -27,8 +27,14 @@ pub enum ErrorCode {
     Conflict,
     /// An export that cannot be browsed: not a logs export, not done, or older than 90 days.
     ExportNotBrowsable,
+    /// The body did not arrive in time (a slow or stalled client).
+    RequestTimeout,
     PayloadTooLarge,
+    /// The query string is longer than the server reads.
+    UriTooLong,
     UnsupportedMediaType,
+    /// A request header, or all of them together, is larger than the server reads.
+    HeadersTooLarge,
     /// Valid JSON whose content breaks a rule; `details` says which fields.
     ValidationFailed,
     /// A webhook URL that resolves to a loopback, private or otherwise internal address.
@@ -48,8 +54,11 @@ impl ErrorCode {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Conflict | ErrorCode::ExportNotBrowsable => StatusCode::CONFLICT,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::ValidationFailed | ErrorCode::WebhookUrlNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -9,6 +9,7 @@ use crate::jobs::JobQueue;
 use crate::metrics::Metrics;
 use crate::services::events::Publisher;
 use crate::services::logs::{self, LogWriter};
+use crate::services::rate_limit::RateLimiter;
 use crate::services::sendouts::Retrier;
 use crate::services::stream::Feed;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// `GET /v1/stream`: this node's reader of committed changes.
     pub feed: Feed,
+    /// Requests per credential and window.
+    pub rate_limiter: RateLimiter,
 }
 
 impl AppState {
@@ -44,7 +47,9 @@ impl AppState {
         store.add_after_commit(auth.clone());
         let retrier = crate::services::sendouts::start_retrier(store.clone());
         retrier.register_metrics(&metrics, "retrier", "Retries by hand");
+        let rate_limiter = RateLimiter::start(&db, settings.rate_limit, settings.rate_limit_window);
         Self {
+            rate_limiter,
             feed,
             publisher,
             retrier,

@@ -17,6 +17,7 @@ mod m20261201_000012_commit_notify;
 mod m20261201_000013_exports;
 mod m20261201_000014_sendout_last_attempt;
 mod m20261201_000015_event_log_redaction;
+mod m20261201_000016_rate_limits;
 
 pub use m20261124_000007_event_log_indexes::VERSIONED_STREAMS;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000013_exports::Migration),
             Box::new(m20261201_000014_sendout_last_attempt::Migration),
             Box::new(m20261201_000015_event_log_redaction::Migration),
+            Box::new(m20261201_000016_rate_limits::Migration),
         ]
     }
 }

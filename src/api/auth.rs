@@ -3,12 +3,12 @@
 use actix_web::body::BoxBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, RETRY_AFTER};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 
 use crate::domain::actor::Actor;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::event_log::EventMetadata;
 use crate::services::auth::{Credential, Principal, ProjectAccess};
 use crate::state::AppState;
@@ -77,11 +77,21 @@ fn metadata(req: &HttpRequest, actor: Actor) -> EventMetadata {
 /// Authenticates every `/v1` request before its handler reads anything, so that an unknown token
 /// is refused with 401 whatever the body holds; the extractors below then only check the role.
 pub async fn authenticate(req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if req.path().starts_with("/v1/")
-        && req.match_pattern().is_some()
-        && let Err(err) = principal(req.request()).await
-    {
-        return Ok(req.error_response(err));
+    if !req.path().starts_with("/v1/") || req.match_pattern().is_none() {
+        return next.call(req).await;
+    }
+    let access = match principal(req.request()).await {
+        Ok(Principal::Project(access)) => access,
+        Ok(Principal::Admin) => return next.call(req).await,
+        Err(err) => return Ok(req.error_response(err)),
+    };
+    let limiter = req.app_data::<web::Data<AppState>>().map(|s| s.rate_limiter.clone());
+    if let Some(Err(wait)) = limiter.map(|l| l.admit(access.credential.id())) {
+        let seconds = wait.as_millis().div_ceil(1000).max(1) as u64;
+        let err = ApiError::new(ErrorCode::RateLimited, format!("This credential made too many requests; retry in {seconds} s."));
+        let mut response = req.error_response(err);
+        response.headers_mut().insert(RETRY_AFTER, seconds.into());
+        return Ok(response);
     }
     next.call(req).await
 }

@@ -51,10 +51,14 @@ impl SharedErrors {
         ("400", "Malformed request: an unreadable query parameter or `Logbook-` header"),
         ("401", "Missing or unknown token"),
         ("403", "This token may not call this operation"),
+        ("414", "The query string is longer than 8 KiB"),
+        ("431", "A header is larger than 8 KiB, or all of them than 32 KiB"),
+        ("429", "This credential made more requests than `LOGBOOK_RATE_LIMIT` allows per window; retry after `Retry-After` seconds"),
         ("500", "Internal error; the cause is logged under the request's log id"),
         ("503", "The database is unavailable; retry later"),
     ];
     const WITH_BODY: &[(&str, &str)] = &[
+        ("408", "The body did not arrive within 30 s"),
         ("413", "The body is larger than the server accepts"),
         ("415", "The body's content type is not one this operation reads"),
     ];

@@ -19,6 +19,9 @@ use crate::error::{ApiError, ErrorCode, FieldError};
 /// by its JSON path (`logs[2].channel`).
 pub struct Json<T>(pub T);
 
+/// How long a JSON body may take to arrive: a stalled client must not hold a worker's request.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
@@ -31,7 +34,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
         }
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let bytes = bytes.await.map_err(|e| {
+            let Ok(bytes) = tokio::time::timeout(BODY_TIMEOUT, bytes).await else {
+                let message = format!("The request body did not arrive within {} s.", BODY_TIMEOUT.as_secs());
+                return Err(ApiError::new(ErrorCode::RequestTimeout, message));
+            };
+            let bytes = bytes.map_err(|e| {
                 if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(ErrorCode::PayloadTooLarge, "The request body is larger than LOGBOOK_MAX_BODY_BYTES allows.")
                 } else {
@@ -43,12 +50,36 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     }
 }
 
+/// How deep a request body may nest: far beyond what an API payload needs, and well within what
+/// every reader of stored bodies (and PostgreSQL's JSON functions) handles. (serde_json alone
+/// refuses more than 128 levels, as malformed.)
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// How many arrays and objects deep `value` nests (`{"a": 1}` is 1), without recursion.
+fn depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1)];
+    while let Some((value, level)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(level);
+        stack.extend(children.map(|v| (v, level + 1)));
+    }
+    deepest
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::malformed("The request body is empty; send a JSON object."));
     }
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::malformed(format!("The request body is not valid JSON: {e}.")))?;
+    if depth(&value) > MAX_JSON_DEPTH {
+        return Err(ApiError::invalid_field("body", format!("must not nest arrays and objects deeper than {MAX_JSON_DEPTH} levels")));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.inner().to_string();
@@ -63,6 +94,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// Values one query parameter may have (they are OR-ed into one filter).
+pub const MAX_VALUES: usize = 100;
+
 impl FromRequest for Params {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
@@ -71,9 +105,13 @@ impl FromRequest for Params {
     /// would otherwise widen a filter silently.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let params = Params::parse(req.query_string());
+        let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        params.pairs().iter().for_each(|(n, _)| *counts.entry(n).or_default() += 1);
+        let repeated = |name: &String| counts[name.as_str()] > MAX_VALUES;
         let bad = params.pairs().iter().find_map(|(name, v)| match () {
-            _ if v.is_empty() => Some((name, "must not be empty; leave the parameter out to not filter by it")),
-            _ if v.contains('\0') || name.contains('\0') => Some((name, "must not contain NUL characters")),
+            _ if v.is_empty() => Some((name, "must not be empty; leave the parameter out to not filter by it".to_owned())),
+            _ if v.contains('\0') || name.contains('\0') => Some((name, "must not contain NUL characters".to_owned())),
+            _ if repeated(name) => Some((name, format!("may be given at most {MAX_VALUES} times"))),
             _ => None,
         });
         ready(match bad {

@@ -21,7 +21,7 @@ pub use docs::openapi;
 
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{App, HttpRequest, HttpResponse, web};
@@ -77,7 +77,38 @@ pub fn app(
         .default_service(web::to(no_route))
         .wrap(actix_web::middleware::from_fn(auth::authenticate))
         .wrap(actix_web::middleware::from_fn(request_log::record_requests))
+        .wrap(actix_web::middleware::from_fn(limit_head))
         .wrap(actix_web::middleware::from_fn(observe))
+}
+
+/// The longest query string read.
+pub const MAX_QUERY_BYTES: usize = 8 * 1024;
+/// The largest header value, and all headers together (names and values).
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+pub const MAX_HEADERS_BYTES: usize = 32 * 1024;
+
+/// Refuses oversized query strings (414) and headers (431) before anything reads or stores them.
+/// (Beyond what the HTTP parser itself buffers, about 32 KiB of request head, it answers alone.)
+async fn limit_head(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let refusal = if req.query_string().len() > MAX_QUERY_BYTES {
+        Some(ApiError::new(ErrorCode::UriTooLong, format!("The query string is longer than {MAX_QUERY_BYTES} bytes.")))
+    } else {
+        let sizes = req.headers().iter().map(|(name, value)| (name, name.as_str().len() + value.len()));
+        let mut total = 0;
+        let mut refusal = None;
+        for (name, size) in sizes {
+            total += size;
+            if size > MAX_HEADER_BYTES {
+                refusal = Some(ApiError::new(ErrorCode::HeadersTooLarge, format!("The header {name} is larger than {MAX_HEADER_BYTES} bytes.")));
+                break;
+            }
+        }
+        refusal.or_else(|| (total > MAX_HEADERS_BYTES).then(|| ApiError::new(ErrorCode::HeadersTooLarge, format!("The headers add up to more than {MAX_HEADERS_BYTES} bytes."))))
+    };
+    match refusal {
+        Some(err) => Ok(req.error_response(err).map_into_right_body()),
+        None => next.call(req).await.map(ServiceResponse::map_into_left_body),
+    }
 }
 
 /// 405 with `Allow` for a documented path asked with another method; 404 for anything else.

@@ -35,6 +35,13 @@ pub enum Credential {
 }
 
 impl Credential {
+    /// The key's or the user's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Credential::ServerKey(id) | Credential::ClientKey(id) | Credential::User(id) => id,
+        }
+    }
+
     pub fn actor(&self) -> Actor {
         let (kind, id) = match self {
             Credential::ServerKey(id) => (ActorKind::ServerKey, id),

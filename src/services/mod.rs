@@ -10,6 +10,7 @@ pub mod files;
 pub mod imports;
 pub mod logs;
 pub mod projects;
+pub mod rate_limit;
 pub mod retention;
 pub mod sendouts;
 pub mod stream;

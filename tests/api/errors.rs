@@ -35,7 +35,7 @@ async fn malformed_requests_answer_in_the_error_body_and_change_nothing() {
         (app.client.get(url("/v1/logs?channel=NOT%20OK")).bearer_auth(&app.server_key), StatusCode::BAD_REQUEST, "invalid_query"),
         (app.client.get(url("/v1/logs")).bearer_auth(&app.server_key).header("Logbook-Channel", "Bad Channel"), StatusCode::BAD_REQUEST, "malformed_request"),
         (app.client.get(url("/v1/no-such-thing")).bearer_auth(&app.server_key), StatusCode::NOT_FOUND, "not_found"),
-        (app.client.delete(url("/v1/projects")).bearer_auth(&app.admin), StatusCode::NOT_FOUND, "not_found"),
+        (app.client.delete(url("/v1/projects")).bearer_auth(&app.admin), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
     ];
     for (request, status, code) in cases {
         let response = request.checked().await.unwrap();

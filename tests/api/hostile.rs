@@ -114,3 +114,52 @@ async fn an_unknown_token_is_refused_before_the_body_is_read() {
     let bad_body = app.client.post(format!("{}/v1/logs", app.address)).bearer_auth(&app.client_key).header("content-type", "application/json").body("{not json");
     assert_error(bad_body.checked().await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
 }
+
+#[tokio::test]
+async fn oversized_queries_headers_bodies_and_repeated_values_get_the_contract_error() {
+    let app = spawn_app().await;
+    let long = format!("/v1/logs?user_id={}", "u".repeat(9000));
+    assert_error(app.get(&long, &app.server_key).await, StatusCode::URI_TOO_LONG, "uri_too_long").await;
+    let many: Vec<String> = (0..101).map(|i| format!("user_id=u{i}")).collect();
+    let body = assert_error(app.get(&format!("/v1/logs?{}", many.join("&")), &app.server_key).await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    assert!(body["error"]["details"][0]["message"].as_str().unwrap().contains("at most 100"), "{body}");
+    let hundred: Vec<String> = (0..100).map(|i| format!("user_id=u{i}")).collect();
+    assert_eq!(app.get(&format!("/v1/logs?{}", hundred.join("&")), &app.server_key).await.status(), StatusCode::OK);
+
+    let big_header = app.client.get(format!("{}/v1/logs", app.address)).bearer_auth(&app.server_key).header("x-big", "a".repeat(9000));
+    assert_error(big_header.checked().await.unwrap(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large").await;
+    let mut many_headers = app.client.get(format!("{}/v1/logs", app.address)).bearer_auth(&app.server_key);
+    for i in 0..5 {
+        many_headers = many_headers.header(format!("x-part-{i}"), "b".repeat(7000));
+    }
+    assert_error(many_headers.checked().await.unwrap(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large").await;
+
+    // JSON nested past 64 levels is refused whole; 64 levels are stored.
+    let nested = |levels: usize| format!(r#"{{"type":"order.created","data":{}1{}}}"#, r#"{"a":"#.repeat(levels - 1), "}".repeat(levels - 1));
+    let deep = app.client.post(format!("{}/v1/events", app.address)).bearer_auth(&app.server_key).header("content-type", "application/json").body(nested(65));
+    let body = assert_error(deep.checked().await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert!(body["error"]["details"][0]["message"].as_str().unwrap().contains("64 levels"), "{body}");
+    let fine = app.client.post(format!("{}/v1/events", app.address)).bearer_auth(&app.server_key).header("content-type", "application/json").body(nested(64));
+    assert_eq!(fine.checked().await.unwrap().status(), StatusCode::ACCEPTED);
+    let far = app.client.post(format!("{}/v1/events", app.address)).bearer_auth(&app.server_key).header("content-type", "application/json").body(nested(5000));
+    assert_error(far.checked().await.unwrap(), StatusCode::BAD_REQUEST, "malformed_request").await;
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_is_answered_408_and_frees_the_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"type\":",
+        app.server_key
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(60), stream.read(&mut answer)).await.expect("answered").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(29), "{:?}", started.elapsed());
+}

@@ -12,6 +12,7 @@ mod helpers;
 mod hostile;
 mod imports;
 mod isolation;
+mod limits;
 mod live;
 mod logs;
 mod openapi;
