@@ -13,6 +13,8 @@ pub mod job;
 pub mod log;
 pub mod pagination;
 pub mod params;
+#[cfg(test)]
+mod properties;
 pub mod project;
 pub mod redact;
 pub mod sendout;
