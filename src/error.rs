@@ -223,6 +223,7 @@ impl From<UploadError> for ApiError {
                 format!("The file is larger than the import limit of {max} bytes (LOGBOOK_MAX_IMPORT_BYTES)."),
             ),
             UploadError::Body(message) => Self::malformed(format!("The upload could not be read: {message}")),
+            UploadError::Stalled => Self::new(ErrorCode::RequestTimeout, format!("The upload stalled: {err}.")),
             UploadError::Db(e) => Self::internal(e),
         }
     }

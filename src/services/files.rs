@@ -28,12 +28,18 @@ pub enum UploadError {
     TooLarge(u64),
     #[error("the upload broke off: {0}")]
     Body(String),
+    /// No byte arrived for [`UPLOAD_IDLE`]: a stalled client must not hold its request open.
+    #[error("no byte of the upload arrived for {} s", UPLOAD_IDLE.as_secs())]
+    Stalled,
     #[error(transparent)]
     Db(#[from] DbErr),
 }
 
-/// Streams `body` into storage, hashing as it goes; holds one chunk in memory. On any error the
-/// partial file is removed.
+/// How long an upload may go without a byte before it is given up.
+pub const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Streams `body` into storage, hashing as it goes; holds one chunk in memory. On any error (or
+/// [`UPLOAD_IDLE`] without a byte) the partial file is removed.
 pub async fn store<E: std::fmt::Display>(
     store: &EventStore,
     project_id: &str,
@@ -43,7 +49,7 @@ pub async fn store<E: std::fmt::Display>(
     let mut sink = FileSink::create(store, project_id).await?;
     let mut body = std::pin::pin!(body);
     let written: Result<(), UploadError> = async {
-        while let Some(bytes) = body.next().await {
+        while let Some(bytes) = tokio::time::timeout(UPLOAD_IDLE, body.next()).await.map_err(|_| UploadError::Stalled)? {
             let bytes = bytes.map_err(|e| UploadError::Body(e.to_string()))?;
             if sink.size + bytes.len() as u64 > max_bytes {
                 return Err(UploadError::TooLarge(max_bytes));

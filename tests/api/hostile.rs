@@ -145,21 +145,29 @@ async fn oversized_queries_headers_bodies_and_repeated_values_get_the_contract_e
     assert_error(far.checked().await.unwrap(), StatusCode::BAD_REQUEST, "malformed_request").await;
 }
 
-#[tokio::test]
-async fn a_body_that_stalls_is_answered_408_and_frees_the_request() {
+/// Sends `head` and the start of a body, then stalls; returns the answer and how long it took.
+async fn stall(address: &str, head: String) -> (String, std::time::Duration) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = spawn_app().await;
-    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
-    let head = format!(
-        "POST /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"type\":",
-        app.server_key
-    );
+    let mut stream = tokio::net::TcpStream::connect(address.trim_start_matches("http://")).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
     let started = std::time::Instant::now();
     let mut answer = vec![0u8; 4096];
     let n = tokio::time::timeout(std::time::Duration::from_secs(60), stream.read(&mut answer)).await.expect("answered").unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("request_timeout"), "{answer}");
-    assert!(started.elapsed() >= std::time::Duration::from_secs(29), "{:?}", started.elapsed());
+    (String::from_utf8_lossy(&answer[..n]).into_owned(), started.elapsed())
+}
+
+#[tokio::test]
+async fn a_json_body_or_an_upload_that_stalls_is_answered_408() {
+    let app = spawn_app().await;
+    let key = &app.server_key;
+    let json = format!("POST /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"type\":");
+    let upload = format!("POST /v1/imports HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: text/csv\r\ncontent-length: 1000\r\n\r\ntype,source_id\n");
+    let ((json, json_took), (upload, upload_took)) = tokio::join!(stall(&app.address, json), stall(&app.address, upload));
+    for (answer, took) in [(json, json_took), (upload, upload_took)] {
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("request_timeout"), "{answer}");
+        assert!(took >= std::time::Duration::from_secs(29), "{took:?}");
+    }
+    // The stalled upload left no file or import behind.
+    assert!(app.get_ok("/v1/tasks?type=import", &app.server_key).await["data"].as_array().unwrap().is_empty());
 }
