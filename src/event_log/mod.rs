@@ -57,6 +57,8 @@ pub enum DomainEvent {
     ImportCreated(ImportCreated),
     #[serde(rename = "export.created.v1")]
     ExportCreated(ExportCreated),
+    #[serde(rename = "export.withdrawn.v1")]
+    ExportWithdrawn(ExportWithdrawn),
     #[serde(rename = "event.published.v1")]
     EventPublished(EventPublished),
     #[serde(rename = "retention.daily_run.v1")]
@@ -195,6 +197,15 @@ pub struct ImportCreated {
     pub size_bytes: i64,
     pub sha256: String,
     pub format: ImportFormat,
+}
+
+/// A done export taken back because its rows held data since erased: its file and browsable
+/// rows are gone, and it reads as failed with `reason`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportWithdrawn {
+    pub id: String,
+    pub project_id: String,
+    pub reason: String,
 }
 
 /// An export as asked for; its task (scheduled with it) does the work, and the export's state
@@ -362,6 +373,7 @@ impl DomainEvent {
             DomainEvent::TaskFailed(e) => ("task", e.id.as_str()),
             DomainEvent::ImportCreated(e) => ("import", e.id.as_str()),
             DomainEvent::ExportCreated(e) => ("export", e.id.as_str()),
+            DomainEvent::ExportWithdrawn(e) => ("export", e.id.as_str()),
             DomainEvent::EventPublished(e) => ("event", e.id.as_str()),
             DomainEvent::DailyRetentionRun(e) => ("retention_run", e.day.as_str()),
             DomainEvent::WebhookCreated(e) => ("webhook", e.id.as_str()),
@@ -394,6 +406,7 @@ impl DomainEvent {
             DomainEvent::TaskFailed(e) => Some(&e.project_id),
             DomainEvent::ImportCreated(e) => Some(&e.project_id),
             DomainEvent::ExportCreated(e) => Some(&e.project_id),
+            DomainEvent::ExportWithdrawn(e) => Some(&e.project_id),
             DomainEvent::EventPublished(e) => Some(&e.project_id),
             DomainEvent::WebhookCreated(e) => Some(&e.project_id),
             DomainEvent::WebhookUpdated(e) => Some(&e.project_id),

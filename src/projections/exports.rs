@@ -60,6 +60,16 @@ pub async fn apply(conn: &impl ConnectionTrait, stored: &StoredEvent) -> Result<
         }
         DomainEvent::TaskFailed(e) => failed(conn, &e.id, &e.message, at).await?,
         DomainEvent::TaskCancelled(e) => failed(conn, &e.id, "The export was cancelled.", at).await?,
+        DomainEvent::ExportWithdrawn(e) => {
+            export::Entity::update_many()
+                .filter(export::Column::Id.eq(&e.id))
+                .col_expr(export::Column::Status, Expr::value(ExportStatus::Failed.as_str()))
+                .col_expr(export::Column::Error, Expr::value(e.reason.as_str()))
+                .col_expr(export::Column::FileId, Expr::value(Option::<String>::None))
+                .col_expr(export::Column::SizeBytes, Expr::value(Option::<i64>::None))
+                .exec(conn)
+                .await?;
+        }
         _ => {}
     }
     Ok(())

@@ -7,14 +7,16 @@
 //! time; their data goes, and with it the sendouts' payloads and the answers their endpoints
 //! gave. The task, scheduled and completed with its counts, is the record of the erasure.
 
-use entity::{event_log, log, published_event, sendout, sendout_attempt};
+use entity::{event_log, export, log, published_event, sendout, sendout_attempt};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::error::{ServiceError, ServiceResult};
+use super::exports;
 use super::tasks::{self, NewTask, Progress, StepError, TaskRun};
+use crate::domain::export::{ExportResource, ExportStatus};
 use crate::dialect;
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::task::{Task, TaskType};
@@ -58,6 +60,8 @@ struct Erased {
     events: i64,
     sendout_attempts: i64,
     event_log_entries: i64,
+    #[serde(default)]
+    exports_withdrawn: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     after_log: Option<String>,
 }
@@ -74,7 +78,8 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
     };
     loop {
         let writer = run.begin_step().await?;
-        let Some(rewritten_logs) = erase_batch(&writer, &project_id, &customer, &mut erased).await? else { break };
+        let Some(batch) = erase_batch(&writer, &project_id, &customer, &mut erased).await? else { break };
+        erased.exports_withdrawn += withdraw_exports(store, &writer, &project_id, &batch).await?;
         let progress = Progress {
             processed: erased.logs,
             total: None,
@@ -84,14 +89,21 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
             errors: Vec::new(),
         };
         run.finish_step(writer, Vec::new(), progress).await?;
-        forget_in_index(store, &rewritten_logs).await?;
+        forget_in_index(store, &batch.log_seqs).await?;
     }
     run.complete(Vec::new(), erased.logs, false, report(&erased)).await
 }
 
+/// What one batch erased.
+struct Batch {
+    log_ids: Vec<String>,
+    log_seqs: Vec<i64>,
+    event_ids: Vec<String>,
+}
+
 /// Erases the next batch of the customer's logs and what their requests published; `None` when
-/// none is left. Returns the logs' positions in the event log.
-async fn erase_batch(writer: &Writer, project_id: &str, customer: &str, erased: &mut Erased) -> Result<Option<Vec<i64>>, DbErr> {
+/// none is left.
+async fn erase_batch(writer: &Writer, project_id: &str, customer: &str, erased: &mut Erased) -> Result<Option<Batch>, DbErr> {
     let conn = writer.conn();
     let mut logs = log::Entity::find()
         .select_only()
@@ -149,7 +161,28 @@ async fn erase_batch(writer: &Writer, project_id: &str, customer: &str, erased: 
     erased.logs += log_ids.len() as i64;
     erased.events += event_ids.len() as i64;
     erased.event_log_entries += rewritten;
-    Ok(Some(log_seqs))
+    Ok(Some(Batch { log_ids, log_seqs, event_ids }))
+}
+
+/// Withdraws the done exports whose files hold any of the batch's logs or events: their CSV
+/// files are copies the rewrite cannot reach. Returns how many.
+async fn withdraw_exports(store: &EventStore, writer: &Writer, project_id: &str, batch: &Batch) -> Result<i64, StepError> {
+    let done = export::Entity::find()
+        .filter(export::Column::ProjectId.eq(project_id))
+        .filter(export::Column::Status.eq(ExportStatus::Done.as_str()))
+        .filter(export::Column::Resource.is_in([ExportResource::Logs.as_str(), ExportResource::Events.as_str()]))
+        .all(writer.conn())
+        .await?;
+    let mut withdrawn = 0;
+    for row in done {
+        let export = exports::read(row);
+        let holds = exports::holds_any(store, project_id, &export, &batch.log_ids, &batch.event_ids).await.map_err(exports::step_error)?;
+        if holds {
+            exports::withdraw(writer, project_id, &export, "Withdrawn: it held data of a customer since erased. Export again for the data as it is now.").await?;
+            withdrawn += 1;
+        }
+    }
+    Ok(withdrawn)
 }
 
 /// Rewrites the payloads of the events `which` with `erase`; returns how many changed.

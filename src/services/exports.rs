@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::Keyset;
 use super::error::{ServiceError, ServiceResult};
 use super::events::{self, EventFilter};
-use super::files::{FileSink, StoredFile};
+use super::files::{self, FileSink, StoredFile};
 use super::tasks::{self, NewTask, Progress, StepError, TaskRun};
 use super::{logs, sendouts};
 use crate::domain::actor::Actor;
@@ -24,7 +24,7 @@ use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::sendout::SendoutFilter;
 use crate::domain::task::{TaskFilter, TaskType, percent};
 use crate::domain::time::{ProjectTimeZone, now_ms};
-use crate::event_log::{DomainEvent, EventMetadata, EventStore, ExportCreated};
+use crate::event_log::{DomainEvent, EventMetadata, EventStore, ExportCreated, ExportWithdrawn, StoreError, Writer};
 
 /// What a client asks for.
 pub struct NewExport {
@@ -285,6 +285,39 @@ const WRITE_BYTES: usize = 1 << 20;
 /// Progress is committed at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+/// Whether the export's rows include any of the logs or events `ids` (by its resource): its
+/// filters are read as when it ran, and matched against those rows only.
+pub async fn holds_any(store: &EventStore, project_id: &str, export: &Export, logs: &[String], events: &[String]) -> ServiceResult<bool> {
+    let ids = match export.resource {
+        ExportResource::Logs => logs,
+        ExportResource::Events => events,
+        // Tasks and sendouts carry no bodies or event data.
+        ExportResource::Tasks | ExportResource::WebhookSendouts => return Ok(false),
+    };
+    if ids.is_empty() {
+        return Ok(false);
+    }
+    let zone = ProjectTimeZone::try_from(export.time_zone.clone()).unwrap_or_else(|_| ProjectTimeZone::utc());
+    let Ok(selection) = Selection::read(export.resource, &export.filters, Context { zone: &zone, now_ms: export.created_at_ms }) else {
+        return Ok(false);
+    };
+    let db = store.db();
+    Ok(match Lister::open(store, project_id, &selection).await? {
+        Lister::Logs(k) => k.holds_any(db, ids).await?,
+        Lister::Events(k) => k.holds_any(db, ids).await?,
+        Lister::Tasks(_) | Lister::Sendouts(_) => false,
+    })
+}
+
+/// Takes back a done export whose rows held data since erased: its file and browsable rows go.
+pub async fn withdraw(writer: &Writer, project_id: &str, export: &Export, reason: &str) -> Result<(), StoreError> {
+    let event = DomainEvent::ExportWithdrawn(ExportWithdrawn { id: export.id.clone(), project_id: project_id.to_owned(), reason: reason.to_owned() });
+    writer.append(&EventMetadata::system(), vec![event]).await?;
+    export_row::Entity::delete_many().filter(export_row::Column::ExportId.eq(export.id.as_str())).exec(writer.conn()).await?;
+    files::delete(writer.conn(), &export.file_id.iter().cloned().collect::<Vec<_>>()).await?;
+    Ok(())
+}
+
 /// Runs an `export` task. A resumed export (after a crash) writes its file again from the start:
 /// the half-written file of the first run is removed by the hourly clean-up of incomplete files.
 pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> {
@@ -421,7 +454,7 @@ pub fn export_of(run: &TaskRun) -> Option<String> {
     run.params()["export_id"].as_str().map(str::to_owned)
 }
 
-fn step_error(e: ServiceError) -> StepError {
+pub(super) fn step_error(e: ServiceError) -> StepError {
     match e {
         ServiceError::Store(e) => StepError::Store(e),
         ServiceError::Db(e) => StepError::from(e),

@@ -52,6 +52,11 @@ where
         newest_first(self.select.clone(), self.time, self.id, limit, cursor)
     }
 
+    /// Whether any row of `ids` (by the keyset's id column) is among the keyset's rows.
+    pub async fn holds_any(&self, db: &impl ConnectionTrait, ids: &[String]) -> Result<bool, DbErr> {
+        Ok(self.select.clone().filter(sea_orm::ColumnTrait::is_in(&self.id, ids.iter().cloned())).count(db).await? > 0)
+    }
+
     /// How many rows follow `cursor` (all of them without one).
     pub async fn count_after(&self, db: &impl ConnectionTrait, cursor: Option<&Cursor>) -> Result<u64, DbErr> {
         after_cursor(self.select.clone(), self.time, self.id, cursor).count(db).await

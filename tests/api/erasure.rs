@@ -61,6 +61,27 @@ async fn an_erased_customer_is_found_nowhere_and_everyone_else_is_untouched() {
     let found = search(&app, "ada.erased").await;
     assert_eq!(found.len(), 2, "found before the erasure: {found:?}");
 
+    // Exports made before: copies in CSV files, with bodies and data.
+    let export = |body: Value| {
+        let app = &app;
+        async move {
+            let created = json_of(app.post("/v1/exports", &app.server_key, body).await, StatusCode::ACCEPTED).await;
+            let id = created["id"].as_str().unwrap().to_owned();
+            app.wait_finished(created["task_id"].as_str().unwrap()).await;
+            id
+        }
+    };
+    let all_logs = export(json!({"resource": "logs", "filters": {"occurred_after": "2020-01-01"}, "fields": ["id", "customer_id", "request_body"]})).await;
+    let kept_logs = export(json!({"resource": "logs", "filters": {"occurred_after": "2020-01-01", "customer_id": "cust_kept"}, "fields": ["id", "request_body"]})).await;
+    let all_events = export(json!({"resource": "events", "filters": {"created_after": "2020-01-01"}, "fields": ["id", "data"]})).await;
+    let tasks = export(json!({"resource": "tasks"})).await;
+    let download = |id: String| {
+        let app = &app;
+        async move { app.get(&format!("/v1/exports/{id}/download"), &app.server_key).await }
+    };
+    let csv = download(all_logs.clone()).await.text().await.unwrap();
+    assert!(csv.contains(gone_email), "the export holds the customer's data: {csv}");
+
     // Bad ids are refused, and client keys may not erase.
     assert_error(app.post("/v1/customers/%01x/erase", &app.server_key, json!({})).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_error(app.post("/v1/customers/cust_gone/erase", &app.client_key, json!({})).await, StatusCode::FORBIDDEN, "forbidden").await;
@@ -74,6 +95,19 @@ async fn an_erased_customer_is_found_nowhere_and_everyone_else_is_untouched() {
     assert_eq!(done["result"]["events"], 1, "{done}");
     assert_eq!(done["result"]["sendout_attempts"], 1, "{done}");
     assert_eq!(done["result"]["customer_id"], "cust_gone");
+    assert_eq!(done["result"]["exports_withdrawn"], 2, "{done}");
+
+    // Exports that held the customer's data are withdrawn; the others stay.
+    for id in [&all_logs, &all_events] {
+        let withdrawn = app.get_ok(&format!("/v1/exports/{id}"), &app.server_key).await;
+        assert_eq!(withdrawn["status"], "failed", "{withdrawn}");
+        assert!(withdrawn["error"].as_str().unwrap().contains("erased"), "{withdrawn}");
+        assert_eq!(download(id.clone()).await.status(), StatusCode::CONFLICT);
+    }
+    for id in [&kept_logs, &tasks] {
+        assert_eq!(app.get_ok(&format!("/v1/exports/{id}"), &app.server_key).await["status"], "done");
+        assert_eq!(download(id.clone()).await.status(), StatusCode::OK);
+    }
 
     // Through the API: the records stay, their content is gone.
     let log = app.get_ok(&format!("/v1/logs/{gone_log}"), &app.server_key).await;
