@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, SqlxPostgresConnector, SqlxSqliteConnector};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, SqlxPostgresConnector, SqlxSqliteConnector, Statement};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -69,6 +69,9 @@ async fn connect_sqlite(
         .busy_timeout(Duration::from_secs(30))
         .foreign_keys(true)
         .pragma("temp_store", "memory")
+        // Deleted and overwritten content is zeroed, not left in free space: a retention purge or
+        // an erasure leaves no readable copy in the file.
+        .pragma("secure_delete", "on")
         // Checkpoints run in the background (below), not inside whichever commit crosses the limit.
         .pragma("wal_autocheckpoint", "0")
         // `ANALYZE` (run by the checkpointer) samples this many rows per index.
@@ -267,6 +270,23 @@ async fn restart_wal(pool: &sqlx::SqlitePool, write_lock: &SqliteWriteLock) -> R
     let result = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut *conn).await;
     sqlx::query("PRAGMA busy_timeout = 30000").execute(&mut *conn).await?;
     result.map(|_| ())
+}
+
+/// Copies the whole WAL into the database file and empties it (a TRUNCATE checkpoint), so that
+/// the old page versions it holds (an erased customer's among them) are gone from disk; with
+/// `secure_delete` the file keeps no freed content either. Waits for a moment without readers,
+/// at most `tries` seconds.
+pub async fn truncate_wal(writer: &SqliteWriter, tries: usize) -> Result<bool, DbErr> {
+    let _writers_wait = writer.lock.lock().await;
+    for _ in 0..tries {
+        let row = writer.db.query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA wal_checkpoint(TRUNCATE)")).await?;
+        let busy: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(1);
+        if busy == 0 {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(false)
 }
 
 /// Refreshes PostgreSQL's planner statistics of a fast-growing table once it has doubled.

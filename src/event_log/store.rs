@@ -123,6 +123,16 @@ impl EventStore {
         &self.vault
     }
 
+    /// After a rewrite that must leave no copy (an erasure), empties SQLite's WAL of the old page
+    /// versions (see `db::truncate_wal`); `false` if readers kept it from doing so. PostgreSQL
+    /// reuses the space of old row versions by its own vacuum.
+    pub async fn drop_old_versions(&self) -> Result<bool, DbErr> {
+        match &self.sqlite_writer {
+            Some(writer) => crate::db::truncate_wal(writer, 10).await,
+            None => Ok(true),
+        }
+    }
+
     pub fn search(&self) -> &SearchIndex {
         &self.search
     }

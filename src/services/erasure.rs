@@ -91,6 +91,9 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
         run.finish_step(writer, Vec::new(), progress).await?;
         forget_in_index(store, &batch.log_seqs).await?;
     }
+    if !store.drop_old_versions().await? {
+        tracing::warn!(task_id = %run.task.id, "old page versions stay in the WAL until its next checkpoint: readers kept it busy");
+    }
     run.complete(Vec::new(), erased.logs, false, report(&erased)).await
 }
 
