@@ -364,16 +364,16 @@ pub async fn ready(db: &DatabaseConnection) -> bool {
         && Migrator::get_pending_migrations(db).await.is_ok_and(|pending| pending.is_empty())
 }
 
-/// (connections open, connections idle) of the pool, for `/metrics`.
-pub fn pool_usage(db: &DatabaseConnection) -> (u32, usize) {
+/// (connections open, connections idle, most connections) of the pool, for `/metrics`.
+pub fn pool_usage(db: &DatabaseConnection) -> (u32, usize, u32) {
     match db.get_database_backend() {
         DbBackend::Postgres => {
             let pool = db.get_postgres_connection_pool();
-            (pool.size(), pool.num_idle())
+            (pool.size(), pool.num_idle(), pool.options().get_max_connections())
         }
         _ => {
             let pool = db.get_sqlite_connection_pool();
-            (pool.size(), pool.num_idle())
+            (pool.size(), pool.num_idle(), pool.options().get_max_connections())
         }
     }
 }

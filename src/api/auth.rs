@@ -88,6 +88,9 @@ pub async fn authenticate(req: ServiceRequest, next: Next<BoxBody>) -> Result<Se
     let limiter = req.app_data::<web::Data<AppState>>().map(|s| s.rate_limiter.clone());
     if let Some(Err(wait)) = limiter.map(|l| l.admit(access.credential.id())) {
         let seconds = wait.as_millis().div_ceil(1000).max(1) as u64;
+        if let Some(state) = req.app_data::<web::Data<AppState>>() {
+            state.metrics.rate_limited.inc();
+        }
         let err = ApiError::new(ErrorCode::RateLimited, format!("This credential made too many requests; retry in {seconds} s."));
         let mut response = req.error_response(err);
         response.headers_mut().insert(RETRY_AFTER, seconds.into());

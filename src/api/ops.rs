@@ -44,7 +44,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8"))
-        .body(state.metrics.render(&state.db, state.store.search().lag().await.unwrap_or(-1)))
+        .body(state.metrics.render(&state.db, state.store.search().lag().await.unwrap_or(-1), crate::services::backlog(&state.db).await.unwrap_or_default()))
 }
 
 #[get("/docs")]

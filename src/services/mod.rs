@@ -18,7 +18,7 @@ pub mod tasks;
 pub mod webhooks;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Statement};
 
 use crate::domain::pagination::{Cursor, Limit, Page};
 
@@ -130,4 +130,30 @@ pub async fn top_values<E: EntityTrait>(db: &impl ConnectionTrait, select: Selec
         .into_tuple()
         .all(db)
         .await
+}
+
+/// The work waiting, for `/metrics`: due delivery attempts (by the `sendouts_due` index) and
+/// scheduled tasks, with the age of the oldest of each.
+pub async fn backlog(db: &DatabaseConnection) -> Result<crate::metrics::Backlog, DbErr> {
+    let now = crate::domain::time::now_ms();
+    let backend = db.get_database_backend();
+    let p = crate::dialect::ph(backend, 1);
+    let count_and_oldest = |sql: String| Statement::from_sql_and_values(backend, sql, [now.into()]);
+    let due = db
+        .query_one_raw(count_and_oldest(format!(
+            "SELECT COUNT(*) AS n, MIN(next_attempt_at_ms) AS oldest FROM sendouts WHERE next_attempt_at_ms IS NOT NULL AND next_attempt_at_ms <= {p}"
+        )))
+        .await?;
+    let waiting = db
+        .query_one_raw(count_and_oldest(format!(
+            "SELECT COUNT(*) AS n, MIN(created_at_ms) AS oldest FROM tasks WHERE status = 'scheduled' AND created_at_ms <= {p}"
+        )))
+        .await?;
+    let read = |row: Option<sea_orm::QueryResult>| -> Result<(i64, i64), DbErr> {
+        let Some(row) = row else { return Ok((0, 0)) };
+        let oldest: Option<i64> = row.try_get("", "oldest")?;
+        Ok((row.try_get("", "n")?, oldest.map_or(0, |t| now - t)))
+    };
+    let ((deliveries_due, delivery_lag_ms), (tasks_waiting, oldest_task_wait_ms)) = (read(due)?, read(waiting)?);
+    Ok(crate::metrics::Backlog { deliveries_due, delivery_lag_ms, tasks_waiting, oldest_task_wait_ms })
 }
