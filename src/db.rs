@@ -189,6 +189,7 @@ fn derived_file(path: &std::path::Path) -> SqliteConnectOptions {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(30))
         .pragma("temp_store", "memory")
+        .pragma("secure_delete", "on")
 }
 
 /// The pool of such a file: its users are few background tasks and the search queries.
@@ -277,13 +278,16 @@ async fn restart_wal(pool: &sqlx::SqlitePool, write_lock: &SqliteWriteLock) -> R
 /// `secure_delete` the file keeps no freed content either. Waits for a moment without readers,
 /// at most `tries` seconds.
 pub async fn truncate_wal(writer: &SqliteWriter, tries: usize) -> Result<bool, DbErr> {
-    let _writers_wait = writer.lock.lock().await;
     for _ in 0..tries {
-        let row = writer.db.query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA wal_checkpoint(TRUNCATE)")).await?;
+        let row = {
+            let _writers_wait = writer.lock.lock().await;
+            writer.db.query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA wal_checkpoint(TRUNCATE)")).await?
+        };
         let busy: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(1);
         if busy == 0 {
             return Ok(true);
         }
+        // Writers go on meanwhile.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     Ok(false)

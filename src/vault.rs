@@ -159,7 +159,8 @@ impl Vault {
     /// through, until start-up re-seals it.
     pub fn open(&self, sealed: &SealedSecret, context: &str) -> Result<String, VaultError> {
         let Some(rest) = sealed.0.strip_prefix(PREFIX) else {
-            return Ok(sealed.0.clone());
+            // Only a secret of the form this server makes; anything else would sign with junk.
+            return if sealed.0.starts_with("whsec_") { Ok(sealed.0.clone()) } else { Err(VaultError::Damaged) };
         };
         let (id, data) = rest.split_once(':').ok_or(VaultError::Damaged)?;
         let key = std::iter::once(&self.0.current)
@@ -196,17 +197,23 @@ fn key_file(data_dir: &Path) -> anyhow::Result<SecretKey> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
             let key = SecretKey::generate();
+            // Written whole under a name of its own, then linked into place: a crash leaves no
+            // half-written key, and of two processes starting at once the first link wins.
+            let temporary = data_dir.join(format!(".{KEY_FILE}.{}", std::process::id()));
             let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
+            options.write(true).create(true).truncate(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(&path) {
-                Ok(mut file) => {
-                    writeln!(file, "{}", key.to_base64()).and_then(|()| file.sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
+            let written = options
+                .open(&temporary)
+                .and_then(|mut file| writeln!(file, "{}", key.to_base64()).and_then(|()| file.sync_all()))
+                .and_then(|()| std::fs::hard_link(&temporary, &path));
+            let _ = std::fs::remove_file(&temporary);
+            match written {
+                Ok(()) => {
                     tracing::info!(path = %path.display(), key_id = key.id(), "created the key that seals webhook secrets; back it up with the database");
                     Ok(key)
                 }
-                // Another process on this folder made it first.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_file(data_dir),
                 Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
             }

@@ -16,11 +16,15 @@ impl MigrationTrait for Migration {
         if manager.get_database_backend() != DbBackend::Postgres {
             return Ok(());
         }
-        exec_each(manager, &["CREATE UNLOGGED TABLE rate_limit_windows (
+        exec_each(manager, &[
+            "CREATE UNLOGGED TABLE rate_limit_windows (
             credential TEXT NOT NULL,
             window_start_ms BIGINT NOT NULL,
             count BIGINT NOT NULL,
-            PRIMARY KEY (credential, window_start_ms))"])
+            PRIMARY KEY (credential, window_start_ms))",
+            // Each node reads the current window's counts, every credential's.
+            "CREATE INDEX rate_limit_windows_by_window ON rate_limit_windows (window_start_ms)",
+        ])
         .await
     }
 

@@ -91,6 +91,7 @@ pub async fn authenticate(req: ServiceRequest, next: Next<BoxBody>) -> Result<Se
         if let Some(state) = req.app_data::<web::Data<AppState>>() {
             state.metrics.rate_limited.inc();
         }
+        req.extensions_mut().insert(super::request_log::NotLogged);
         let err = ApiError::new(ErrorCode::RateLimited, format!("This credential made too many requests; retry in {seconds} s."));
         let mut response = req.error_response(err);
         response.headers_mut().insert(RETRY_AFTER, seconds.into());

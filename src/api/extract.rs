@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::domain::filter::{Context, Filter, FilterErrors, Values};
 use crate::domain::histogram::{Buckets, Interval};
 use crate::domain::pagination::{Cursor, Limit};
-use crate::domain::params::Params;
+use crate::domain::params::{self, Params};
 use crate::domain::time::{ProjectTimeZone, now_ms};
 use crate::error::{ApiError, ErrorCode, FieldError};
 
@@ -94,25 +94,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Values one query parameter may have (they are OR-ed into one filter).
-pub const MAX_VALUES: usize = 100;
-
 impl FromRequest for Params {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
-    /// An empty value (`status=`) is refused rather than read as absent: like an unknown name, it
-    /// would otherwise widen a filter silently.
+    /// Each parameter's values are checked by [`params::problem`]; a NUL in a name is refused too.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let params = Params::parse(req.query_string());
-        let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        params.pairs().iter().for_each(|(n, _)| *counts.entry(n).or_default() += 1);
-        let repeated = |name: &String| counts[name.as_str()] > MAX_VALUES;
-        let bad = params.pairs().iter().find_map(|(name, v)| match () {
-            _ if v.is_empty() => Some((name, "must not be empty; leave the parameter out to not filter by it".to_owned())),
-            _ if v.contains('\0') || name.contains('\0') => Some((name, "must not contain NUL characters".to_owned())),
-            _ if repeated(name) => Some((name, format!("may be given at most {MAX_VALUES} times"))),
-            _ => None,
+        let mut by_name: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+        for (name, value) in params.pairs() {
+            by_name.entry(name).or_default().push(value);
+        }
+        let bad = by_name.iter().find_map(|(name, values)| match params::problem(values) {
+            Some(problem) => Some((*name, problem)),
+            None if name.contains('\0') => Some((*name, "must not contain NUL characters".to_owned())),
+            None => None,
         });
         ready(match bad {
             Some((name, message)) => Err(ApiError::invalid_query(&name.replace('\0', ""), message)),

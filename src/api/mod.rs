@@ -144,7 +144,7 @@ fn allowed_methods(path: &str) -> Option<String> {
     PATHS
         .iter()
         .filter(|(template, _)| {
-            template.len() == segments.len() && template.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
+            template.len() == segments.len() && template.iter().zip(&segments).all(|(t, s)| if t.starts_with('{') { !s.is_empty() } else { t == s })
         })
         .max_by_key(|(template, _)| template.iter().filter(|t| !t.starts_with('{')).count())
         .map(|(_, allowed)| allowed.clone())

@@ -49,6 +49,10 @@ pub fn summarize_request_body(req: &HttpRequest, summary: String) {
     }
 }
 
+/// Marks a request whose refusal is not logged: a rate limit's 429, counted in `/metrics`
+/// instead, so that a flood past the limit does not become as many writes.
+pub struct NotLogged;
+
 /// Names a resource the current request created or acted on; it shows in the log's `related`.
 pub fn relate(req: &HttpRequest, kind: RelatedKind, id: &str) {
     if let Some(ctx) = req.extensions_mut().get_mut::<LogContext>()
@@ -92,6 +96,9 @@ pub async fn record_requests(mut req: ServiceRequest, next: Next<BoxBody>) -> Re
     };
 
     let (http_req, response) = response.into_parts();
+    if http_req.extensions().contains::<NotLogged>() {
+        return Ok(ServiceResponse::new(http_req, response));
+    }
     let (head, body) = response.into_parts();
     // A successful read answers with stored data. Copying it would multiply storage with every
     // view, and keep data (an erased customer's, say) in logs other than its own.

@@ -91,6 +91,11 @@ pub trait Filter: Sized {
                     continue;
                 }
             };
+            // The rules of query parameters (see `Params::problem`) hold here too.
+            if let Some(problem) = super::params::problem(&texts) {
+                errors.push((format!("filters.{name}"), problem));
+                continue;
+            }
             pairs.extend(texts.into_iter().map(|t| (name.clone(), t)));
         }
         let parsed = Self::from_params(&Params::from_pairs(pairs), cx)

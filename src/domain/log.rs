@@ -207,8 +207,8 @@ impl LogIn {
             }
         }
         let related = self.related.unwrap_or_default();
-        if related.len() > 100 || related.iter().any(|r| r.id.is_empty() || r.id.len() > 255) {
-            bad("related", "must hold at most 100 entries, each with an id of 1 to 255 characters");
+        if related.len() > 100 || related.iter().any(|r| r.id.is_empty() || r.id.len() > 255 || r.id.contains('\0')) {
+            bad("related", "must hold at most 100 entries, each with an id of 1 to 255 characters and no NUL");
         }
         if errors.len() > before {
             return None;

@@ -6,6 +6,24 @@ use super::Invalid;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params(Vec<(String, String)>);
 
+/// Values one parameter may have (they are OR-ed into one filter).
+pub const MAX_VALUES: usize = 100;
+
+/// What is wrong with the values one parameter was given, if anything: an empty value (it would
+/// otherwise read as absent and widen a filter silently), a NUL (no text column holds one), or
+/// more than [`MAX_VALUES`].
+pub fn problem(values: &[impl AsRef<str>]) -> Option<String> {
+    if values.iter().any(|v| v.as_ref().is_empty()) {
+        Some("must not be empty; leave the parameter out to not filter by it".into())
+    } else if values.iter().any(|v| v.as_ref().contains('\0')) {
+        Some("must not contain NUL characters".into())
+    } else if values.len() > MAX_VALUES {
+        Some(format!("may be given at most {MAX_VALUES} times"))
+    } else {
+        None
+    }
+}
+
 impl Params {
     /// The `created_after`/`created_before` window of a list, read in the project's zone; bad
     /// values are added to `errors` as `(parameter, message)`.

@@ -207,6 +207,9 @@ pub async fn record_attempts(conn: &impl ConnectionTrait, attempts: &[(&StoredEv
         let op = match e.outcome {
             AttemptOutcome::Delivered => Failing::Clear,
             AttemptOutcome::Superseded if a.http_status.is_some_and(|s| (200..300).contains(&s)) => Failing::Clear,
+            // A failure outrun by a newer attempt (recorded after it, maybe in the same batch)
+            // says nothing of the endpoint's state now.
+            AttemptOutcome::Superseded => continue,
             _ => Failing::StartIfHealthy(a.attempted_at_ms),
         };
         match failing.iter_mut().find(|(id, _)| *id == e.webhook_id) {

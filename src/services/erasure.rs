@@ -53,7 +53,7 @@ pub async fn schedule(store: &EventStore, project_id: &str, customer: CustomerId
     tasks::get(store.db(), project_id, &id).await
 }
 
-/// What was erased; also the checkpoint (the last log handled).
+/// What was erased (each count is of records that changed), and where the task stands.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Erased {
     logs: i64,
@@ -62,8 +62,16 @@ struct Erased {
     event_log_entries: i64,
     #[serde(default)]
     exports_withdrawn: i64,
+    /// The last log handled in this pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     after_log: Option<String>,
+    /// 0, then 1 for a second pass from the start: it catches what was written meanwhile (a
+    /// request logged after its id's time, an attempt in flight recording its answer).
+    #[serde(default)]
+    pass: u8,
+    /// Positions of rewritten logs not yet known to be out of the search index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unforgotten: Vec<i64>,
 }
 
 pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> {
@@ -72,41 +80,49 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
     let mut erased: Erased = run.checkpoint().and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default();
     let report = |e: &Erased| {
         let mut v = serde_json::to_value(e).unwrap_or_default();
-        v.as_object_mut().map(|m| m.remove("after_log"));
+        if let Some(m) = v.as_object_mut() {
+            for internal in ["after_log", "pass", "unforgotten"] {
+                m.remove(internal);
+            }
+        }
         v["customer_id"] = Value::String(customer.clone());
         v
     };
+    let progress = |e: &Erased| Progress {
+        processed: e.logs,
+        total: None,
+        percent: 0,
+        checkpoint: serde_json::to_value(e).unwrap_or_default(),
+        result: report(e),
+        errors: Vec::new(),
+    };
     loop {
+        // The index is cleaned before the next step, so a crash in between repeats it.
+        forget_in_index(store, &erased.unforgotten).await?;
+        erased.unforgotten.clear();
         let writer = run.begin_step().await?;
-        let Some(batch) = erase_batch(&writer, &project_id, &customer, &mut erased).await? else { break };
-        erased.exports_withdrawn += withdraw_exports(store, &writer, &project_id, &batch).await?;
-        let progress = Progress {
-            processed: erased.logs,
-            total: None,
-            percent: 0,
-            checkpoint: serde_json::to_value(&erased).unwrap_or_default(),
-            result: report(&erased),
-            errors: Vec::new(),
-        };
-        run.finish_step(writer, Vec::new(), progress).await?;
-        forget_in_index(store, &batch.log_seqs).await?;
+        match erase_batch(&writer, &project_id, &customer, &mut erased).await? {
+            Some(seqs) => erased.unforgotten = seqs,
+            None if erased.pass == 0 => {
+                erased.pass = 1;
+                erased.after_log = None;
+            }
+            None => break,
+        }
+        run.finish_step(writer, Vec::new(), progress(&erased)).await?;
     }
+    let writer = run.begin_step().await?;
+    erased.exports_withdrawn += withdraw_exports(store, &writer, &project_id, &customer).await?;
+    run.finish_step(writer, Vec::new(), progress(&erased)).await?;
     if !store.drop_old_versions().await? {
         tracing::warn!(task_id = %run.task.id, "old page versions stay in the WAL until its next checkpoint: readers kept it busy");
     }
     run.complete(Vec::new(), erased.logs, false, report(&erased)).await
 }
 
-/// What one batch erased.
-struct Batch {
-    log_ids: Vec<String>,
-    log_seqs: Vec<i64>,
-    event_ids: Vec<String>,
-}
-
 /// Erases the next batch of the customer's logs and what their requests published; `None` when
-/// none is left.
-async fn erase_batch(writer: &Writer, project_id: &str, customer: &str, erased: &mut Erased) -> Result<Option<Batch>, DbErr> {
+/// none is left in this pass. Returns the logs' positions in the event log.
+async fn erase_batch(writer: &Writer, project_id: &str, customer: &str, erased: &mut Erased) -> Result<Option<Vec<i64>>, DbErr> {
     let conn = writer.conn();
     let mut logs = log::Entity::find()
         .select_only()
@@ -127,7 +143,7 @@ async fn erase_batch(writer: &Writer, project_id: &str, customer: &str, erased: 
         .select_only()
         .columns([published_event::Column::Id, published_event::Column::EventSeq])
         .filter(published_event::Column::ProjectId.eq(project_id))
-        .filter(published_event::Column::RequestId.is_in(log_ids.clone()))
+        .filter(published_event::Column::RequestId.is_in(log_ids))
         .into_tuple()
         .all(conn)
         .await?;
@@ -138,7 +154,7 @@ async fn erase_batch(writer: &Writer, project_id: &str, customer: &str, erased: 
         sendout::Entity::find()
             .select_only()
             .column(sendout::Column::Id)
-            .filter(sendout::Column::EventId.is_in(event_ids.clone()))
+            .filter(sendout::Column::EventId.is_in(event_ids))
             .into_tuple()
             .all(conn)
             .await?
@@ -146,41 +162,46 @@ async fn erase_batch(writer: &Writer, project_id: &str, customer: &str, erased: 
 
     let permit = format!("erase-{}", new_id(IdKind::Task));
     dialect::grant_purge_permit(conn, &permit).await?;
-    let mut rewritten = 0;
-    rewritten += rewrite(conn, event_log::Column::Seq.is_in(log_seqs.clone()), erase_log).await?;
-    rewritten += rewrite(conn, event_log::Column::Seq.is_in(event_seqs), erase_event).await?;
+    let logs = rewrite(conn, event_log::Column::Seq.is_in(log_seqs.clone()), erase_log).await?;
+    let events = rewrite(conn, event_log::Column::Seq.is_in(event_seqs), erase_event).await?;
+    let mut attempts = 0;
     if !sendout_ids.is_empty() {
-        let attempts = in_streams("sendout", sendout_ids.clone()).and(event_log::Column::EventType.eq("sendout.attempted"));
-        rewritten += rewrite(conn, attempts, erase_attempt).await?;
-        let result = sendout_attempt::Entity::update_many()
+        let attempted = in_streams("sendout", sendout_ids.clone()).and(event_log::Column::EventType.eq("sendout.attempted"));
+        attempts = rewrite(conn, attempted, erase_attempt).await?;
+        sendout_attempt::Entity::update_many()
             .col_expr(sendout_attempt::Column::ResponseBody, Expr::value(Option::<String>::None))
             .col_expr(sendout_attempt::Column::ResponseHeaders, Expr::value("{}"))
             .filter(sendout_attempt::Column::SendoutId.is_in(sendout_ids))
             .exec(conn)
             .await?;
-        erased.sendout_attempts += result.rows_affected as i64;
     }
     dialect::revoke_purge_permit(conn, &permit).await?;
-    erased.logs += log_ids.len() as i64;
-    erased.events += event_ids.len() as i64;
-    erased.event_log_entries += rewritten;
-    Ok(Some(Batch { log_ids, log_seqs, event_ids }))
+    erased.logs += logs;
+    erased.events += events;
+    erased.sendout_attempts += attempts;
+    erased.event_log_entries += logs + events + attempts;
+    Ok(Some(log_seqs))
 }
 
-/// Withdraws the done exports whose files hold any of the batch's logs or events: their CSV
-/// files are copies the rewrite cannot reach. Returns how many.
-async fn withdraw_exports(store: &EventStore, writer: &Writer, project_id: &str, batch: &Batch) -> Result<i64, StepError> {
-    let done = export::Entity::find()
+/// Withdraws the done exports whose rows include the customer's logs, or events their requests
+/// published (each export's filters re-read as when it ran): their CSV files are copies the
+/// rewrite cannot reach. An export still being written is waited for (the step fails and is
+/// retried), since it may be copying them now. Returns how many were withdrawn.
+async fn withdraw_exports(store: &EventStore, writer: &Writer, project_id: &str, customer: &str) -> Result<i64, StepError> {
+    let exports = export::Entity::find()
         .filter(export::Column::ProjectId.eq(project_id))
-        .filter(export::Column::Status.eq(ExportStatus::Done.as_str()))
         .filter(export::Column::Resource.is_in([ExportResource::Logs.as_str(), ExportResource::Events.as_str()]))
+        .filter(export::Column::Status.is_in([ExportStatus::Scheduled.as_str(), ExportStatus::InProgress.as_str(), ExportStatus::Done.as_str()]))
         .all(writer.conn())
         .await?;
+    if let Some(running) = exports.iter().find(|e| e.status != ExportStatus::Done.as_str()) {
+        let wait = format!("the erasure waits for export {} to finish, as it may hold the customer's data", running.id);
+        return Err(StepError::Store(DbErr::Custom(wait).into()));
+    }
     let mut withdrawn = 0;
-    for row in done {
+    for row in exports {
         let export = exports::read(row);
-        let holds = exports::holds_any(store, project_id, &export, &batch.log_ids, &batch.event_ids).await.map_err(exports::step_error)?;
-        if holds {
+        if exports::holds_customer(store, project_id, &export, customer).await.map_err(exports::step_error)? {
             exports::withdraw(writer, project_id, &export, "Withdrawn: it held data of a customer since erased. Export again for the data as it is now.").await?;
             withdrawn += 1;
         }
@@ -234,15 +255,20 @@ fn erase_attempt(attempted: &mut Map<String, Value>) {
     }
 }
 
-/// Takes the rewritten logs out of the search index once the indexer has passed them.
+/// Takes the rewritten logs out of the search index once the indexer has passed them (one that
+/// read them before the rewrite could otherwise put them back). An indexer that does not get
+/// there in time fails the step; the task's retry repeats this from its checkpoint.
 async fn forget_in_index(store: &EventStore, seqs: &[i64]) -> Result<(), StepError> {
     let Some(&last) = seqs.iter().max() else { return Ok(()) };
     let search = store.search();
     let started = std::time::Instant::now();
-    while search.checkpoint().await? < last && started.elapsed() < INDEX_WAIT {
+    while search.checkpoint().await? < last {
+        if started.elapsed() > INDEX_WAIT {
+            let message = format!("the search index did not reach position {last} within {} s", INDEX_WAIT.as_secs());
+            return Err(StepError::Store(DbErr::Custom(message).into()));
+        }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    // An index that had not reached them yet will read the rewritten events.
     search.forget(seqs).await?;
     Ok(())
 }

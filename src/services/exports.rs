@@ -285,26 +285,29 @@ const WRITE_BYTES: usize = 1 << 20;
 /// Progress is committed at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-/// Whether the export's rows include any of the logs or events `ids` (by its resource): its
-/// filters are read as when it ran, and matched against those rows only.
-pub async fn holds_any(store: &EventStore, project_id: &str, export: &Export, logs: &[String], events: &[String]) -> ServiceResult<bool> {
-    let ids = match export.resource {
-        ExportResource::Logs => logs,
-        ExportResource::Events => events,
-        // Tasks and sendouts carry no bodies or event data.
-        ExportResource::Tasks | ExportResource::WebhookSendouts => return Ok(false),
-    };
-    if ids.is_empty() {
-        return Ok(false);
+/// Whether the export's rows include logs of `customer`, or events their requests published (by
+/// its resource): its filters are read as when it ran, and narrowed to the customer. Filters that
+/// no longer read answer yes: a copy is withdrawn when in doubt.
+pub async fn holds_customer(store: &EventStore, project_id: &str, export: &Export, customer: &str) -> ServiceResult<bool> {
+    if matches!(export.resource, ExportResource::Tasks | ExportResource::WebhookSendouts) {
+        return Ok(false); // they carry no bodies or event data
     }
     let zone = ProjectTimeZone::try_from(export.time_zone.clone()).unwrap_or_else(|_| ProjectTimeZone::utc());
     let Ok(selection) = Selection::read(export.resource, &export.filters, Context { zone: &zone, now_ms: export.created_at_ms }) else {
-        return Ok(false);
+        return Ok(true);
     };
     let db = store.db();
+    let customers_logs = || {
+        sea_orm::sea_query::Query::select()
+            .column(log::Column::Id)
+            .from(log::Entity)
+            .and_where(log::Column::ProjectId.eq(project_id))
+            .and_where(log::Column::CustomerId.eq(customer))
+            .to_owned()
+    };
     Ok(match Lister::open(store, project_id, &selection).await? {
-        Lister::Logs(k) => k.holds_any(db, ids).await?,
-        Lister::Events(k) => k.holds_any(db, ids).await?,
+        Lister::Logs(k) => k.holds_any(db, log::Column::CustomerId.eq(customer)).await?,
+        Lister::Events(k) => k.holds_any(db, published_event::Column::RequestId.in_subquery(customers_logs())).await?,
         Lister::Tasks(_) | Lister::Sendouts(_) => false,
     })
 }

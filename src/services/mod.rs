@@ -52,9 +52,9 @@ where
         newest_first(self.select.clone(), self.time, self.id, limit, cursor)
     }
 
-    /// Whether any row of `ids` (by the keyset's id column) is among the keyset's rows.
-    pub async fn holds_any(&self, db: &impl ConnectionTrait, ids: &[String]) -> Result<bool, DbErr> {
-        Ok(self.select.clone().filter(sea_orm::ColumnTrait::is_in(&self.id, ids.iter().cloned())).count(db).await? > 0)
+    /// Whether any of the keyset's rows also meets `condition`.
+    pub async fn holds_any(&self, db: &impl ConnectionTrait, condition: impl sea_orm::sea_query::IntoCondition) -> Result<bool, DbErr> {
+        Ok(self.select.clone().filter(condition).limit(1).count(db).await? > 0)
     }
 
     /// How many rows follow `cursor` (all of them without one).

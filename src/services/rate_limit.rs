@@ -124,7 +124,7 @@ impl RateLimiter {
                 let count = shared.get(&(key.clone(), sent.start_ms));
                 if let (Some(w), Some(count)) = (windows.get_mut(key).filter(|w| w.start_ms == sent.start_ms), count) {
                     w.pending -= sent.pending.min(w.pending);
-                    w.shared = *count as u64;
+                    w.shared = w.shared.max(*count as u64);
                 }
             }
         }
@@ -142,8 +142,10 @@ async fn sync_forever(limiter: RateLimiter, db: DatabaseConnection) {
         let now = now_ms();
         if db.get_database_backend() == DbBackend::Postgres && now - last_cleanup > KEEP_MS {
             last_cleanup = now;
+            // Never the current window's row, however long windows are.
+            let keep = KEEP_MS.max(2 * limiter.0.window_ms);
             let sql = "DELETE FROM rate_limit_windows WHERE window_start_ms < $1";
-            if let Err(err) = db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [(now - KEEP_MS).into()])).await {
+            if let Err(err) = db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [(now - keep).into()])).await {
                 tracing::warn!(error = %err, "old rate-limit windows could not be deleted");
             }
         }

@@ -286,7 +286,8 @@ pub async fn recover(
 /// One stored secret to re-seal: in an event's payload (by `seq`) or in an endpoint's row.
 enum Reseal {
     Event { seq: i64, payload: String },
-    Row { id: String, secret: String, previous: Option<String> },
+    /// `was` is what the row held when read: a rotation committed meanwhile is left alone.
+    Row { id: String, secret: String, previous: Option<String>, was: (String, Option<String>) },
 }
 
 /// Re-seals, under the vault's current key, every secret sealed with a previous key (or stored in
@@ -305,11 +306,17 @@ pub async fn reseal_secrets(store: &EventStore) -> anyhow::Result<usize> {
             Reseal::Event { seq, payload } => {
                 event_log::Entity::update_many().col_expr(event_log::Column::Payload, Expr::value(payload)).filter(event_log::Column::Seq.eq(*seq)).exec(conn).await?;
             }
-            Reseal::Row { id, secret, previous } => {
+            Reseal::Row { id, secret, previous, was } => {
+                let was_previous = match &was.1 {
+                    Some(p) => webhook::Column::PreviousSecret.eq(p.as_str()),
+                    None => webhook::Column::PreviousSecret.is_null(),
+                };
                 webhook::Entity::update_many()
                     .col_expr(webhook::Column::Secret, Expr::value(secret))
                     .col_expr(webhook::Column::PreviousSecret, Expr::value(previous.clone()))
                     .filter(webhook::Column::Id.eq(id))
+                    .filter(webhook::Column::Secret.eq(was.0.as_str()))
+                    .filter(was_previous)
                     .exec(conn)
                     .await?;
             }
@@ -349,6 +356,7 @@ async fn pending_reseals(conn: &impl ConnectionTrait, vault: &Vault) -> anyhow::
             changes.push(Reseal::Row {
                 secret: secret.map_or(row.secret.clone(), SealedSecret::into_string),
                 previous: previous.map(SealedSecret::into_string).or(row.previous_secret.clone()),
+                was: (row.secret.clone(), row.previous_secret.clone()),
                 id: row.id.clone(),
             });
         }

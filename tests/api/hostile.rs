@@ -171,3 +171,20 @@ async fn a_json_body_or_an_upload_that_stalls_is_answered_408() {
     // The stalled upload left no file or import behind.
     assert!(app.get_ok("/v1/tasks?type=import", &app.server_key).await["data"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn json_filters_follow_the_rules_of_query_parameters() {
+    let app = spawn_app().await;
+    let many: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
+    for (filters, message) in [
+        (json!({"user_id": "a\u{0}"}), "NUL"),
+        (json!({"channel": ""}), "empty"),
+        (json!({"user_id": many}), "at most 100"),
+    ] {
+        let body = assert_error(app.post("/v1/exports", &app.server_key, json!({"resource": "logs", "filters": filters})).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        let detail = &body["error"]["details"][0];
+        assert!(detail["field"].as_str().unwrap().starts_with("filters."), "{body}");
+        assert!(detail["message"].as_str().unwrap().contains(message), "{body}");
+    }
+    assert!(app.get_ok("/v1/exports", &app.server_key).await["data"].as_array().unwrap().is_empty(), "nothing was made");
+}

@@ -34,6 +34,7 @@ async fn a_credential_over_its_limit_gets_429_with_retry_after_and_nobody_else_d
         assert_eq!(app.get("/v1/project", &app.server_key).await.status(), StatusCode::OK);
     }
     let refused = app.get("/v1/project", &app.server_key).await;
+    assert!(refused.headers().get("logbook-log-id").is_none(), "a flood past the limit writes no logs");
     let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=5).contains(&retry_after), "{retry_after}");
     assert_error(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
