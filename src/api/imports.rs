@@ -161,19 +161,23 @@ async fn get_import(state: web::Data<AppState>, member: ProjectMember, id: web::
 async fn download_import_file(state: web::Data<AppState>, member: ProjectMember, req: HttpRequest, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let row = imports::get(&state.db, member.project_id(), &id).await?;
     request_log::relate(&req, RelatedKind::Import, &row.id);
-    Ok(file_response(&state, row))
+    file_response(&state, row).await
 }
 
 /// Streams an import's stored file with its name, under its format's content type (what the
 /// document promises, whatever type the upload declared).
-pub fn file_response(state: &AppState, row: Import) -> HttpResponse {
+/// A file erased with its customer answers 404.
+pub async fn file_response(state: &AppState, row: Import) -> ApiResult<HttpResponse> {
+    if !files::exists(&state.db, &row.file_id).await? {
+        return Err(ApiError::new(ErrorCode::NotFound, "The import's file is no longer stored: it was erased with the customer whose request uploaded it."));
+    }
     let content_type = row.format.content_type();
     let body = files::stream(state.db.clone(), row.file_id).map(|chunk| chunk.map_err(actix_web::error::ErrorInternalServerError));
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, content_type))
         .insert_header(ContentDisposition::attachment(row.file_name))
         .no_chunking(row.size_bytes as u64)
-        .streaming(body)
+        .streaming(body))
 }
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {

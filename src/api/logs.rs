@@ -244,7 +244,7 @@ async fn get_log(state: web::Data<AppState>, member: ProjectMember, id: web::Pat
 #[get("/logs/{id}/file")]
 async fn download_log_file(state: web::Data<AppState>, member: ProjectMember, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let import = imports::uploaded_by(&state.db, member.project_id(), &id).await?;
-    Ok(crate::api::imports::file_response(&state, import))
+    crate::api::imports::file_response(&state, import).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -7,14 +7,14 @@
 //! time; their data goes, and with it the sendouts' payloads and the answers their endpoints
 //! gave. The task, scheduled and completed with its counts, is the record of the erasure.
 
-use entity::{event_log, export, log, published_event, sendout, sendout_attempt};
+use entity::{event_log, export, import, log, published_event, sendout, sendout_attempt};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::error::{ServiceError, ServiceResult};
-use super::exports;
+use super::{exports, files};
 use super::tasks::{self, NewTask, Progress, StepError, TaskRun};
 use crate::domain::export::{ExportResource, ExportStatus};
 use crate::dialect;
@@ -62,6 +62,9 @@ struct Erased {
     event_log_entries: i64,
     #[serde(default)]
     exports_withdrawn: i64,
+    /// Original files of imports uploaded by the customer's requests, deleted.
+    #[serde(default)]
+    import_files: i64,
     /// The last log handled in this pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     after_log: Option<String>,
@@ -113,6 +116,7 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
     }
     let writer = run.begin_step().await?;
     erased.exports_withdrawn += withdraw_exports(store, &writer, &project_id, &customer).await?;
+    erased.import_files += erase_import_files(&writer, &project_id, &customer).await?;
     run.finish_step(writer, Vec::new(), progress(&erased)).await?;
     if !store.drop_old_versions().await? {
         tracing::warn!(task_id = %run.task.id, "old page versions stay in the WAL until its next checkpoint: readers kept it busy");
@@ -207,6 +211,26 @@ async fn withdraw_exports(store: &EventStore, writer: &Writer, project_id: &str,
         }
     }
     Ok(withdrawn)
+}
+
+/// Deletes the original files of imports uploaded by requests naming the customer (their rows
+/// became events, erased above); the imports stay, and their file answers 404. Returns how many.
+async fn erase_import_files(writer: &Writer, project_id: &str, customer: &str) -> Result<i64, DbErr> {
+    let customers_logs = sea_orm::sea_query::Query::select()
+        .column(log::Column::Id)
+        .from(log::Entity)
+        .and_where(log::Column::ProjectId.eq(project_id))
+        .and_where(log::Column::CustomerId.eq(customer))
+        .to_owned();
+    let file_ids: Vec<String> = import::Entity::find()
+        .select_only()
+        .column(import::Column::FileId)
+        .filter(import::Column::ProjectId.eq(project_id))
+        .filter(import::Column::RequestId.in_subquery(customers_logs))
+        .into_tuple()
+        .all(writer.conn())
+        .await?;
+    Ok(files::delete(writer.conn(), &file_ids).await? as i64)
 }
 
 /// Rewrites the payloads of the events `which` with `erase`; returns how many changed.

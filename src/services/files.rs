@@ -153,6 +153,11 @@ pub fn stream(db: DatabaseConnection, file_id: String) -> impl Stream<Item = Res
 }
 
 /// Removes files and their bytes (the retention purge, failed uploads).
+/// Whether the file is stored (whole): an erasure or a purge may have removed it.
+pub async fn exists(conn: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
+    Ok(file::Entity::find_by_id(id).filter(file::Column::Complete.eq(true)).one(conn).await?.is_some())
+}
+
 pub async fn delete(conn: &impl ConnectionTrait, ids: &[String]) -> Result<u64, DbErr> {
     if ids.is_empty() {
         return Ok(0);

@@ -53,6 +53,13 @@ async fn an_erased_customer_is_found_nowhere_and_everyone_else_is_untouched() {
     let (gone_email, kept_email) = ("ada.erased@example.com", "grace.kept@example.com");
     let (gone_log, gone_event) = activity(&app, "cust_gone", gone_email).await;
     let (kept_log, kept_event) = activity(&app, "cust_kept", kept_email).await;
+    // An import uploaded by a request naming the customer: its file and its rows' events.
+    let csv = format!("type,source_id,contact.email\ncustomer.imported,c1,{gone_email}\n");
+    let part = reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("contacts.csv").mime_str("text/csv").unwrap();
+    let upload = app.client.post(format!("{}/v1/imports", app.address)).bearer_auth(&app.server_key).header("logbook-customer-id", "cust_gone");
+    let import = json_of(upload.multipart(reqwest::multipart::Form::new().part("file", part)).checked().await.unwrap(), StatusCode::ACCEPTED).await;
+    let import_id = import["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.wait_finished(import["task_id"].as_str().unwrap()).await["status"], "done");
     let sendout = gone_event["sendouts"][0]["id"].as_str().unwrap().to_owned();
     let delivered = app.wait_sendout(&sendout, |s| s["status"] == "delivered").await;
     assert!(delivered["attempts"][0]["response_body"].as_str().unwrap().contains(gone_email), "the receiver echoes: {delivered}");
@@ -91,10 +98,15 @@ async fn an_erased_customer_is_found_nowhere_and_everyone_else_is_untouched() {
     assert_eq!(task["type"], "customer_erasure");
     let done = app.wait_finished(task["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "done", "{done}");
-    // The ingested entry and the publishing request's own log; its event; the attempt.
-    assert_eq!(done["result"]["logs"], 2, "{done}");
-    assert_eq!(done["result"]["events"], 1, "{done}");
-    assert_eq!(done["result"]["sendout_attempts"], 1, "{done}");
+    // The ingested entry, the publishing and the uploading requests' own logs; the published event,
+    // the imported one and the import's `import.done` notice; the attempts of the first two (the
+    // endpoint takes `customer.*`); the import's file.
+    assert_eq!(done["result"]["logs"], 3, "{done}");
+    assert_eq!(done["result"]["events"], 3, "{done}");
+    assert_eq!(done["result"]["sendout_attempts"], 2, "{done}");
+    assert_eq!(done["result"]["import_files"], 1, "{done}");
+    assert_error(app.get(&format!("/v1/imports/{import_id}/file"), &app.server_key).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(app.get_ok(&format!("/v1/imports/{import_id}"), &app.server_key).await["id"], import_id.as_str(), "the import itself stays");
     assert_eq!(done["result"]["customer_id"], "cust_gone");
     assert_eq!(done["result"]["exports_withdrawn"], 2, "{done}");
 
