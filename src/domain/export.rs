@@ -288,7 +288,8 @@ pub struct Export {
     pub filters: Value,
     pub fields: Fields,
     pub format: ExportFormat,
-    pub time_zone: String,
+    /// The zone its filters and `_project` columns are read in (the project's when it was made).
+    pub time_zone: ProjectTimeZone,
     pub task_id: String,
     pub created_by: super::actor::Actor,
     pub request_id: Option<String>,

@@ -142,7 +142,8 @@ pub fn read(row: export::Model) -> Export {
         format: ExportFormat::parse(&row.format).unwrap_or(ExportFormat::Csv),
         created_by: Actor::stored(&row.created_by_kind, row.created_by_id),
         id: row.id,
-        time_zone: row.time_zone,
+        // Written from a validated zone; a name this build no longer knows reads as UTC.
+        time_zone: ProjectTimeZone::try_from(row.time_zone).unwrap_or_else(|_| ProjectTimeZone::utc()),
         task_id: row.task_id,
         request_id: row.request_id,
         created_at_ms: row.created_at_ms,
@@ -292,7 +293,7 @@ pub async fn holds_customer(store: &EventStore, project_id: &str, export: &Expor
     if matches!(export.resource, ExportResource::Tasks | ExportResource::WebhookSendouts) {
         return Ok(false); // they carry no bodies or event data
     }
-    let zone = ProjectTimeZone::try_from(export.time_zone.clone()).unwrap_or_else(|_| ProjectTimeZone::utc());
+    let zone = export.time_zone;
     let Ok(selection) = Selection::read(export.resource, &export.filters, Context { zone: &zone, now_ms: export.created_at_ms }) else {
         return Ok(true);
     };
@@ -331,7 +332,7 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
         Err(ServiceError::NotFound(_)) => return run.fail(Vec::new(), format!("The export {export_id} no longer exists.")).await,
         Err(e) => return Err(step_error(e)),
     };
-    let zone = ProjectTimeZone::try_from(export.time_zone.clone()).unwrap_or_else(|_| ProjectTimeZone::utc());
+    let zone = export.time_zone;
     let selection = match Selection::read(export.resource, &export.filters, Context { zone: &zone, now_ms: export.created_at_ms }) {
         Ok(selection) => selection,
         Err(errors) => {
