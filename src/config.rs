@@ -100,6 +100,23 @@ pub struct Settings {
     /// Maximum database connections in the pool.
     #[arg(long, env = "LOGBOOK_DB_POOL_SIZE", global = true, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: u32,
+    /// How long a request waits for a database connection before it is answered 503 (the database
+    /// is down or every connection is busy).
+    #[arg(long, env = "LOGBOOK_DB_ACQUIRE_TIMEOUT", global = true, default_value = "5s", value_parser = parse_duration)]
+    pub db_acquire_timeout: Duration,
+    /// Longest a PostgreSQL statement may run before the database cancels it; 0s: no limit.
+    #[arg(long, env = "LOGBOOK_DB_STATEMENT_TIMEOUT", global = true, default_value = "60s", value_parser = parse_duration)]
+    pub db_statement_timeout: Duration,
+    /// Webhook deliveries one worker process makes at once.
+    #[arg(long, env = "LOGBOOK_DELIVERY_CONCURRENCY", global = true, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub delivery_concurrency: u32,
+    /// Tasks of each type (imports, exports, purges…) one worker process runs at once.
+    #[arg(long, env = "LOGBOOK_TASK_CONCURRENCY", global = true, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub task_concurrency: u32,
+    /// On SIGTERM, how long requests and deliveries in flight may take to finish before the
+    /// process exits anyway (running tasks are handed back at once, whatever this says).
+    #[arg(long, env = "LOGBOOK_SHUTDOWN_GRACE", global = true, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
     /// How long a job may go without its worker's heartbeat before another worker takes it over
     /// (after a crash). At least 3s.
     #[arg(long, env = "LOGBOOK_JOB_LEASE", global = true, default_value = "60s", value_parser = parse_lease)]

@@ -36,10 +36,13 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<(DatabaseConnection,
             // 300 ms instead of a few) in the benchmark.
             let options = PgConnectOptions::from_str(url)
                 .with_context(|| format!("DATABASE_URL {} is not a PostgreSQL URL", redact_url(url)))?
-                .options([("plan_cache_mode", "force_custom_plan")]);
+                .options([("plan_cache_mode", "force_custom_plan")])
+                // A runaway query is cancelled by the database rather than holding a connection.
+                .options([("statement_timeout", settings.db_statement_timeout.as_millis().to_string())]);
             let pool = PgPoolOptions::new()
                 .max_connections(settings.db_pool_size)
-                .acquire_timeout(Duration::from_secs(10))
+                // While the database is unreachable a request waits this long, then answers 503.
+                .acquire_timeout(settings.db_acquire_timeout)
                 .connect_with(options)
                 .await
                 .with_context(|| format!("cannot connect to PostgreSQL at {}", redact_url(url)))?;
@@ -360,6 +363,28 @@ async fn enable_stable_plans(conn: &mut sqlx::SqliteConnection) -> Result<(), sq
 
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     Migrator::up(db, None).await.context("database migration failed")
+}
+
+/// Whether `err` says the database could not be reached (down, restarting, unreachable, or no
+/// connection free in time), rather than that a statement was wrong: a request failing so is
+/// answered 503 with `Retry-After`, and a batch failing so is not written item by item.
+pub fn unavailable(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    match err {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+                // Class 08 is a connection exception; 57P01..57P05 an administrator's shutdown,
+                // a crash restart, a database still starting or gone idle.
+                sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            }
+        }
+        DbErr::Conn(_) => true,
+        _ => false,
+    }
 }
 
 /// Whether the database answers and has every migration applied.

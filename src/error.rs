@@ -172,12 +172,20 @@ impl ResponseError for ApiError {
         if let Some(cause) = &self.cause {
             tracing::error!(error = ?cause, "internal error");
         }
-        HttpResponse::build(self.status_code()).json(self.body())
+        let mut response = HttpResponse::build(self.status_code());
+        if self.code == ErrorCode::ServiceUnavailable {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        }
+        response.json(self.body())
     }
 }
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
+        if crate::db::unavailable(&err) {
+            tracing::warn!(error = %err, "the database is unavailable");
+            return Self::new(ErrorCode::ServiceUnavailable, "The database is unavailable; retry shortly.");
+        }
         Self::internal(err)
     }
 }
@@ -188,6 +196,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => {
                 Self::conflict(format!("A concurrent change to {what} was made first; retry the request."))
             }
+            StoreError::Db(e) => e.into(),
             other => Self::internal(other),
         }
     }
@@ -209,7 +218,7 @@ impl From<ServiceError> for ApiError {
             )
             .with_detail("url", format!("reaches {why}")),
             ServiceError::Store(e) => e.into(),
-            ServiceError::Db(e) => Self::internal(e),
+            ServiceError::Db(e) => e.into(),
             ServiceError::Internal(e) => Self::internal(e),
         }
     }
@@ -224,7 +233,7 @@ impl From<UploadError> for ApiError {
             ),
             UploadError::Body(message) => Self::malformed(format!("The upload could not be read: {message}")),
             UploadError::Stalled => Self::new(ErrorCode::RequestTimeout, format!("The upload stalled: {err}.")),
-            UploadError::Db(e) => Self::internal(e),
+            UploadError::Db(e) => e.into(),
         }
     }
 }

@@ -69,7 +69,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let workers = jobs::start(store, queue, metrics, &settings)?;
             tracing::info!("workers started: imports, retention purges, daily retention schedule, log search indexer");
             shutdown_signal().await;
-            drop(workers);
+            tracing::info!("shutting down gracefully");
+            workers.shutdown(settings.shutdown_grace).await;
+            tracing::info!("stopped");
             Ok(())
         }
         Command::Migrate => {

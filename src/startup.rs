@@ -20,7 +20,9 @@ pub struct Application {
     port: u16,
     server: Server,
     store: EventStore,
+    feed: crate::services::stream::Feed,
     workers: Option<Workers>,
+    grace: std::time::Duration,
     /// Set on the very first start of an empty database; its secrets are shown once.
     pub first_start: Option<FirstStart>,
 }
@@ -65,7 +67,8 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("first-start setup failed: {e}"))?;
         let feed = crate::services::stream::Feed::start(store.clone(), api::stream::render()).await?;
-        let state = web::Data::new(AppState::new(store.clone(), jobs, settings, feed));
+        let grace = settings.shutdown_grace;
+        let state = web::Data::new(AppState::new(store.clone(), jobs, settings, feed.clone()));
         let workers = match with_workers {
             true => Some(jobs::start(store.clone(), state.jobs.clone(), state.metrics.clone(), &state.settings)?),
             false => None,
@@ -77,9 +80,9 @@ impl Application {
             .listen(listener)?
             // Signals are handled in `run_until_stopped`, so that tests can run several servers.
             .disable_signals()
-            .shutdown_timeout(30)
+            .shutdown_timeout(grace.as_secs().max(1))
             .run();
-        Ok(Self { port, server, store, workers, first_start })
+        Ok(Self { port, server, store, feed, workers, grace, first_start })
     }
 
     pub fn port(&self) -> u16 {
@@ -94,17 +97,24 @@ impl Application {
         &self.store
     }
 
-    /// Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight requests finish (their
-    /// logs are committed before they answer), and returns.
+    /// Serves until SIGINT or SIGTERM, then stops accepting, ends live streams with their resume
+    /// point (clients reconnect to another node), lets in-flight requests finish (their logs are
+    /// committed before they answer), stops the workers (see [`Workers::shutdown`]) and returns.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
+        let feed = self.feed.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down gracefully");
-            handle.stop(true).await;
+            let drained = handle.stop(true);
+            feed.close();
+            drained.await;
         });
         self.server.await?;
-        drop(self.workers);
+        if let Some(workers) = self.workers {
+            workers.shutdown(self.grace).await;
+        }
+        tracing::info!("stopped");
         Ok(())
     }
 

@@ -132,11 +132,15 @@ pub async fn record_requests(mut req: ServiceRequest, next: Next<BoxBody>) -> Re
         (request_body, request_truncated),
         (response_body, response_truncated),
     );
-    if let Err(err) = state.log_writer.submit(LogEntries::request(record)).await {
-        tracing::error!(error = %err, log_id = %id, "request log could not be written");
-    }
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HeaderName::from_static(LOG_ID_HEADER), value);
+    // The answer names its log only once the log is committed: a log id is a promise that it
+    // can be read.
+    match state.log_writer.submit(LogEntries::request(record)).await {
+        Ok(_) => {
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert(HeaderName::from_static(LOG_ID_HEADER), value);
+            }
+        }
+        Err(err) => tracing::error!(error = %err, log_id = %id, "request log could not be written"),
     }
     Ok(ServiceResponse::new(http_req, response))
 }

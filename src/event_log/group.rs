@@ -154,6 +154,13 @@ impl<W: GroupWrite> Committer<W> {
                         let _ = done.send(Ok(output));
                     }
                 }
+                // Unreachable, the database would refuse each item alone too, after as long a wait.
+                Err(err) if err.unavailable() => {
+                    for done in waiting {
+                        let _ = done.send(Err(StoreError::Db(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::ConnectionClosed))));
+                    }
+                    tracing::warn!(error = %err, size = items.len(), "a group commit failed: the database is unavailable");
+                }
                 Err(err) => {
                     if items.len() > 1 && !matches!(err, StoreError::Conflict(_)) {
                         tracing::warn!(error = %err, size = items.len(), "a group commit failed; writing its items one by one");

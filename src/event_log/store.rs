@@ -37,6 +37,13 @@ pub enum StoreError {
     Decode { seq: i64, source: serde_json::Error },
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (see [`crate::db::unavailable`]).
+    pub fn unavailable(&self) -> bool {
+        matches!(self, StoreError::Db(e) if crate::db::unavailable(e))
+    }
+}
+
 /// An event as stored, with its global position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {

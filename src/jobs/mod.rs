@@ -15,7 +15,7 @@ use apalis::prelude::{PollSnapshot, PollStrategy};
 use apalis_cron::{CronScheduler, Tick};
 use prometheus_client::metrics::counter::Counter;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 mod dispatch;
@@ -51,10 +51,8 @@ const QUEUES: &[TaskType] = &[TaskType::Import, TaskType::Export, TaskType::Rete
 const POLL: Duration = Duration::from_millis(200);
 /// Deliveries are polled for more often: publish-to-first-attempt latency is a promise.
 const DELIVERY_POLL: Duration = Duration::from_millis(20);
-/// Tasks of one type run at once per process, and deliveries in flight per process (a worker
-/// takes more jobs from the queue only as these free up).
-const TASK_CONCURRENCY: usize = 2;
-const DELIVERY_CONCURRENCY: usize = 256;
+/// Delivery jobs one poll claims (the worker takes more only as its `LOGBOOK_DELIVERY_CONCURRENCY`
+/// slots free up).
 const DELIVERY_BATCH: usize = 200;
 // Delivery jobs are not moved to `Running` after being claimed (apalis' `lock_tasks`): the claim
 // already names the worker, and a dead worker's claimed jobs are taken over all the same. One write
@@ -128,8 +126,8 @@ impl JobQueue {
 
     async fn push(&self, task_type: TaskType, task_id: &str) -> Result<(), BoxDynError> {
         let args = serde_json::to_vec(&TaskJob { task_id: task_id.to_owned() })?;
-        let task = TaskBuilder::new(args).idempotency_key(task_id).max_attempts(TASK_ATTEMPTS).build();
-        self.push_all(&queue_name(task_type), vec![task]).await
+        let job = NewJob { args, key: task_id.to_owned(), max_attempts: TASK_ATTEMPTS as i32, delay: Duration::ZERO };
+        self.push_all(&queue_name(task_type), vec![job]).await
     }
 
     /// Queues attempts due now: handed to this process' delivery workers if it runs them and they
@@ -153,18 +151,16 @@ impl JobQueue {
         if jobs.is_empty() {
             return;
         }
+        let delay = run_at_ms.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64)).unwrap_or_default();
         let mut tasks = Vec::with_capacity(jobs.len());
         for job in &jobs {
             let Ok(args) = serde_json::to_vec(job) else { continue };
-            let mut builder = TaskBuilder::new(args).idempotency_key(format!("{}:{}", job.sendout_id, job.generation)).max_attempts(5);
-            if let Some(at) = run_at_ms {
-                let delay = (at - now_ms()).max(0) as u64;
-                builder = builder.run_after(Duration::from_millis(delay));
-            }
-            tasks.push(builder.build());
+            tasks.push(NewJob { args, key: format!("{}:{}", job.sendout_id, job.generation), max_attempts: 5, delay });
         }
-        for chunk in tasks.chunks(1000) {
-            if let Err(err) = self.push_all(DELIVERY_QUEUE, chunk.to_vec()).await {
+        let mut tasks = tasks.into_iter().peekable();
+        while tasks.peek().is_some() {
+            let chunk: Vec<NewJob> = tasks.by_ref().take(1000).collect();
+            if let Err(err) = self.push_all(DELIVERY_QUEUE, chunk).await {
                 tracing::warn!(error = %err, "queueing deliveries failed; the sweeper will retry");
             }
         }
@@ -198,20 +194,81 @@ impl JobQueue {
         Ok(deleted)
     }
 
-    async fn push_all(&self, queue: &str, tasks: Vec<apalis::prelude::Task<Vec<u8>>>) -> Result<(), BoxDynError> {
+    /// Queues `jobs`; one whose key is queued already is left out (so queueing is idempotent and
+    /// one such job does not fail the rest).
+    async fn push_all(&self, queue: &str, jobs: Vec<NewJob>) -> Result<(), BoxDynError> {
         match &self.storage {
+            // apalis' SQLite insert skips a key it has.
             Storage::Sqlite(pool) => {
+                let tasks: Vec<_> = jobs
+                    .into_iter()
+                    .map(|j| TaskBuilder::new(j.args).idempotency_key(j.key).max_attempts(j.max_attempts as usize).run_after(j.delay).build())
+                    .collect();
                 let mut conn = pool.begin().await?;
                 apalis_sqlite::queries::push_tasks(&mut *conn, queue, &tasks).await?;
                 conn.commit().await?;
             }
+            // apalis' PostgreSQL insert fails the whole batch on a key it has: this is its insert
+            // (`queries/task/sink.sql`) with the conflict skipped.
             Storage::Postgres(pool) => {
-                let mut conn = pool.acquire().await?;
-                apalis_postgres::queries::push_tasks(&mut *conn, queue, tasks).await?;
+                let now = now_ms();
+                let ids: Vec<String> = jobs.iter().map(|_| ulid::Ulid::new().to_string()).collect();
+                let run_at: Vec<f64> = jobs.iter().map(|j| (now + j.delay.as_millis() as i64) as f64 / 1000.0).collect();
+                let max_attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
+                let keys: Vec<String> = jobs.iter().map(|j| j.key.clone()).collect();
+                let args: Vec<Vec<u8>> = jobs.into_iter().map(|j| j.args).collect();
+                sqlx::query(
+                    "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key) \
+                     SELECT unnest($1::text[]), $2, unnest($3::bytea[]), 'Pending', 0, unnest($4::integer[]), \
+                            to_timestamp(unnest($5::float8[])), 0, unnest($6::text[]) \
+                     ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+                )
+                .bind(ids)
+                .bind(queue)
+                .bind(args)
+                .bind(max_attempts)
+                .bind(run_at)
+                .bind(keys)
+                .execute(pool)
+                .await?;
             }
         }
         Ok(())
     }
+
+    /// Hands the jobs claimed by `workers` back to the queue, as they were before the claim (no
+    /// attempt used up), so that another worker takes them at once instead of after the lease.
+    /// Returns how many.
+    async fn release(&self, workers: &[String]) -> Result<u64, sqlx::Error> {
+        let released = match &self.storage {
+            Storage::Sqlite(pool) => sqlx::query(
+                "UPDATE Jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL \
+                 WHERE lock_by IN (SELECT value FROM json_each(?1)) AND status IN ('Queued', 'Running')",
+            )
+            .bind(serde_json::to_string(workers).unwrap_or_default())
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            Storage::Postgres(pool) => sqlx::query(
+                "UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL \
+                 WHERE lock_by = ANY($1) AND status IN ('Queued', 'Running')",
+            )
+            .bind(workers)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
+        Ok(released)
+    }
+}
+
+/// A job to queue: its arguments, the key that makes queueing it twice one job, how many times
+/// it may run, and how long from now it waits.
+struct NewJob {
+    args: Vec<u8>,
+    key: String,
+    max_attempts: i32,
+    delay: Duration,
 }
 
 /// What a job handler can reach.
@@ -222,17 +279,88 @@ struct JobContext {
     lost_delivery_after: Duration,
     queue: JobQueue,
     deliverer: Arc<Deliverer>,
+    delivery_concurrency: usize,
+    /// Turns true when the process begins to stop: no more jobs are taken.
+    stopping: watch::Receiver<bool>,
+    busy: Busy,
 }
 
-/// Background tasks of this process; dropping it stops them. A job cut off mid-step loses only
-/// its uncommitted step, which the next worker does again.
+/// Background work of this process. [`Workers::shutdown`] stops it gracefully; dropping it stops
+/// it at once (as a crash would: a job cut off mid-step loses only its uncommitted step, which the
+/// next worker does again).
 pub struct Workers {
-    tasks: Vec<JoinHandle<()>>,
+    stopping: watch::Sender<bool>,
+    /// Every loop of this process: each ends on its own once `stopping` is set, at a point where
+    /// it holds no transaction (but the task workers, see `busy`).
+    handles: Vec<JoinHandle<()>>,
+    /// The task workers, whose jobs park rather than end when stopping (so that they are not
+    /// acknowledged), and so are cut off once `busy` says none is inside a step.
+    task_workers: Vec<JoinHandle<()>>,
+    busy: Busy,
+    /// This process' apalis worker names, whose claimed jobs are handed back on shutdown.
+    names: Names,
+    queue: JobQueue,
+}
+
+impl Workers {
+    /// Stops taking jobs; lets each running task finish its current step and stop there; lets the
+    /// deliveries in flight finish and be recorded; all for up to `grace`. Then hands every job
+    /// this process still holds back to the queue, so that another worker takes it now rather
+    /// than when the lease runs out.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let _ = self.stopping.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        let loops_ended = tokio::time::timeout_at(deadline, futures_util::future::join_all(self.handles.iter_mut())).await.is_ok();
+        while !self.busy.idle() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let steps_ended = self.busy.idle();
+        if !(loops_ended && steps_ended) {
+            tracing::warn!(?grace, deliveries_ended = loops_ended, steps_ended, "work still under way after the shutdown grace was cut off; it will be done again");
+        }
+        self.task_workers.iter().chain(self.handles.iter()).for_each(JoinHandle::abort);
+        // Cancelled ones end at their next await point; none may still write once the jobs are
+        // handed back. (One that finished was polled to completion already.)
+        for handle in self.task_workers.iter_mut().chain(self.handles.iter_mut()) {
+            if !handle.is_finished() {
+                let _ = handle.await;
+            }
+        }
+        let names = self.names.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match self.queue.release(&names).await {
+            Ok(released) => tracing::info!(released, "workers stopped; their claimed jobs are back in the queue"),
+            Err(err) => tracing::warn!(error = %err, "handing claimed jobs back failed; other workers take them once the lease runs out"),
+        }
+    }
 }
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        self.tasks.iter().for_each(JoinHandle::abort);
+        self.task_workers.iter().chain(self.handles.iter()).for_each(JoinHandle::abort);
+    }
+}
+
+/// How many task jobs of this process are running (not yet ended, nor parked for shutdown).
+#[derive(Clone, Default)]
+struct Busy(Arc<std::sync::atomic::AtomicUsize>);
+
+/// One running task job; counted in [`Busy`] until dropped.
+struct BusyGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Busy {
+    fn enter(&self) -> BusyGuard {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        BusyGuard(self.0.clone())
+    }
+
+    fn idle(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst) == 0
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -241,19 +369,42 @@ pub fn start(store: EventStore, queue: JobQueue, metrics: Arc<Metrics>, settings
     metrics.register("search_indexed_events", "Events consumed by the log search indexer", indexed.clone());
     let schedule: cron::Schedule = settings.retention_schedule.parse()?;
     let deliverer = Arc::new(Deliverer::new(store.clone(), settings)?);
+    let (stopping, stop_rx) = watch::channel(false);
     let ctx = JobContext {
         store: store.clone(),
         lost_delivery_after: HANDOFF_MAX_WAIT + settings.webhook_timeout + SWEEP_DELIVERIES_MARGIN,
         queue: queue.clone(),
         deliverer,
+        delivery_concurrency: settings.delivery_concurrency as usize,
+        stopping: stop_rx.clone(),
+        busy: Busy::default(),
     };
-    let mut tasks = vec![tokio::spawn(run_search_indexer(store.search().clone(), indexed)), tokio::spawn(run_sweeper(ctx.clone()))];
+    let busy = ctx.busy.clone();
+    let mut handles = vec![
+        tokio::spawn(run_search_indexer(store.search().clone(), indexed, stop_rx)),
+        tokio::spawn(run_sweeper(ctx.clone())),
+    ];
     let (lane, handed) = mpsc::channel(HANDOFF_QUEUE);
     if ctx.queue.handoff.set(lane).is_ok() {
-        tasks.push(tokio::spawn(run_handed_deliveries(ctx.clone(), handed)));
+        handles.push(tokio::spawn(run_handed_deliveries(ctx.clone(), handed)));
     }
-    tasks.extend(spawn_workers(ctx, settings.job_lease, schedule));
-    Ok(Workers { tasks })
+    let spawned = spawn_workers(ctx, settings.job_lease, settings.task_concurrency as usize, schedule);
+    handles.extend(spawned.others);
+    Ok(Workers { stopping, handles, task_workers: spawned.tasks, busy, names: spawned.names, queue })
+}
+
+/// The apalis workers of this process.
+struct Spawned {
+    tasks: Vec<JoinHandle<()>>,
+    /// The delivery worker and the schedule.
+    others: Vec<JoinHandle<()>>,
+    names: Names,
+}
+
+/// Resolves once `stopping` turns true (or its sender is gone).
+async fn stopped(mut stopping: watch::Receiver<bool>) -> Result<(), std::io::Error> {
+    let _ = stopping.wait_for(|s| *s).await;
+    Ok(())
 }
 
 /// Wakes an idle worker every `period` to look for jobs. (apalis' own `IntervalStrategy` re-arms
@@ -282,73 +433,133 @@ impl PollStrategy for Every {
     }
 }
 
-/// Runs a worker until it stops, logging why.
-async fn supervise<F, E>(name: String, run: F)
+/// The apalis worker names this process has used; their claimed jobs are handed back when it
+/// stops.
+type Names = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Runs the worker that `run` builds and runs under a given name, until it ends. apalis ends a
+/// worker whose poll fails (the database went away, say): it is then built again under a new
+/// name, after a pause (0.5 s doubling to 30 s), once the jobs the old one had claimed are handed
+/// back (a new name, because the old one's heartbeat lock may outlive it on a pooled connection).
+async fn supervise<F, Fut>(ctx: JobContext, base: String, names: Names, mut run: F)
 where
-    F: std::future::Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), apalis::prelude::WorkerError>>,
 {
-    if let Err(err) = run.await {
-        tracing::error!(worker = name, error = %err, "job worker stopped");
+    let mut stopping = ctx.stopping.clone();
+    let mut delay = Duration::from_millis(500);
+    for generation in 0.. {
+        let name = if generation == 0 { base.clone() } else { format!("{base}.{generation}") };
+        names.lock().unwrap_or_else(|e| e.into_inner()).push(name.clone());
+        let started = Instant::now();
+        let Err(err) = run(name.clone()).await else { return };
+        if started.elapsed() > Duration::from_secs(60) {
+            delay = Duration::from_millis(500);
+        }
+        tracing::warn!(worker = name, error = %err, retry_in = ?delay, "job worker stopped on an error; starting it again");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+        if let Err(err) = ctx.queue.release(&[name]).await {
+            tracing::warn!(error = %err, "handing a stopped worker's jobs back failed; they come back when its lease runs out");
+        }
     }
 }
 
 /// One apalis worker per queue on this process, each in a task of its own, plus the daily
 /// retention schedule.
-fn spawn_workers(ctx: JobContext, lease: Duration, schedule: cron::Schedule) -> Vec<JoinHandle<()>> {
+fn spawn_workers(ctx: JobContext, lease: Duration, task_concurrency: usize, schedule: cron::Schedule) -> Spawned {
     // Worker names are unique per process, so a restarted node never inherits a dead one's jobs by
     // name: they come back when the dead worker's heartbeat is older than the lease.
     let node = crate::domain::ids::new_id(crate::domain::ids::IdKind::Task).replacen("task_", "", 1);
     let heartbeat = lease / 3;
-    let mut handles = Vec::new();
+    let names = Names::default();
+    let mut tasks = Vec::new();
     for &task_type in QUEUES {
-        let name = format!("{}@{node}", queue_name(task_type));
-        let queue = queue_name(task_type);
-        handles.push(match &ctx.queue.storage {
-            Storage::Sqlite(pool) => {
-                let config = apalis_sqlite::Config::default().queue(queue).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
-                let backend = apalis_sqlite::SqliteStorage::<TaskJob>::new(pool).with_config(config).poll_with_strategy(Every::new(POLL));
-                let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(TASK_CONCURRENCY).data(ctx.clone()).build(run_task);
-                tokio::spawn(supervise(name, worker.run()))
+        let base = format!("{}@{node}", queue_name(task_type));
+        let (c, storage) = (ctx.clone(), ctx.queue.storage.clone());
+        // Task jobs park rather than end when stopping (see `run_task`), so this worker is not
+        // run until stopped but cut off (see `Workers::shutdown`).
+        tasks.push(tokio::spawn(supervise(ctx.clone(), base, names.clone(), move |name| {
+            let (c, storage) = (c.clone(), storage.clone());
+            let queue = queue_name(task_type);
+            async move {
+                match storage {
+                    Storage::Sqlite(pool) => {
+                        let config = apalis_sqlite::Config::default().queue(queue).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
+                        let backend = apalis_sqlite::SqliteStorage::<TaskJob>::new(&pool).with_config(config).poll_with_strategy(Every::new(POLL));
+                        WorkerBuilder::new(name).backend(backend).concurrency(task_concurrency).data(c).build(run_task).run().await
+                    }
+                    Storage::Postgres(pool) => {
+                        let config = apalis_postgres::Config::default().queue(queue).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
+                        let backend = apalis_postgres::PostgresStorage::<TaskJob>::new(&pool).with_config(config).poll_with_strategy(Every::new(POLL));
+                        WorkerBuilder::new(name).backend(backend).concurrency(task_concurrency).data(c).build(run_task).run().await
+                    }
+                }
             }
-            Storage::Postgres(pool) => {
-                let config = apalis_postgres::Config::default().queue(queue).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
-                let backend = apalis_postgres::PostgresStorage::<TaskJob>::new(pool).with_config(config).poll_with_strategy(Every::new(POLL));
-                let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(TASK_CONCURRENCY).data(ctx.clone()).build(run_task);
-                tokio::spawn(supervise(name, worker.run()))
-            }
-        });
+        })));
     }
-    let name = format!("{DELIVERY_QUEUE}@{node}");
-    handles.push(match &ctx.queue.storage {
-        Storage::Sqlite(pool) => {
-            let config =
-                apalis_sqlite::Config::default().queue(DELIVERY_QUEUE).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(DELIVERY_BATCH).lock_tasks(false);
-            let backend = apalis_sqlite::SqliteStorage::<DeliveryJob>::new(pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
-            let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(DELIVERY_CONCURRENCY).data(ctx.clone()).build(run_delivery);
-            tokio::spawn(supervise(name, worker.run()))
+    // Stopping, it takes no more jobs and finishes those it holds (see `Workers::shutdown`).
+    let concurrency = ctx.delivery_concurrency;
+    let (c, storage) = (ctx.clone(), ctx.queue.storage.clone());
+    let delivery = tokio::spawn(supervise(ctx.clone(), format!("{DELIVERY_QUEUE}@{node}"), names.clone(), move |name| {
+        let (c, storage) = (c.clone(), storage.clone());
+        async move {
+            let stop = stopped(c.stopping.clone());
+            match storage {
+                Storage::Sqlite(pool) => {
+                    let config = apalis_sqlite::Config::default()
+                        .queue(DELIVERY_QUEUE)
+                        .heartbeat_interval(heartbeat)
+                        .missed_heartbeats(3)
+                        .batch_size(DELIVERY_BATCH)
+                        .lock_tasks(false);
+                    let backend = apalis_sqlite::SqliteStorage::<DeliveryJob>::new(&pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
+                    WorkerBuilder::new(name).backend(backend).concurrency(concurrency).data(c).build(run_delivery).run_until(stop).await
+                }
+                Storage::Postgres(pool) => {
+                    let config = apalis_postgres::Config::default()
+                        .queue(DELIVERY_QUEUE)
+                        .heartbeat_interval(heartbeat)
+                        .missed_heartbeats(3)
+                        .batch_size(DELIVERY_BATCH)
+                        .lock_tasks(false);
+                    let backend = apalis_postgres::PostgresStorage::<DeliveryJob>::new(&pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
+                    WorkerBuilder::new(name).backend(backend).concurrency(concurrency).data(c).build(run_delivery).run_until(stop).await
+                }
+            }
         }
-        Storage::Postgres(pool) => {
-            let config =
-                apalis_postgres::Config::default().queue(DELIVERY_QUEUE).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(DELIVERY_BATCH).lock_tasks(false);
-            let backend = apalis_postgres::PostgresStorage::<DeliveryJob>::new(pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
-            let worker = WorkerBuilder::new(name.clone()).backend(backend).concurrency(DELIVERY_CONCURRENCY).data(ctx.clone()).build(run_delivery);
-            tokio::spawn(supervise(name, worker.run()))
+    }));
+    let c = ctx.clone();
+    let schedule = tokio::spawn(supervise(ctx, format!("logbook.retention_daily@{node}"), names.clone(), move |name| {
+        let (c, schedule) = (c.clone(), schedule.clone());
+        async move {
+            let stop = stopped(c.stopping.clone());
+            WorkerBuilder::new(name).backend(CronScheduler::new(schedule)).data(c).build(daily_retention).run_until(stop).await
         }
-    });
-    let name = format!("logbook.retention_daily@{node}");
-    let worker = WorkerBuilder::new(name.clone()).backend(CronScheduler::new(schedule)).data(ctx).build(daily_retention);
-    handles.push(tokio::spawn(supervise(name, worker.run())));
-    handles
+    }));
+    Spawned { tasks, others: vec![delivery, schedule], names }
 }
 
 /// Makes the attempts handed over in memory: read in batches (three queries per batch), then each
-/// made in a task of its own, at most `DELIVERY_CONCURRENCY` at once. What cannot start soon, or
-/// waits for an endpoint's rate limit, or fails to be recorded, goes to the durable queue.
+/// made in a task of its own, at most `LOGBOOK_DELIVERY_CONCURRENCY` at once. What cannot start
+/// soon, or waits for an endpoint's rate limit, or fails to be recorded, goes to the durable queue.
+/// Stopping, it lets the attempts in flight finish and puts what was handed over but not started
+/// into the durable queue.
 async fn run_handed_deliveries(ctx: JobContext, mut handed: mpsc::Receiver<Handed>) {
-    let slots = Arc::new(Semaphore::new(DELIVERY_CONCURRENCY));
+    let slots = Arc::new(Semaphore::new(ctx.delivery_concurrency));
     let mut batch = Vec::with_capacity(DELIVERY_BATCH);
-    while handed.recv_many(&mut batch, DELIVERY_BATCH).await > 0 {
+    let mut stop = std::pin::pin!(stopped(ctx.stopping.clone()));
+    loop {
+        let received = tokio::select! {
+            n = handed.recv_many(&mut batch, DELIVERY_BATCH) => n,
+            _ = &mut stop => break,
+        };
+        if received == 0 {
+            break;
+        }
         let (fresh, late): (Vec<Handed>, Vec<Handed>) = batch.drain(..).partition(|h| h.at.elapsed() < HANDOFF_MAX_WAIT);
         ctx.queue.enqueue_delivery_jobs(late.into_iter().map(|h| h.job).collect(), None).await;
         let Some(at) = fresh.iter().map(|h| h.at).min() else { continue };
@@ -365,7 +576,7 @@ async fn run_handed_deliveries(ctx: JobContext, mut handed: mpsc::Receiver<Hande
         ctx.queue.enqueue_delivery_jobs(limited.into_iter().map(|p| p.job).collect(), None).await;
         for p in prepared {
             let Ok(slot) = slots.clone().acquire_owned().await else { return };
-            if at.elapsed() >= HANDOFF_MAX_WAIT {
+            if at.elapsed() >= HANDOFF_MAX_WAIT || *ctx.stopping.borrow() {
                 ctx.queue.enqueue_delivery_jobs(vec![p.job], None).await;
                 continue;
             }
@@ -380,6 +591,14 @@ async fn run_handed_deliveries(ctx: JobContext, mut handed: mpsc::Receiver<Hande
             });
         }
     }
+    // Stopping: nothing more is handed over (`hand_over` finds the lane closed and queues).
+    handed.close();
+    let mut rest = Vec::new();
+    while let Some(h) = handed.recv().await {
+        rest.push(h.job);
+    }
+    ctx.queue.enqueue_delivery_jobs(rest, None).await;
+    let _ = slots.acquire_many(ctx.delivery_concurrency as u32).await;
 }
 
 async fn run_delivery(job: DeliveryJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
@@ -387,7 +606,9 @@ async fn run_delivery(job: DeliveryJob, ctx: Data<JobContext>) -> Result<(), Box
 }
 
 async fn run_task(job: TaskJob, attempt: Attempt, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    let busy = ctx.busy.enter();
     let Some(run) = TaskRun::start(&ctx.store, &job.task_id).await? else { return Ok(()) };
+    let run = run.stops_with(ctx.stopping.clone());
     let outcome = match TaskType::parse(&run.task.task_type) {
         Ok(TaskType::Import) => imports::run(&ctx.store, run).await,
         Ok(TaskType::Export) => exports::run(&ctx.store, run).await,
@@ -402,6 +623,12 @@ async fn run_task(job: TaskJob, attempt: Attempt, ctx: Data<JobContext>) -> Resu
     match outcome {
         // Cancelled or taken over: nothing left for this job.
         Ok(()) | Err(StepError::Lost) => Ok(()),
+        // Stopped between steps: the job is not acknowledged but parked until the process
+        // hands it back to the queue (see `Workers::shutdown`).
+        Err(StepError::Stopping) => {
+            drop(busy);
+            std::future::pending().await
+        }
         // Without this the task would stay `in_progress` with no job left to run it.
         Err(StepError::Store(err)) if attempt.current() >= TASK_ATTEMPTS => {
             tracing::error!(task_id = job.task_id, error = %err, attempts = TASK_ATTEMPTS, "task step failed on its last attempt; the task fails");
@@ -424,7 +651,7 @@ async fn give_up(ctx: &JobContext, task_id: &str, message: String) {
     let mut delay = Duration::from_secs(1);
     loop {
         match tasks::give_up(&ctx.store, task_id, message.clone()).await {
-            Ok(()) | Err(StepError::Lost) => return,
+            Ok(()) | Err(StepError::Lost | StepError::Stopping) => return,
             Err(StepError::Store(err)) => {
                 tracing::warn!(task_id, error = %err, retry_in = ?delay, "recording a given-up task as failed failed; retrying");
                 tokio::time::sleep(delay).await;
@@ -443,8 +670,12 @@ async fn daily_retention(tick: Tick, ctx: Data<JobContext>) -> Result<(), BoxDyn
 
 /// Re-queues scheduled tasks whose job went missing, and clears abandoned uploads.
 async fn run_sweeper(ctx: JobContext) {
+    let mut stop = ctx.stopping.clone();
     loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
         let stale: Result<Vec<(String, String)>, _> = entity::task::Entity::find()
             .select_only()
             .columns([entity::task::Column::Id, entity::task::Column::TaskType])
@@ -484,21 +715,23 @@ async fn requeue_due_deliveries(ctx: &JobContext) {
     ctx.queue.enqueue_delivery_jobs(jobs, None).await;
 }
 
-async fn run_search_indexer(index: SearchIndex, indexed: Counter) {
+async fn run_search_indexer(index: SearchIndex, indexed: Counter, mut stop: watch::Receiver<bool>) {
     let mut indexer = SearchIndexer::default();
     loop {
-        match indexer.step(&index, SEARCH_BATCH).await {
-            Ok(n) if (n as u64) < SEARCH_BATCH => {
-                indexed.inc_by(n as u64);
-                tokio::time::sleep(SEARCH_PAUSE).await;
-            }
+        let pause = match indexer.step(&index, SEARCH_BATCH).await {
             Ok(n) => {
                 indexed.inc_by(n as u64);
+                if (n as u64) < SEARCH_BATCH { SEARCH_PAUSE } else { Duration::ZERO }
             }
             Err(err) => {
                 tracing::warn!(error = %err, "search indexing failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                Duration::from_secs(1)
             }
+        };
+        // Stops between batches, never inside one's transaction.
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

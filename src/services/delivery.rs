@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use entity::{event_log, published_event, sendout, webhook};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
@@ -209,26 +209,47 @@ impl Deliverer {
         }
     }
 
-    /// Holds the attempt until the endpoint's per-second budget allows it.
+    /// Holds the attempt until the endpoint's per-second budget allows it. On PostgreSQL the budget
+    /// is counted in the shared table, one atomic increment per attempt, so it holds however many
+    /// worker processes deliver to the endpoint; on SQLite (one node) in memory.
     async fn wait_for_rate_limit(&self, w: &webhook::Model) {
         let Some(limit) = w.rate_limit_per_second.filter(|l| *l > 0) else { return };
         loop {
             let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
             let second = now.as_secs();
-            let admitted = {
-                let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-                let window = windows.entry(w.id.clone()).or_insert((second, 0));
-                if window.0 != second {
-                    *window = (second, 0);
+            let admitted = match self.shared_window(&w.id, second).await {
+                Some(Ok(count)) => count <= i64::from(limit),
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, webhook_id = w.id, "the shared delivery rate limit could not be counted; this worker counts alone");
+                    self.local_window(&w.id, second, limit)
                 }
-                window.1 += 1;
-                window.1 <= limit
+                None => self.local_window(&w.id, second, limit),
             };
             if admitted {
                 return;
             }
             tokio::time::sleep(Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()))).await;
         }
+    }
+
+    /// Counts an attempt in the endpoint's shared window of `second`; the count so far, this one
+    /// included. `None` on SQLite.
+    async fn shared_window(&self, webhook_id: &str, second: u64) -> Option<Result<i64, DbErr>> {
+        let db = self.store.db();
+        if db.get_database_backend() != DbBackend::Postgres {
+            return None;
+        }
+        Some(super::rate_limit::count_shared(db, &format!("endpoint:{webhook_id}"), second as i64 * 1000).await)
+    }
+
+    fn local_window(&self, webhook_id: &str, second: u64, limit: i32) -> bool {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let window = windows.entry(webhook_id.to_owned()).or_insert((second, 0));
+        if window.0 != second {
+            *window = (second, 0);
+        }
+        window.1 += 1;
+        window.1 <= limit
     }
 
     async fn post(&self, row: &sendout::Model, w: &webhook::Model, secrets: &SigningSecrets, trigger: AttemptTrigger, body: Vec<u8>) -> (Attempt, Option<Duration>) {

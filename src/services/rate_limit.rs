@@ -132,6 +132,18 @@ impl RateLimiter {
     }
 }
 
+/// Counts one use of `key` in its shared window that starts at `window_start_ms` (PostgreSQL) and
+/// returns the window's count, this use included: an exact limit across nodes for one round trip
+/// per use, for the few uses that need one (deliveries to an endpoint with a per-second limit).
+/// The windows are deleted with the credentials' ones.
+pub async fn count_shared(db: &DatabaseConnection, key: &str, window_start_ms: i64) -> Result<i64, DbErr> {
+    let sql = "INSERT INTO rate_limit_windows (credential, window_start_ms, count) VALUES ($1, $2, 1) \
+               ON CONFLICT (credential, window_start_ms) DO UPDATE SET count = rate_limit_windows.count + 1 RETURNING count";
+    let values = [key.into(), window_start_ms.into()];
+    let row = db.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+    row.ok_or_else(|| DbErr::RecordNotFound("rate limit window".into()))?.try_get("", "count")
+}
+
 async fn sync_forever(limiter: RateLimiter, db: DatabaseConnection) {
     let mut last_cleanup = 0;
     loop {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use entity::{event_log, export, project, sendout, task};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::{exports, sendouts, tasks};
 use crate::domain::export::Export;
@@ -80,15 +80,23 @@ struct Inner {
     ring: broadcast::Sender<Arc<Vec<Frame>>>,
     /// The position up to which changes have been passed to the ring.
     position: AtomicI64,
+    /// Turns true when the process stops: every subscriber is sent its resume point and closed.
+    closing: watch::Sender<bool>,
 }
 
 impl Feed {
     /// Starts following the log from its end; it stops with the process.
     pub async fn start(store: EventStore, render: Render) -> Result<Self, DbErr> {
         let position = top(store.db()).await?;
-        let inner = Arc::new(Inner { store, render, ring: broadcast::channel(RING).0, position: AtomicI64::new(position) });
+        let inner = Arc::new(Inner { store, render, ring: broadcast::channel(RING).0, position: AtomicI64::new(position), closing: watch::channel(false).0 });
         tokio::spawn(follow(inner.clone()));
         Ok(Self { inner })
+    }
+
+    /// Ends every subscription with its resume point, so that clients reconnect (to another node,
+    /// while this one stops) and miss nothing.
+    pub fn close(&self) {
+        let _ = self.inner.closing.send(true);
     }
 
     /// A subscriber of `project_id`'s changes of `topics` (all when empty), from just after
@@ -100,7 +108,8 @@ impl Feed {
         // A client ahead of this node (it came from a node that had read further) is sent only
         // what comes after what it saw.
         let sent = last_seen.unwrap_or(upto);
-        Subscription { feed: self.inner.clone(), project_id: project_id.into(), topics, live, sent, backlog_until: upto }
+        let closing = self.inner.closing.subscribe();
+        Subscription { feed: self.inner.clone(), project_id: project_id.into(), topics, live, sent, backlog_until: upto, closing }
     }
 }
 
@@ -120,6 +129,7 @@ pub struct Subscription {
     sent: i64,
     /// What it missed, up to here, is read from the log before live changes.
     backlog_until: i64,
+    closing: watch::Receiver<bool>,
 }
 
 impl Subscription {
@@ -149,7 +159,11 @@ impl Subscription {
             }
         }
         loop {
-            match self.live.recv().await {
+            let received = tokio::select! {
+                received = self.live.recv() => received,
+                _ = self.closing.wait_for(|c| *c) => return Ok(Next::Resume(self.sent)),
+            };
+            match received {
                 Ok(batch) => {
                     let out: Vec<Bytes> = batch.iter().filter(|f| self.wants(f)).map(|f| f.text.clone()).collect();
                     if let Some(last) = batch.last() {

@@ -154,6 +154,10 @@ pub enum StepError {
     /// The task was cancelled, finished, or taken over; the worker lets go.
     #[error("the task is no longer this worker's to run")]
     Lost,
+    /// The process is stopping: the task stopped between steps (what it committed stays) and its
+    /// job goes back to the queue for another worker to resume.
+    #[error("the process is stopping")]
+    Stopping,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -181,6 +185,8 @@ pub struct TaskRun {
     store: EventStore,
     pub task: task::Model,
     meta: EventMetadata,
+    /// Turns true when the process stops; the next step is then not begun.
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl TaskRun {
@@ -200,7 +206,14 @@ impl TaskRun {
         }
         let task = task::Entity::find_by_id(task_id).one(writer.conn()).await?.unwrap_or(row);
         writer.commit().await?;
-        Ok(Some(TaskRun { store: store.clone(), task, meta }))
+        Ok(Some(TaskRun { store: store.clone(), task, meta, stop: None }))
+    }
+
+    /// Makes the run stop before its next step once `stop` turns true (a step under way is
+    /// finished and committed first: a transaction is never cut off).
+    pub fn stops_with(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     pub fn checkpoint(&self) -> Option<Value> {
@@ -218,6 +231,9 @@ impl TaskRun {
     /// Opens a step's transaction if the task is still this worker's; the step's own writes go
     /// through it, and [`TaskRun::finish_step`] commits them with the progress.
     pub async fn begin_step(&self) -> Result<Writer, StepError> {
+        if self.stop.as_ref().is_some_and(|stop| *stop.borrow()) {
+            return Err(StepError::Stopping);
+        }
         let writer = self.store.begin().await?;
         let row = task::Entity::find_by_id(&self.task.id).one(writer.conn()).await?.ok_or(StepError::Lost)?;
         if status(&row) != TaskStatus::InProgress || row.checkpoint != self.task.checkpoint {

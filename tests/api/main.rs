@@ -1,6 +1,7 @@
 //! Black-box tests over HTTP against the real application and a real database.
 
 mod aggregates;
+mod cluster;
 mod console;
 mod conformance;
 mod erasure;

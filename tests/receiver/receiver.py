@@ -22,10 +22,13 @@ lock = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
+    # Keep-alive, as a real receiver: a connection per delivery would be a SYN flood at scale.
+    protocol_version = "HTTP/1.1"
     def log_message(self, *args):
         pass
 
     def do_POST(self):
+        arrived = time.time()
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         if self.path == "/_config":
             with lock:
@@ -52,6 +55,7 @@ class Handler(BaseHTTPRequestHandler):
             "verified_with": verified,
             "body": json.loads(body or b"null"),
             "status": status,
+            "received_at": arrived,
         }
         with lock, open(record_path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -69,4 +73,16 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+class Server(ThreadingHTTPServer):
+    # Hundreds of deliveries connect at once; the default backlog of 5 drops their SYNs, which
+    # are retried only after a second or more.
+    request_queue_size = 1024
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A sender killed mid-delivery (the cluster tests kill processes) is not the receiver's fault.
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
+Server(("127.0.0.1", port), Handler).serve_forever()
