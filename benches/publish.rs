@@ -10,83 +10,36 @@
 //!     BENCH_RATE=1000 cargo bench --bench publish                   # a steady 1,000 events/s instead of flat out
 //!     BENCH_PATH=logs cargo bench --bench publish                   # single-entry `POST /v1/logs` instead
 //!     BENCH_PATH=retry cargo bench --bench publish                  # `POST /v1/webhook-sendouts/{id}/retry`
+//!     BENCH_NODES=2 BENCH_WORKERS=2 BENCH_DATABASE_URL=postgres://… cargo bench --bench publish
+//!                       # a cluster: API nodes (`serve --no-workers`) taking the clients in turn, and
+//!                       # `worker` processes; CPU is summed over them, and PostgreSQL's transactions
+//!                       # and rows written per event are reported
 //!
 //! The receiver is this benchmark's own executable, started again with `BENCH_RECEIVER=1`: it
 //! prints its port, then one `<webhook-id> <unix ns>` line per delivery.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 mod common;
 
-fn unix_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// The receiver process: 204 to everything, one line per delivery on stdout.
-fn receiver() {
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        while let Ok(line) = rx.recv() {
-            let _ = writeln!(out, "{line}");
-            while let Ok(more) = rx.try_recv() {
-                let _ = writeln!(out, "{more}");
-            }
-            let _ = out.flush();
-        }
-    });
-    actix_web::rt::System::new().block_on(async move {
-        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-        let port_tx = tx.clone();
-        let tx = web::Data::new(Mutex::new(tx));
-        let server = HttpServer::new(move || {
-            App::new().app_data(tx.clone()).default_service(web::to(|req: HttpRequest, tx: web::Data<Mutex<std::sync::mpsc::Sender<String>>>| async move {
-                let at = unix_ns();
-                let id = req.headers().get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-                let _ = tx.lock().unwrap().send(format!("{id} {at}"));
-                HttpResponse::NoContent().finish()
-            }))
-        })
-        .workers(1)
-        .bind("127.0.0.1:0")
-        .unwrap();
-        // Through the writer thread, which holds stdout.
-        let _ = port_tx.send(format!("port {}", server.addrs()[0].port()));
-        server.run().await.unwrap();
-    });
-}
+use common::unix_ns;
 
 #[tokio::main]
 async fn main() {
     if std::env::var_os("BENCH_RECEIVER").is_some() {
-        return tokio::task::block_in_place(receiver);
+        return tokio::task::block_in_place(common::receiver);
     }
     logbook::startup::install_tls();
-    let events: usize = std::env::var("BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let clients: usize = std::env::var("BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let events: usize = common::setting("BENCH_EVENTS", 20_000);
+    let clients: usize = common::setting("BENCH_CLIENTS", 64);
     let rate: Option<f64> = std::env::var("BENCH_RATE").ok().and_then(|v| v.parse().ok());
 
     // The receiver, in a process of its own.
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env("BENCH_RECEIVER", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("receiver starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok);
-    let port: u16 = lines.next().and_then(|l| l.strip_prefix("port ").and_then(|p| p.parse().ok())).expect("receiver port");
+    let (mut child, port, lines) = common::spawn_receiver();
     let arrivals: Arc<Mutex<HashMap<String, u128>>> = Arc::default();
     let duplicates = Arc::new(Mutex::new(0usize));
     {
@@ -106,7 +59,24 @@ async fn main() {
     let db_name = format!("lbbench_pub_{}", std::process::id());
     let url = common::database_url(&dir, &db_name).await;
     let backend = if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" };
-    let server = common::start_server(&url, dir.path(), &[("LOGBOOK_WEBHOOK_ALLOW_PRIVATE", "true".into())]).await;
+    let nodes: usize = common::setting("BENCH_NODES", 1).max(1);
+    let worker_count: usize = common::setting("BENCH_WORKERS", 0);
+    let cluster = nodes > 1 || worker_count > 0;
+    let mut env = vec![("LOGBOOK_WEBHOOK_ALLOW_PRIVATE", "true".to_owned())];
+    if cluster {
+        // Every process opens the secrets the others sealed.
+        env.push(("LOGBOOK_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned()));
+    }
+    let api_only: &[&str] = if cluster { &["--no-workers"] } else { &[] };
+    let server = common::start_node(&url, dir.path(), &env, api_only, true).await;
+    let mut others = Vec::new();
+    for _ in 1..nodes {
+        others.push(common::start_node(&url, dir.path(), &env, api_only, false).await);
+    }
+    others.extend(common::start_workers(worker_count, &url, dir.path(), &env));
+    let bases: Vec<String> = std::iter::once(server.base.clone()).chain(others.iter().filter(|o| !o.base.is_empty()).map(|o| o.base.clone())).collect();
+    let pids: Vec<u32> = std::iter::once(server.child.id()).chain(others.iter().map(|o| o.child.id())).collect();
+    let server_cpu = || pids.iter().map(|pid| common::cpu_seconds(*pid)).sum::<f64>();
     let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
     let hook = json!({"url": format!("http://127.0.0.1:{port}/hook"), "event_types": ["*"]});
     let webhook = common::post_json(&client, &format!("{}/v1/webhooks", server.base), &server.key, &hook).await;
@@ -122,18 +92,20 @@ async fn main() {
         return;
     }
     let mode = rate.map(|r| format!("a steady {r:.0} events/s")).unwrap_or_else(|| "as fast as answers come".into());
-    println!("# Publishing benchmark on {backend}: {events} events, {clients} clients, {mode}");
+    let shape = if cluster { format!(", {nodes} API nodes and {worker_count} worker processes") } else { String::new() };
+    println!("# Publishing benchmark on {backend}: {events} events, {clients} clients, {mode}{shape}");
 
     // Each client publishes its share one request at a time; the sendout id is the webhook-id.
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let cpu_before = common::cpu_seconds(server.child.id());
+    let cpu_before = server_cpu();
+    let pg_before = common::pg_activity(&db_name).await;
     let (own_before, receiver_before, db_before) =
         (common::cpu_seconds(std::process::id()), common::cpu_seconds(child.id()), common::cpu_seconds_named("postgres"));
     let started = Instant::now();
     let start_ns = unix_ns();
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (client, base, key, next) = (client.clone(), server.base.clone(), server.key.clone(), next.clone());
+    for c in 0..clients {
+        let (client, base, key, next) = (client.clone(), bases[c % bases.len()].clone(), server.key.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut sent = Vec::new();
             let padding = "x".repeat(160);
@@ -181,7 +153,8 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let cpu = common::cpu_seconds(server.child.id()) - cpu_before;
+    let cpu = server_cpu() - cpu_before;
+    let pg_after = common::pg_activity(&db_name).await;
     let own = common::cpu_seconds(std::process::id()) - own_before;
     let receiver_cpu = common::cpu_seconds(child.id()) - receiver_before;
     let db_cpu = common::cpu_seconds_named("postgres") - db_before;
@@ -205,14 +178,14 @@ async fn main() {
     );
     println!(
         "publish latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&publish, 0.5),
-        percentile(&publish, 0.99),
+        common::percentile(&publish, 0.5),
+        common::percentile(&publish, 0.99),
         publish.last().copied().unwrap_or(f64::NAN)
     );
     println!(
         "publish -> delivery: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&to_delivery, 0.5),
-        percentile(&to_delivery, 0.99),
+        common::percentile(&to_delivery, 0.5),
+        common::percentile(&to_delivery, 0.99),
         to_delivery.last().copied().unwrap_or(f64::NAN)
     );
     let per_1000 = |seconds: f64| seconds * 1000.0 / sent.len().max(1) as f64;
@@ -223,6 +196,15 @@ async fn main() {
         per_1000(own),
         per_1000(receiver_cpu)
     );
+    if let (Some(before), Some(after)) = (pg_before, pg_after) {
+        let per_event = |a: i64, b: i64| (a - b) as f64 / sent.len().max(1) as f64;
+        println!(
+            "PostgreSQL per event (published, queued, delivered, recorded): {:.2} transactions, {:.1} rows inserted, {:.1} rows updated",
+            per_event(after.0, before.0),
+            per_event(after.1, before.1),
+            per_event(after.2, before.2)
+        );
+    }
     // Each tenth of the events in publish order: how fast that tenth was published and delivered.
     sent.sort_by_key(|s| s.0);
     let tenth = (sent.len() / 10).max(1);
@@ -236,6 +218,7 @@ async fn main() {
         })
         .collect();
     println!("events/s over each tenth: {}", rates.join(", "));
+    drop(others);
     drop(server);
     common::drop_database(&db_name).await;
 }
@@ -282,8 +265,8 @@ async fn other_path(server: &common::Server, client: &reqwest::Client, clients: 
         "{} answered in {elapsed:.1} s: {:.0} requests/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; server CPU {:.2} s per 1,000",
         took.len(),
         took.len() as f64 / elapsed,
-        percentile(&took, 0.5),
-        percentile(&took, 0.99),
+        common::percentile(&took, 0.5),
+        common::percentile(&took, 0.99),
         took.last().copied().unwrap_or(f64::NAN),
         cpu * 1000.0 / took.len().max(1) as f64
     );

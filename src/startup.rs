@@ -77,6 +77,10 @@ impl Application {
         let listener = TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || api::app(state.clone()))
+            // Idle keep-alive connections stay open this long (nginx's default), not actix' 5 s:
+            // a client reusing a connection the server has just closed sees its request fail, and
+            // clients keep idle connections for up to 90 s. (Slow heads are still cut off at 5 s.)
+            .keep_alive(std::time::Duration::from_secs(75))
             .listen(listener)?
             // Signals are handled in `run_until_stopped`, so that tests can run several servers.
             .disable_signals()

@@ -96,7 +96,9 @@ pub async fn record_requests(mut req: ServiceRequest, next: Next<BoxBody>) -> Re
     };
 
     let (http_req, response) = response.into_parts();
-    if http_req.extensions().contains::<NotLogged>() {
+    // A 503 means the database is unreachable (see `db::unavailable`): its log could not be
+    // written either, and trying would keep the client waiting for another connection timeout.
+    if http_req.extensions().contains::<NotLogged>() || response.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
         return Ok(ServiceResponse::new(http_req, response));
     }
     let (head, body) = response.into_parts();

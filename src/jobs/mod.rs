@@ -6,6 +6,7 @@
 //! Jobs carry a task id only; the task projection holds everything else, and the task's fenced
 //! steps (see `services::tasks`) make a job that runs twice harmless.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use apalis::prelude::{PollSnapshot, PollStrategy};
 use apalis_cron::{CronScheduler, Tick};
 use prometheus_client::metrics::counter::Counter;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 mod dispatch;
@@ -29,7 +30,7 @@ use crate::domain::time::now_ms;
 use crate::event_log::EventStore;
 use crate::metrics::Metrics;
 use crate::projections::search::{SearchIndex, SearchIndexer};
-use crate::services::delivery::Deliverer;
+use crate::services::delivery::{Deliverer, Prepared};
 use crate::services::tasks::{StepError, TaskRun};
 use crate::services::{erasure, exports, imports, retention, sendouts, tasks};
 
@@ -280,6 +281,8 @@ struct JobContext {
     queue: JobQueue,
     deliverer: Arc<Deliverer>,
     delivery_concurrency: usize,
+    /// Where queued delivery jobs have their reads batched (see [`run_reads`]).
+    reads: mpsc::Sender<Read>,
     /// Turns true when the process begins to stop: no more jobs are taken.
     stopping: watch::Receiver<bool>,
     busy: Busy,
@@ -370,12 +373,16 @@ pub fn start(store: EventStore, queue: JobQueue, metrics: Arc<Metrics>, settings
     let schedule: cron::Schedule = settings.retention_schedule.parse()?;
     let deliverer = Arc::new(Deliverer::new(store.clone(), settings)?);
     let (stopping, stop_rx) = watch::channel(false);
+    let (reads, pending_reads) = mpsc::channel(DELIVERY_BATCH * 4);
+    // Not stopped with the rest: the deliveries finishing at shutdown still read through it.
+    tokio::spawn(run_reads(deliverer.clone(), pending_reads));
     let ctx = JobContext {
         store: store.clone(),
         lost_delivery_after: HANDOFF_MAX_WAIT + settings.webhook_timeout + SWEEP_DELIVERIES_MARGIN,
         queue: queue.clone(),
         deliverer,
         delivery_concurrency: settings.delivery_concurrency as usize,
+        reads,
         stopping: stop_rx.clone(),
         busy: Busy::default(),
     };
@@ -601,8 +608,46 @@ async fn run_handed_deliveries(ctx: JobContext, mut handed: mpsc::Receiver<Hande
     let _ = slots.acquire_many(ctx.delivery_concurrency as u32).await;
 }
 
+/// A queued delivery job waiting for what its attempt needs, read with the others waiting
+/// meanwhile (see [`run_reads`]): `None` when its sendout moved on (retried, or attempted already).
+struct Read {
+    job: DeliveryJob,
+    done: oneshot::Sender<Result<Option<Prepared>, String>>,
+}
+
 async fn run_delivery(job: DeliveryJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    ctx.deliverer.deliver(job).await.map_err(Into::into)
+    let (done, read) = oneshot::channel();
+    ctx.reads.send(Read { job, done }).await.map_err(|_| "the delivery reader stopped")?;
+    match read.await? {
+        Ok(Some(prepared)) => ctx.deliverer.attempt(prepared).await.map_err(Into::into),
+        Ok(None) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Reads what queued deliveries need in batches: the jobs a worker runs at once each wait here,
+/// and every job that arrives while a batch is read goes into the next, so a batch costs three
+/// queries rather than three per delivery. Ends when every sender is gone.
+async fn run_reads(deliverer: Arc<Deliverer>, mut reads: mpsc::Receiver<Read>) {
+    let mut batch = Vec::with_capacity(DELIVERY_BATCH);
+    while reads.recv_many(&mut batch, DELIVERY_BATCH).await > 0 {
+        let jobs: Vec<DeliveryJob> = batch.iter().map(|r| r.job.clone()).collect();
+        match deliverer.prepare(jobs).await {
+            Ok(prepared) => {
+                let mut by_job: HashMap<(String, i32), Prepared> =
+                    prepared.into_iter().map(|p| ((p.job.sendout_id.clone(), p.job.generation), p)).collect();
+                for read in batch.drain(..) {
+                    let _ = read.done.send(Ok(by_job.remove(&(read.job.sendout_id, read.job.generation))));
+                }
+            }
+            Err(err) => {
+                let message = err.to_string();
+                for read in batch.drain(..) {
+                    let _ = read.done.send(Err(message.clone()));
+                }
+            }
+        }
+    }
 }
 
 async fn run_task(job: TaskJob, attempt: Attempt, ctx: Data<JobContext>) -> Result<(), BoxDynError> {

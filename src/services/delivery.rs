@@ -85,14 +85,6 @@ impl Deliverer {
         })
     }
 
-    /// Makes the attempt a job stands for, records it, and queues what follows.
-    pub async fn deliver(&self, job: DeliveryJob) -> Result<(), StoreError> {
-        for prepared in self.prepare(vec![job]).await? {
-            self.attempt(prepared).await?;
-        }
-        Ok(())
-    }
-
     /// Reads what the attempts of `jobs` need in three queries for the whole batch: the sendouts
     /// with their endpoints, then the events' bodies. A job whose sendout is gone or at another
     /// generation (retried by hand, or already attempted) is left out.
