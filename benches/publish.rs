@@ -10,6 +10,7 @@
 //!     BENCH_RATE=1000 cargo bench --bench publish                   # a steady 1,000 events/s instead of flat out
 //!     BENCH_PATH=logs cargo bench --bench publish                   # single-entry `POST /v1/logs` instead
 //!     BENCH_PATH=retry cargo bench --bench publish                  # `POST /v1/webhook-sendouts/{id}/retry`
+//!     BENCH_PATH=bulk BENCH_EVENTS=100000 …                           # one bulk retry of that many failed sendouts
 //!     BENCH_NODES=2 BENCH_WORKERS=2 BENCH_DATABASE_URL=postgres://… cargo bench --bench publish
 //!                       # a cluster: API nodes (`serve --no-workers`) taking the clients in turn, and
 //!                       # `worker` processes; CPU is summed over them, and PostgreSQL's transactions
@@ -67,6 +68,10 @@ async fn main() {
         // Every process opens the secrets the others sealed.
         env.push(("LOGBOOK_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned()));
     }
+    if std::env::var("BENCH_PATH").as_deref() == Ok("bulk") {
+        // One attempt: a sendout fails at its first refused connection.
+        env.push(("LOGBOOK_WEBHOOK_RETRY_SCHEDULE", "0s".to_owned()));
+    }
     let api_only: &[&str] = if cluster { &["--no-workers"] } else { &[] };
     let server = common::start_node(&url, dir.path(), &env, api_only, true).await;
     let mut others = Vec::new();
@@ -89,6 +94,16 @@ async fn main() {
     if let Some(path) = path {
         other_path(&server, &client, clients, events, path).await;
         let _ = child.kill();
+        return;
+    }
+    if std::env::var("BENCH_PATH").as_deref() == Ok("bulk") {
+        let webhook_id = webhook["id"].as_str().unwrap_or_default().to_owned();
+        let receiver_url = webhook["url"].as_str().unwrap_or_default().to_owned();
+        bulk_retry(&server, &client, clients, events, (&webhook_id, &receiver_url), &arrivals, &db_name).await;
+        let _ = child.kill();
+        drop(others);
+        drop(server);
+        common::drop_database(&db_name).await;
         return;
     }
     let mode = rate.map(|r| format!("a steady {r:.0} events/s")).unwrap_or_else(|| "as fast as answers come".into());
@@ -304,4 +319,90 @@ where
         i.extend(i2);
         (t, i)
     })
+}
+
+/// `n` failed sendouts (published while their endpoint points at a closed port, with one attempt
+/// each), then the endpoint pointed back at the receiver and one `POST /v1/webhook-sendouts/retry`:
+/// how long until every one has arrived, and which worker made the attempts taken from the shared
+/// queue (those the recovery task's own process handed over in memory have no queue row).
+async fn bulk_retry(
+    server: &common::Server,
+    client: &reqwest::Client,
+    clients: usize,
+    n: usize,
+    (webhook_id, receiver_url): (&str, &str),
+    arrivals: &Arc<Mutex<HashMap<String, u128>>>,
+    db_name: &str,
+) {
+    let webhook_url = format!("{}/v1/webhooks/{webhook_id}", server.base);
+    let patch = |url: &str| client.patch(&webhook_url).bearer_auth(&server.key).json(&json!({"url": url})).send();
+    assert!(patch("http://127.0.0.1:1/closed").await.is_ok_and(|r| r.status().is_success()), "endpoint pointed at a closed port");
+    println!("# Bulk retry: {n} failed sendouts, one POST /v1/webhook-sendouts/retry");
+    let started = Instant::now();
+    drive(clients, n, |i| {
+        let body = json!({"type": "order.created", "data": {"order": i, "note": "x".repeat(160)}});
+        client.post(format!("{}/v1/events", server.base)).bearer_auth(&server.key).json(&body)
+    })
+    .await;
+    let dry_run = json!({"filters": {"status": "failed"}, "dry_run": true});
+    let retry_url = format!("{}/v1/webhook-sendouts/retry", server.base);
+    loop {
+        let matching = common::post_json(client, &retry_url, &server.key, &dry_run).await["matching"].as_u64().unwrap_or(0);
+        if matching as usize >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("{n} sendouts published and failed in {:.1} s", started.elapsed().as_secs_f64());
+    assert!(patch(receiver_url).await.is_ok_and(|r| r.status().is_success()), "endpoint pointed at the receiver");
+    let queued_before = delivery_jobs_by_worker(db_name).await;
+    let cpu_before = common::cpu_seconds_named("logbook");
+    let started = Instant::now();
+    let task = common::post_json(client, &retry_url, &server.key, &json!({"filters": {"status": "failed"}})).await;
+    assert!(task["id"].is_string(), "a recovery task: {task}");
+    let mut last = (0, Instant::now());
+    while arrivals.lock().unwrap().len() < n && last.1.elapsed() < Duration::from_secs(120) {
+        let count = arrivals.lock().unwrap().len();
+        if count != last.0 {
+            last = (count, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let delivered = arrivals.lock().unwrap().len();
+    let task = reqwest::Client::new().get(format!("{}/v1/tasks/{}", server.base, task["id"].as_str().unwrap_or_default())).bearer_auth(&server.key).send().await;
+    let task: serde_json::Value = match task { Ok(r) => r.json().await.unwrap_or_default(), Err(_) => Default::default() };
+    println!(
+        "retried: {delivered} of {n} delivered in {took:.1} s ({:.0}/s); the recovery task {} in {} ms; the logbook processes used {:.2} s of CPU per 1,000",
+        delivered as f64 / took,
+        task["status"].as_str().unwrap_or("?"),
+        task["processing_time_ms"],
+        (common::cpu_seconds_named("logbook") - cpu_before) * 1000.0 / delivered.max(1) as f64
+    );
+    let queued = delivery_jobs_by_worker(db_name).await;
+    let mut from_queue = 0;
+    for (worker, count) in &queued {
+        let count = count - queued_before.get(worker).copied().unwrap_or(0);
+        if count > 0 {
+            println!("  worker {worker}: {count} attempts from the shared queue");
+            from_queue += count;
+        }
+    }
+    println!("  handed over in memory by the recovery task's process: {}", delivered as i64 - from_queue);
+}
+
+/// Finished delivery jobs per worker name (PostgreSQL; empty on SQLite).
+async fn delivery_jobs_by_worker(db_name: &str) -> HashMap<String, i64> {
+    use sqlx::Connection;
+    let Ok(base) = std::env::var("BENCH_DATABASE_URL") else { return HashMap::new() };
+    let Ok(mut url) = url::Url::parse(&base) else { return HashMap::new() };
+    url.set_path(db_name);
+    let Ok(mut conn) = sqlx::PgConnection::connect(url.as_str()).await else { return HashMap::new() };
+    let rows: Vec<(Option<String>, i64)> = sqlx::query_as(
+        "SELECT lock_by, COUNT(*) FROM apalis.jobs WHERE job_type = 'logbook.delivery' AND status = 'Done' GROUP BY lock_by",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default();
+    rows.into_iter().map(|(w, n)| (w.unwrap_or_default(), n)).collect()
 }

@@ -12,6 +12,11 @@ use super::JobQueue;
 use crate::domain::job::DeliveryJob;
 use crate::event_log::{AfterCommit, AttemptOutcome, DomainEvent, StoredEvent};
 
+/// A commit asking for more retries than this (a bulk retry's step, 500 at a time) queues them in
+/// the shared queue, where every worker process takes a share, instead of handing them all to the
+/// process that committed it.
+const SPREAD_RETRIES_OVER: usize = 100;
+
 pub struct Dispatcher {
     jobs: JobQueue,
 }
@@ -23,12 +28,13 @@ impl Dispatcher {
 
     async fn dispatch(&self, events: Vec<StoredEvent>) {
         let mut now = Vec::new();
+        let mut retries = Vec::new();
         let mut later: BTreeMap<i64, Vec<DeliveryJob>> = BTreeMap::new();
         for stored in events {
             match stored.event {
                 DomainEvent::TaskScheduled(task) => self.jobs.enqueue(task.task_type, &task.id).await,
                 DomainEvent::SendoutCreated(s) => now.push(DeliveryJob { sendout_id: s.id, generation: 1, manual: false }),
-                DomainEvent::SendoutRetryRequested(r) => now.push(DeliveryJob { sendout_id: r.id, generation: r.generation, manual: true }),
+                DomainEvent::SendoutRetryRequested(r) => retries.push(DeliveryJob { sendout_id: r.id, generation: r.generation, manual: true }),
                 DomainEvent::SendoutAttempted(a) => {
                     if let AttemptOutcome::Retrying { next_attempt_at_ms } = a.outcome {
                         let next = DeliveryJob { sendout_id: a.id, generation: a.generation + 1, manual: false };
@@ -37,6 +43,11 @@ impl Dispatcher {
                 }
                 _ => {}
             }
+        }
+        if retries.len() > SPREAD_RETRIES_OVER {
+            self.jobs.enqueue_delivery_jobs(retries, None).await;
+        } else {
+            now.extend(retries);
         }
         self.jobs.hand_over(now).await;
         for (at, jobs) in later {
