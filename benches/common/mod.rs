@@ -181,7 +181,9 @@ pub fn receiver() {
         let port_tx = tx.clone();
         let tx = web::Data::new(std::sync::Mutex::new(tx));
         let server = HttpServer::new(move || {
-            App::new().app_data(tx.clone()).default_service(web::to(|req: HttpRequest, tx: web::Data<std::sync::Mutex<std::sync::mpsc::Sender<String>>>| async move {
+            // The body is taken even though unused: actix closes the connection after a request
+            // whose body was left unread, and every delivery would then connect anew.
+            App::new().app_data(tx.clone()).default_service(web::to(|req: HttpRequest, _body: web::Bytes, tx: web::Data<std::sync::Mutex<std::sync::mpsc::Sender<String>>>| async move {
                 let at = unix_ns();
                 let id = req.headers().get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
                 let _ = tx.lock().unwrap().send(format!("{id} {at}"));

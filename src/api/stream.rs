@@ -64,7 +64,7 @@ async fn stream(state: web::Data<AppState>, member: ProjectMember, req: HttpRequ
         ),
         _ => None,
     };
-    let subscription = state.feed.subscribe(member.project_id(), topics, last_seen);
+    let subscription = state.feed.subscribe(member.project_id(), topics, last_seen).await?;
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))

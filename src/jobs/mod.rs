@@ -674,16 +674,25 @@ async fn run_task(job: TaskJob, attempt: Attempt, ctx: Data<JobContext>) -> Resu
             drop(busy);
             std::future::pending().await
         }
+        // Trying again would fail the same way.
+        Err(err @ StepError::Refused(_)) => {
+            tracing::warn!(task_id = job.task_id, error = %err, "the task cannot be done; it fails");
+            give_up(&ctx, &job.task_id, err.reason()).await;
+            Ok(())
+        }
         // Without this the task would stay `in_progress` with no job left to run it.
-        Err(StepError::Store(err)) if attempt.current() >= TASK_ATTEMPTS => {
+        Err(err) if attempt.current() >= TASK_ATTEMPTS => {
             tracing::error!(task_id = job.task_id, error = %err, attempts = TASK_ATTEMPTS, "task step failed on its last attempt; the task fails");
-            let message = format!("The task failed {TASK_ATTEMPTS} times on a storage error and was given up; the server log has the cause.");
+            let message = match &err {
+                StepError::NotYet(why) => format!("The task was tried {TASK_ATTEMPTS} times and given up: {why}."),
+                _ => format!("The task failed {TASK_ATTEMPTS} times on a storage error and was given up; the server log has the cause."),
+            };
             give_up(&ctx, &job.task_id, message).await;
             Ok(())
         }
-        Err(StepError::Store(err)) => {
+        Err(err) => {
             tracing::warn!(task_id = job.task_id, error = %err, "task step failed; the job will be retried");
-            Err(err.into())
+            Err(Box::new(err))
         }
     }
 }
@@ -697,7 +706,7 @@ async fn give_up(ctx: &JobContext, task_id: &str, message: String) {
     loop {
         match tasks::give_up(&ctx.store, task_id, message.clone()).await {
             Ok(()) | Err(StepError::Lost | StepError::Stopping) => return,
-            Err(StepError::Store(err)) => {
+            Err(err) => {
                 tracing::warn!(task_id, error = %err, retry_in = ?delay, "recording a given-up task as failed failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(GIVE_UP_RETRY_MAX);

@@ -200,12 +200,12 @@ async fn withdraw_exports(store: &EventStore, writer: &Writer, project_id: &str,
         .await?;
     if let Some(running) = exports.iter().find(|e| e.status != ExportStatus::Done.as_str()) {
         let wait = format!("the erasure waits for export {} to finish, as it may hold the customer's data", running.id);
-        return Err(StepError::Store(DbErr::Custom(wait).into()));
+        return Err(StepError::NotYet(wait));
     }
     let mut withdrawn = 0;
     for row in exports {
         let export = exports::read(row);
-        if exports::holds_customer(store, project_id, &export, customer).await.map_err(exports::step_error)? {
+        if exports::holds_customer(store, project_id, &export, customer).await? {
             exports::withdraw(writer, project_id, &export, "Withdrawn: it held data of a customer since erased. Export again for the data as it is now.").await?;
             withdrawn += 1;
         }
@@ -289,7 +289,7 @@ async fn forget_in_index(store: &EventStore, seqs: &[i64]) -> Result<(), StepErr
     while search.checkpoint().await? < last {
         if started.elapsed() > INDEX_WAIT {
             let message = format!("the search index did not reach position {last} within {} s", INDEX_WAIT.as_secs());
-            return Err(StepError::Store(DbErr::Custom(message).into()));
+            return Err(StepError::NotYet(message));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }

@@ -330,7 +330,7 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
     let export = match get(store.db(), &project_id, &export_id).await {
         Ok(export) => export,
         Err(ServiceError::NotFound(_)) => return run.fail(Vec::new(), format!("The export {export_id} no longer exists.")).await,
-        Err(e) => return Err(step_error(e)),
+        Err(e) => return Err(e.into()),
     };
     let zone = export.time_zone;
     let selection = match Selection::read(export.resource, &export.filters, Context { zone: &zone, now_ms: export.created_at_ms }) {
@@ -357,8 +357,8 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
 async fn write(store: &EventStore, run: &mut TaskRun, export: &Export, selection: &Selection, zone: &ProjectTimeZone, sink: &mut FileSink) -> Result<i64, StepError> {
     let db = store.db();
     let project_id = run.task.project_id.clone();
-    let lister = Lister::open(store, &project_id, selection).await.map_err(step_error)?;
-    let total = lister.count(db).await.map_err(step_error)? as i64;
+    let lister = Lister::open(store, &project_id, selection).await?;
+    let total = lister.count(db).await? as i64;
     let clock = Clock { zone, now_ms: now_ms() };
     let browsable = export.resource == ExportResource::Logs;
     if browsable {
@@ -367,7 +367,7 @@ async fn write(store: &EventStore, run: &mut TaskRun, export: &Export, selection
     }
     let mut csv = CsvRows::new(&export.fields, browsable);
     let (mut rows, mut reported) = (0i64, Instant::now());
-    let mut page = Some(lister.fetch(db, None).await.map_err(step_error)?);
+    let mut page = Some(lister.fetch(db, None).await?);
     // While a page is written, the next is read: on SQLite the query runs on a database thread,
     // on PostgreSQL in the server, so the two overlap.
     while let Some((these, cursor)) = page.take() {
@@ -389,7 +389,7 @@ async fn write(store: &EventStore, run: &mut TaskRun, export: &Export, selection
         };
         let (next, written) = tokio::join!(next, write);
         rows += written? as i64;
-        page = next.map_err(step_error)?;
+        page = next?;
         if page.is_some() && reported.elapsed() >= PROGRESS_EVERY {
             let total = total.max(rows);
             let progress = Progress {
@@ -458,13 +458,6 @@ pub fn export_of(run: &TaskRun) -> Option<String> {
     run.params()["export_id"].as_str().map(str::to_owned)
 }
 
-pub(super) fn step_error(e: ServiceError) -> StepError {
-    match e {
-        ServiceError::Store(e) => StepError::Store(e),
-        ServiceError::Db(e) => StepError::from(e),
-        other => StepError::Store(crate::event_log::StoreError::Db(sea_orm::DbErr::Custom(other.to_string()))),
-    }
-}
 
 
 /// Rows of an export read per query while browsing.

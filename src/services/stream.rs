@@ -10,13 +10,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use entity::{event_log, export, project, sendout, task};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Mutex, broadcast, watch};
 
 use super::{exports, sendouts, tasks};
 use crate::domain::export::Export;
@@ -80,6 +80,10 @@ struct Inner {
     ring: broadcast::Sender<Arc<Vec<Frame>>>,
     /// The position up to which changes have been passed to the ring.
     position: AtomicI64,
+    /// True while nobody listens: the position is then left behind instead of read from the log
+    /// on every commit, and is read again when someone subscribes. Changed only under `sync`.
+    stale: AtomicBool,
+    sync: Mutex<()>,
     /// Turns true when the process stops: every subscriber is sent its resume point and closed.
     closing: watch::Sender<bool>,
 }
@@ -88,7 +92,15 @@ impl Feed {
     /// Starts following the log from its end; it stops with the process.
     pub async fn start(store: EventStore, render: Render) -> Result<Self, DbErr> {
         let position = top(store.db()).await?;
-        let inner = Arc::new(Inner { store, render, ring: broadcast::channel(RING).0, position: AtomicI64::new(position), closing: watch::channel(false).0 });
+        let inner = Arc::new(Inner {
+            store,
+            render,
+            ring: broadcast::channel(RING).0,
+            position: AtomicI64::new(position),
+            stale: AtomicBool::new(false),
+            sync: Mutex::new(()),
+            closing: watch::channel(false).0,
+        });
         tokio::spawn(follow(inner.clone()));
         Ok(Self { inner })
     }
@@ -101,15 +113,38 @@ impl Feed {
 
     /// A subscriber of `project_id`'s changes of `topics` (all when empty), from just after
     /// `last_seen` when given (what it missed comes first), else from now.
-    pub fn subscribe(&self, project_id: &str, topics: Vec<Topic>, last_seen: Option<i64>) -> Subscription {
+    pub async fn subscribe(&self, project_id: &str, topics: Vec<Topic>, last_seen: Option<i64>) -> Result<Subscription, DbErr> {
         // Subscribe first, then read the position: every change past it is in the ring.
         let live = self.inner.ring.subscribe();
-        let upto = self.inner.position.load(Ordering::SeqCst);
+        let upto = self.inner.synced_position().await?;
         // A client ahead of this node (it came from a node that had read further) is sent only
         // what comes after what it saw.
         let sent = last_seen.unwrap_or(upto);
         let closing = self.inner.closing.subscribe();
-        Subscription { feed: self.inner.clone(), project_id: project_id.into(), topics, live, sent, backlog_until: upto, closing }
+        Ok(Subscription { feed: self.inner.clone(), project_id: project_id.into(), topics, live, sent, backlog_until: upto, closing })
+    }
+}
+
+impl Inner {
+    /// The position, read from the log first if it was left behind while nobody listened.
+    async fn synced_position(&self) -> Result<i64, DbErr> {
+        let _sync = self.sync.lock().await;
+        if self.stale.load(Ordering::SeqCst) {
+            self.position.fetch_max(top(self.store.db()).await?, Ordering::SeqCst);
+            self.stale.store(false, Ordering::SeqCst);
+        }
+        Ok(self.position.load(Ordering::SeqCst))
+    }
+
+    /// Marks the position stale if nobody listens; `false` then. Under `sync`, so a subscriber
+    /// that joined meanwhile either is counted or finds the position marked and reads it again.
+    async fn listened(&self) -> bool {
+        let _sync = self.sync.lock().await;
+        if self.ring.receiver_count() == 0 {
+            self.stale.store(true, Ordering::SeqCst);
+            return false;
+        }
+        true
     }
 }
 
@@ -203,13 +238,12 @@ async fn follow(feed: Arc<Inner>) {
 
 /// Passes on one batch; `true` if there may be more right away.
 async fn step(feed: &Inner, gap: &mut Option<(i64, Instant)>) -> Result<bool, DbErr> {
-    let db = feed.store.db();
-    let position = feed.position.load(Ordering::SeqCst);
-    if feed.ring.receiver_count() == 0 {
-        // Nobody listens: keep up without reading events.
-        feed.position.store(top(db).await?, Ordering::SeqCst);
+    // Nobody listens: no query at all, however often commits wake the feed.
+    if !feed.listened().await {
         return Ok(false);
     }
+    let db = feed.store.db();
+    let position = feed.synced_position().await?;
     let rows = read(db, position, None, None).await?;
     let mut next = position;
     let mut taken = Vec::with_capacity(rows.len());

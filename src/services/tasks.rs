@@ -160,11 +160,39 @@ pub enum StepError {
     Stopping,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Something the step needs has not happened yet (an export still running, the search index
+    /// behind): the job is tried again later, as after a storage error.
+    #[error("{0}")]
+    NotYet(String),
+    /// The task cannot be done as it was asked (say, a filter that no longer reads): it fails at
+    /// once with this reason, since trying again would fail the same way.
+    #[error(transparent)]
+    Refused(ServiceError),
 }
 
 impl From<sea_orm::DbErr> for StepError {
     fn from(e: sea_orm::DbErr) -> Self {
         StepError::Store(StoreError::Db(e))
+    }
+}
+
+impl From<ServiceError> for StepError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Store(e) => StepError::Store(e),
+            ServiceError::Db(e) => e.into(),
+            other => StepError::Refused(other),
+        }
+    }
+}
+
+impl StepError {
+    /// What a task that ends on this error says, in its `error`.
+    pub fn reason(&self) -> String {
+        match self {
+            StepError::Refused(ServiceError::Internal(_)) => "The task failed on an internal error; the server log has the cause.".into(),
+            other => format!("The task cannot be done: {other}."),
+        }
     }
 }
 
@@ -317,4 +345,19 @@ pub struct Progress {
     pub checkpoint: Value,
     pub result: Value,
     pub errors: Vec<TaskError>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_error_is_retried_and_any_other_service_error_fails_the_task_with_its_reason() {
+        assert!(matches!(StepError::from(ServiceError::Db(sea_orm::DbErr::Custom("down".into()))), StepError::Store(_)));
+        let refused = StepError::from(ServiceError::NotFound("export"));
+        assert!(matches!(refused, StepError::Refused(_)));
+        assert_eq!(refused.reason(), "The task cannot be done: no export with that id exists in this project.");
+        let internal = StepError::from(ServiceError::Internal(anyhow::anyhow!("secret detail")));
+        assert!(!internal.reason().contains("secret detail"), "an internal cause stays in the server log");
+    }
 }

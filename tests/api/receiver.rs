@@ -61,9 +61,11 @@ impl Receiver {
         assert!(response.status().is_success());
     }
 
+    /// Complete lines only: the receiver may be half-way through writing the last one.
     pub fn records(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.records)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.records).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
