@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let (store, queue) = open_database(&settings).await?;
+            logbook::startup::hear_other_nodes(&store);
             let metrics = std::sync::Arc::new(logbook::metrics::Metrics::default());
             let workers = jobs::start(store, queue, metrics, &settings)?;
             tracing::info!("workers started: imports, retention purges, daily retention schedule, log search indexer");

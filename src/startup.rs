@@ -54,15 +54,20 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<(EventStore, J
     Ok((store, jobs))
 }
 
+/// On PostgreSQL, makes commits through other nodes wake this one's live subscribers and search
+/// indexer as its own commits do.
+pub fn hear_other_nodes(store: &EventStore) {
+    if store.db().get_database_backend() == sea_orm::DbBackend::Postgres {
+        store.commits().listen(store.db().get_postgres_connection_pool().clone());
+    }
+}
+
 impl Application {
     /// Binds `listen` (port 0 picks a free port; see [`Application::port`]).
     pub async fn build(settings: Settings, listen: &str, with_workers: bool) -> anyhow::Result<Self> {
         install_tls();
         let (store, jobs) = open_database(&settings).await?;
-        if store.db().get_database_backend() == sea_orm::DbBackend::Postgres {
-            // Live subscribers here hear of commits made through other nodes.
-            store.commits().listen(store.db().get_postgres_connection_pool().clone());
-        }
+        hear_other_nodes(&store);
         let first_start = projects::bootstrap(&store, settings.admin_token.is_some())
             .await
             .map_err(|e| anyhow::anyhow!("first-start setup failed: {e}"))?;

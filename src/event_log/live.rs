@@ -5,7 +5,6 @@
 //! resumes after a reconnect, so a missed or merged notification loses nothing.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -34,40 +33,10 @@ impl Commits {
         self.tx.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Passes on other nodes' commits: listens on [`CHANNEL`] until the process ends. A lost
-    /// connection is re-established; subscribers are woken then too, since notifications sent
-    /// meanwhile are gone.
+    /// Passes on other nodes' commits: listens on [`CHANNEL`] until the process ends. Subscribers
+    /// are woken on a reconnect too, since notifications sent meanwhile are gone.
     pub fn listen(&self, pool: sqlx::PgPool) -> tokio::task::JoinHandle<()> {
         let commits = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot listen for other nodes' commits; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                if let Err(e) = listener.listen(CHANNEL).await {
-                    tracing::warn!(error = %e, "cannot listen for other nodes' commits; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                commits.committed();
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(_)) => commits.committed(),
-                        // The connection was lost and is being re-established.
-                        Ok(None) => commits.committed(),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "listening for other nodes' commits failed; reconnecting");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            break;
-                        }
-                    }
-                }
-            }
-        })
+        crate::db::listen(pool, &[CHANNEL], move |_| commits.committed())
     }
 }

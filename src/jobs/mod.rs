@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use apalis::layers::WorkerBuilderExt;
 use apalis::prelude::{Attempt, BackendExt, BoxDynError, Data, TaskBuilder, WorkerBuilder};
-use apalis::prelude::{PollSnapshot, PollStrategy};
 use apalis_cron::{CronScheduler, Tick};
 use prometheus_client::metrics::counter::Counter;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
@@ -20,9 +19,11 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 mod dispatch;
+mod polling;
 
 pub use crate::domain::job::{DeliveryJob, TaskJob};
 pub use dispatch::Dispatcher;
+use polling::Wakeups;
 
 use crate::config::Settings;
 use crate::domain::task::{TaskStatus, TaskType};
@@ -41,6 +42,9 @@ const SEARCH_BATCH: u64 = 2048;
 /// one batch, one FTS5 segment to merge later and a few round trips, instead of one of each per
 /// group commit. Searches still see these logs meanwhile, scanning them as the not-yet-indexed tail.
 const SEARCH_PAUSE: Duration = Duration::from_millis(250);
+/// How long a caught-up indexer waits for a commit before it looks anyway (for a gap in the log
+/// that it skips once it has waited long enough, see `projections::search`).
+const SEARCH_IDLE_LOOK: Duration = Duration::from_secs(2);
 /// Runs of a task's job before it gives up: a step that fails on a storage error is retried (a
 /// step resumes from the task's checkpoint), and the last failure fails the task.
 const TASK_ATTEMPTS: usize = 10;
@@ -48,10 +52,14 @@ const TASK_ATTEMPTS: usize = 10;
 const GIVE_UP_RETRY_MAX: Duration = Duration::from_secs(60);
 /// The task types that have a worker so far.
 const QUEUES: &[TaskType] = &[TaskType::Import, TaskType::Export, TaskType::RetentionPurge, TaskType::WebhookRecovery, TaskType::CustomerErasure];
-/// How often an idle task worker looks for jobs.
+/// How often a task worker looks for jobs while its queue yields some, and once it is idle (a job
+/// queued on this node, or on another through PostgreSQL, wakes it at once; see `polling`).
 const POLL: Duration = Duration::from_millis(200);
-/// Deliveries are polled for more often: publish-to-first-attempt latency is a promise.
+const IDLE_POLL: Duration = Duration::from_secs(2);
+/// Deliveries are polled for more often: publish-to-first-attempt latency is a promise. An idle
+/// delivery queue is still looked at every second, for retries that came due.
 const DELIVERY_POLL: Duration = Duration::from_millis(20);
+const DELIVERY_IDLE_POLL: Duration = Duration::from_secs(1);
 /// Delivery jobs one poll claims (the worker takes more only as its `LOGBOOK_DELIVERY_CONCURRENCY`
 /// slots free up).
 const DELIVERY_BATCH: usize = 200;
@@ -78,6 +86,7 @@ const TRIM_BATCH: i64 = 20_000;
 pub struct JobQueue {
     storage: Storage,
     handoff: Arc<OnceLock<mpsc::Sender<Handed>>>,
+    wakeups: Wakeups,
 }
 
 #[derive(Clone)]
@@ -114,7 +123,7 @@ impl JobQueue {
             Storage::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations().run(pool).await?,
             Storage::Postgres(pool) => apalis_postgres::PostgresStorage::migrations().run(pool).await?,
         }
-        Ok(Self { storage, handoff: Arc::default() })
+        Ok(Self { storage, handoff: Arc::default(), wakeups: Wakeups::default() })
     }
 
     /// Queues the task's job. The job's idempotency key is the task id, so queueing twice (the
@@ -198,6 +207,7 @@ impl JobQueue {
     /// Queues `jobs`; one whose key is queued already is left out (so queueing is idempotent and
     /// one such job does not fail the rest).
     async fn push_all(&self, queue: &str, jobs: Vec<NewJob>) -> Result<(), BoxDynError> {
+        let due_now = jobs.iter().any(|j| j.delay.is_zero());
         match &self.storage {
             // apalis' SQLite insert skips a key it has.
             Storage::Sqlite(pool) => {
@@ -233,6 +243,9 @@ impl JobQueue {
                 .execute(pool)
                 .await?;
             }
+        }
+        if due_now {
+            self.wakeups.queued(queue);
         }
         Ok(())
     }
@@ -303,6 +316,8 @@ pub struct Workers {
     /// This process' apalis worker names, whose claimed jobs are handed back on shutdown.
     names: Names,
     queue: JobQueue,
+    /// Wakes the workers for jobs queued on other nodes (PostgreSQL).
+    listening: Option<JoinHandle<()>>,
 }
 
 impl Workers {
@@ -321,7 +336,7 @@ impl Workers {
         if !(loops_ended && steps_ended) {
             tracing::warn!(?grace, deliveries_ended = loops_ended, steps_ended, "work still under way after the shutdown grace was cut off; it will be done again");
         }
-        self.task_workers.iter().chain(self.handles.iter()).for_each(JoinHandle::abort);
+        self.task_workers.iter().chain(self.handles.iter()).chain(self.listening.iter()).for_each(JoinHandle::abort);
         // Cancelled ones end at their next await point; none may still write once the jobs are
         // handed back. (One that finished was polled to completion already.)
         for handle in self.task_workers.iter_mut().chain(self.handles.iter_mut()) {
@@ -339,7 +354,7 @@ impl Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        self.task_workers.iter().chain(self.handles.iter()).for_each(JoinHandle::abort);
+        self.task_workers.iter().chain(self.handles.iter()).chain(self.listening.iter()).for_each(JoinHandle::abort);
     }
 }
 
@@ -388,16 +403,20 @@ pub fn start(store: EventStore, queue: JobQueue, metrics: Arc<Metrics>, settings
     };
     let busy = ctx.busy.clone();
     let mut handles = vec![
-        tokio::spawn(run_search_indexer(store.search().clone(), indexed, stop_rx)),
+        tokio::spawn(run_search_indexer(store.search().clone(), indexed, store.commits().subscribe(), stop_rx)),
         tokio::spawn(run_sweeper(ctx.clone())),
     ];
     let (lane, handed) = mpsc::channel(HANDOFF_QUEUE);
     if ctx.queue.handoff.set(lane).is_ok() {
         handles.push(tokio::spawn(run_handed_deliveries(ctx.clone(), handed)));
     }
+    let listening = match &queue.storage {
+        Storage::Postgres(pool) => Some(queue.wakeups.listen(pool.clone())),
+        Storage::Sqlite(_) => None,
+    };
     let spawned = spawn_workers(ctx, settings.job_lease, settings.task_concurrency as usize, schedule);
     handles.extend(spawned.others);
-    Ok(Workers { stopping, handles, task_workers: spawned.tasks, busy, names: spawned.names, queue })
+    Ok(Workers { stopping, handles, task_workers: spawned.tasks, busy, names: spawned.names, queue, listening })
 }
 
 /// The apalis workers of this process.
@@ -412,32 +431,6 @@ struct Spawned {
 async fn stopped(mut stopping: watch::Receiver<bool>) -> Result<(), std::io::Error> {
     let _ = stopping.wait_for(|s| *s).await;
     Ok(())
-}
-
-/// Wakes an idle worker every `period` to look for jobs. (apalis' own `IntervalStrategy` re-arms
-/// its timer without polling it, so a worker whose fetch completes at once is never woken again.)
-struct Every {
-    period: Duration,
-    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-}
-
-impl Every {
-    fn new(period: Duration) -> Self {
-        Self { period, sleep: Box::pin(tokio::time::sleep(period)) }
-    }
-}
-
-impl PollStrategy for Every {
-    fn poll_drive(&mut self, cx: &mut std::task::Context<'_>, _: &PollSnapshot) -> std::task::Poll<Option<()>> {
-        let mut fired = false;
-        // Re-arming and polling again registers the waker for the next tick.
-        while self.sleep.as_mut().poll(cx).is_ready() {
-            fired = true;
-            let next = tokio::time::Instant::now() + self.period;
-            self.sleep.as_mut().reset(next);
-        }
-        if fired { std::task::Poll::Ready(Some(())) } else { std::task::Poll::Pending }
-    }
 }
 
 /// The apalis worker names this process has used; their claimed jobs are handed back when it
@@ -495,13 +488,13 @@ fn spawn_workers(ctx: JobContext, lease: Duration, task_concurrency: usize, sche
             async move {
                 match storage {
                     Storage::Sqlite(pool) => {
-                        let config = apalis_sqlite::Config::default().queue(queue).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
-                        let backend = apalis_sqlite::SqliteStorage::<TaskJob>::new(&pool).with_config(config).poll_with_strategy(Every::new(POLL));
+                        let config = apalis_sqlite::Config::default().queue(queue.clone()).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
+                        let backend = apalis_sqlite::SqliteStorage::<TaskJob>::new(&pool).with_config(config).poll_with_strategy(c.queue.wakeups.polling(&queue, POLL, IDLE_POLL));
                         WorkerBuilder::new(name).backend(backend).concurrency(task_concurrency).data(c).build(run_task).run().await
                     }
                     Storage::Postgres(pool) => {
-                        let config = apalis_postgres::Config::default().queue(queue).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
-                        let backend = apalis_postgres::PostgresStorage::<TaskJob>::new(&pool).with_config(config).poll_with_strategy(Every::new(POLL));
+                        let config = apalis_postgres::Config::default().queue(queue.clone()).heartbeat_interval(heartbeat).missed_heartbeats(3).batch_size(1);
+                        let backend = apalis_postgres::PostgresStorage::<TaskJob>::new(&pool).with_config(config).poll_with_strategy(c.queue.wakeups.polling(&queue, POLL, IDLE_POLL));
                         WorkerBuilder::new(name).backend(backend).concurrency(task_concurrency).data(c).build(run_task).run().await
                     }
                 }
@@ -523,7 +516,7 @@ fn spawn_workers(ctx: JobContext, lease: Duration, task_concurrency: usize, sche
                         .missed_heartbeats(3)
                         .batch_size(DELIVERY_BATCH)
                         .lock_tasks(false);
-                    let backend = apalis_sqlite::SqliteStorage::<DeliveryJob>::new(&pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
+                    let backend = apalis_sqlite::SqliteStorage::<DeliveryJob>::new(&pool).with_config(config).poll_with_strategy(c.queue.wakeups.polling(DELIVERY_QUEUE, DELIVERY_POLL, DELIVERY_IDLE_POLL));
                     WorkerBuilder::new(name).backend(backend).concurrency(concurrency).data(c).build(run_delivery).run_until(stop).await
                 }
                 Storage::Postgres(pool) => {
@@ -533,7 +526,7 @@ fn spawn_workers(ctx: JobContext, lease: Duration, task_concurrency: usize, sche
                         .missed_heartbeats(3)
                         .batch_size(DELIVERY_BATCH)
                         .lock_tasks(false);
-                    let backend = apalis_postgres::PostgresStorage::<DeliveryJob>::new(&pool).with_config(config).poll_with_strategy(Every::new(DELIVERY_POLL));
+                    let backend = apalis_postgres::PostgresStorage::<DeliveryJob>::new(&pool).with_config(config).poll_with_strategy(c.queue.wakeups.polling(DELIVERY_QUEUE, DELIVERY_POLL, DELIVERY_IDLE_POLL));
                     WorkerBuilder::new(name).backend(backend).concurrency(concurrency).data(c).build(run_delivery).run_until(stop).await
                 }
             }
@@ -769,23 +762,39 @@ async fn requeue_due_deliveries(ctx: &JobContext) {
     ctx.queue.enqueue_delivery_jobs(jobs, None).await;
 }
 
-async fn run_search_indexer(index: SearchIndex, indexed: Counter, mut stop: watch::Receiver<bool>) {
+async fn run_search_indexer(index: SearchIndex, indexed: Counter, mut commits: watch::Receiver<u64>, mut stop: watch::Receiver<bool>) {
     let mut indexer = SearchIndexer::default();
     loop {
-        let pause = match indexer.step(&index, SEARCH_BATCH).await {
+        // From here on a commit counts, so one made while this step reads is not missed.
+        commits.mark_unchanged();
+        let caught_up = match indexer.step(&index, SEARCH_BATCH).await {
             Ok(n) => {
                 indexed.inc_by(n as u64);
-                if (n as u64) < SEARCH_BATCH { SEARCH_PAUSE } else { Duration::ZERO }
+                (n as u64) < SEARCH_BATCH
             }
             Err(err) => {
                 tracing::warn!(error = %err, "search indexing failed; retrying");
-                Duration::from_secs(1)
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                continue;
             }
         };
-        // Stops between batches, never inside one's transaction.
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        if caught_up {
+            // Nothing to do until something is committed (here or on another node), then a pause
+            // gathers what commits meanwhile. A gap waiting to be skipped is looked at anyway.
+            tokio::select! {
+                _ = tokio::time::timeout(SEARCH_IDLE_LOOK, commits.changed()) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            // Stops between batches, never inside one's transaction.
+            tokio::select! {
+                _ = tokio::time::sleep(SEARCH_PAUSE) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        } else if *stop.borrow() {
+            return;
         }
     }
 }

@@ -60,7 +60,7 @@ impl SearchIndex {
             }
         }
         let index = Self { db };
-        if read_checkpoint(&index.db, false).await?.is_none() {
+        if read_checkpoint(&index.db, Lock::None).await?.is_none() {
             index.restart().await?;
         }
         if index.checkpoint().await? > top_seq(&index.db).await? {
@@ -77,7 +77,7 @@ impl SearchIndex {
 
     /// The position up to which the index is complete (0 while it is being started over).
     pub async fn checkpoint(&self) -> Result<i64, DbErr> {
-        Ok(read_checkpoint(&self.db, false).await?.unwrap_or(0))
+        Ok(read_checkpoint(&self.db, Lock::None).await?.unwrap_or(0))
     }
 
     /// Events the index has not yet covered.
@@ -104,7 +104,7 @@ impl SearchIndex {
             // Indexers on other nodes meeting the same loss take turns here.
             txn.execute_unprepared("LOCK TABLE projection_checkpoints IN SHARE ROW EXCLUSIVE MODE").await?;
         }
-        if let Some(last) = read_checkpoint(&txn, false).await? {
+        if let Some(last) = read_checkpoint(&txn, Lock::None).await? {
             return Ok(last);
         }
         tracing::info!("the search index has no checkpoint (a new index, or one emptied by crash recovery); indexing the event log from the start");
@@ -195,32 +195,45 @@ impl SearchIndexer {
     /// Indexes up to `batch` events past the checkpoint in one transaction; returns how many it
     /// consumed (0 when caught up).
     pub async fn step(&mut self, index: &SearchIndex, batch: u64) -> Result<usize, DbErr> {
-        // The events are read before the transaction: a read of the event log kept open while the
-        // bodies are indexed would keep SQLite from restarting its WAL (readers of old snapshots
-        // hold it back).
         let db = &index.db;
         let backend = db.get_database_backend();
-        let last = match read_checkpoint(db, false).await? {
-            Some(last) => last,
-            None => index.restart().await?,
+        // On PostgreSQL the indexers of a cluster's nodes take turns before reading anything: the
+        // one that locks the checkpoint reads and indexes the batch, the others skip this round
+        // (they would only read the same events to find the checkpoint moved). On SQLite the
+        // events are read before the transaction: a read kept open while the bodies are indexed
+        // would keep SQLite from restarting its WAL (readers of old snapshots hold it back).
+        let (turn, last) = if backend == DbBackend::Postgres {
+            let txn = db.begin().await?;
+            match read_checkpoint(&txn, Lock::SkipLocked).await? {
+                Some(last) => (Some(txn), last),
+                None if read_checkpoint(db, Lock::None).await?.is_some() => return Ok(0),
+                None => (None, index.restart().await?),
+            }
+        } else {
+            match read_checkpoint(db, Lock::None).await? {
+                Some(last) => (None, last),
+                None => (None, index.restart().await?),
+            }
         };
         if last < self.committed {
             tracing::warn!(last, committed = self.committed, "the search index checkpoint went back; indexing again from it");
         }
-        let rows = db
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                format!(
-                    // Only request logs have bodies to index; other payloads are not even read.
-                    "SELECT seq, CASE WHEN event_type = {} THEN payload END AS payload FROM event_log \
-                     WHERE seq > {} ORDER BY seq LIMIT {}",
-                    ph(backend, 1),
-                    ph(backend, 2),
-                    ph(backend, 3)
-                ),
-                [LOG_EVENT.into(), last.into(), (batch as i64).into()],
-            ))
-            .await?;
+        let read = Statement::from_sql_and_values(
+            backend,
+            format!(
+                // Only request logs have bodies to index; other payloads are not even read.
+                "SELECT seq, CASE WHEN event_type = {} THEN payload END AS payload FROM event_log \
+                 WHERE seq > {} ORDER BY seq LIMIT {}",
+                ph(backend, 1),
+                ph(backend, 2),
+                ph(backend, 3)
+            ),
+            [LOG_EVENT.into(), last.into(), (batch as i64).into()],
+        );
+        let rows = match &turn {
+            Some(txn) => txn.query_all_raw(read).await?,
+            None => db.query_all_raw(read).await?,
+        };
 
         let mut next = last;
         let mut docs: Vec<(i64, Option<String>, Option<String>)> = Vec::new();
@@ -242,13 +255,18 @@ impl SearchIndexer {
             return Ok(0);
         }
         self.gap = None;
-        // On SQLite a deferred transaction on the index file alone. The checkpoint is locked
-        // (PostgreSQL) and must still be the one read above: concurrent indexers on several
-        // nodes take turns instead of doubling work.
-        let txn = write_transaction(db).await?;
-        if read_checkpoint(&txn, true).await? != Some(last) {
-            return Ok(0);
-        }
+        let txn = match turn {
+            Some(txn) => txn,
+            // On SQLite a deferred transaction on the index file alone (after a restart on
+            // PostgreSQL, a locked one). The checkpoint must still be the one read above.
+            None => {
+                let txn = write_transaction(db).await?;
+                if read_checkpoint(&txn, Lock::Wait).await? != Some(last) {
+                    return Ok(0);
+                }
+                txn
+            }
+        };
         insert_docs(&txn, backend, &docs).await?;
         // Compare and set: the checkpoint only ever moves forward from the one read.
         let moved = txn
@@ -315,12 +333,26 @@ async fn insert_docs(conn: &impl ConnectionTrait, backend: DbBackend, docs: &[(i
     Ok(())
 }
 
-/// The checkpoint, optionally locked for the rest of the transaction (PostgreSQL; SQLite's single
-/// writer needs no row lock). `None` when its row is gone, which only [`SearchIndex::restart`]
-/// answers: it empties the index too, as a rewound checkpoint alone would meet indexed rows again.
-async fn read_checkpoint(conn: &impl ConnectionTrait, lock: bool) -> Result<Option<i64>, DbErr> {
+/// How the checkpoint is read: locked for the rest of the transaction on PostgreSQL (SQLite's single
+/// writer needs no row lock), waiting for another holder or not.
+#[derive(Clone, Copy)]
+enum Lock {
+    None,
+    Wait,
+    /// No row when another transaction holds it.
+    SkipLocked,
+}
+
+/// The checkpoint. `None` when its row is gone, which only [`SearchIndex::restart`] answers: it
+/// empties the index too, as a rewound checkpoint alone would meet indexed rows again.
+async fn read_checkpoint(conn: &impl ConnectionTrait, lock: Lock) -> Result<Option<i64>, DbErr> {
     let backend = conn.get_database_backend();
-    let lock = if lock { for_update(backend) } else { "" };
+    let lock = match lock {
+        Lock::None => "",
+        Lock::Wait => for_update(backend),
+        Lock::SkipLocked if backend == DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Lock::SkipLocked => "",
+    };
     let row = conn
         .query_one_raw(Statement::from_sql_and_values(
             backend,
