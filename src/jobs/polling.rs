@@ -36,7 +36,7 @@ struct Wake {
 
 impl Wake {
     fn new(busy: Duration) -> Self {
-        Self { waker: AtomicWaker::new(), fast: AtomicBool::new(false), scheduled: AtomicBool::new(false), last: Mutex::new(Instant::now() - busy), busy }
+        Self { waker: AtomicWaker::new(), fast: AtomicBool::new(false), scheduled: AtomicBool::new(false), last: Mutex::new(Instant::now().checked_sub(busy).unwrap_or_else(Instant::now)), busy }
     }
 
     fn wake(self: &Arc<Self>) {
