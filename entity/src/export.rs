@@ -24,6 +24,9 @@ pub struct Model {
     pub size_bytes: Option<i64>,
     pub file_id: Option<String>,
     pub error: Option<String>,
+    /// A logs export's browse index, built after its file: `indexing`, `ready` or `failed`.
+    pub browse_status: Option<String>,
+    pub browse_indexed_rows: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

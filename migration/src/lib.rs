@@ -18,6 +18,7 @@ mod m20261201_000013_exports;
 mod m20261201_000014_sendout_last_attempt;
 mod m20261201_000015_event_log_redaction;
 mod m20261201_000016_rate_limits;
+mod m20261202_000017_export_browse;
 
 pub use m20261124_000007_event_log_indexes::VERSIONED_STREAMS;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000014_sendout_last_attempt::Migration),
             Box::new(m20261201_000015_event_log_redaction::Migration),
             Box::new(m20261201_000016_rate_limits::Migration),
+            Box::new(m20261202_000017_export_browse::Migration),
         ]
     }
 }

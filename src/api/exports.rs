@@ -12,7 +12,7 @@ use crate::api::dto::{FileBody, ListOut};
 use crate::api::extract::{Json, ListParams, ListQuery, paging};
 use crate::api::request_log;
 use crate::api::tasks::CreatedByOut;
-use crate::domain::export::{Export, ExportFilter, ExportFormat, ExportResource, ExportStatus, JSON_FIELDS};
+use crate::domain::export::{BrowseStatus, Export, ExportFilter, ExportFormat, ExportResource, ExportStatus, JSON_FIELDS};
 use crate::domain::log::RelatedKind;
 use crate::domain::params::Params;
 use crate::domain::time::{ProjectTimeZone, format_in_zone, format_utc};
@@ -68,6 +68,11 @@ pub struct ExportOut {
     pub file_name: String,
     /// Why it failed.
     pub error: Option<String>,
+    /// Logs exports, once done: their rows are indexed for browsing (`GET /v1/exports/{id}/rows`)
+    /// after the file is written, which can be downloaded meanwhile. `null` for other exports.
+    pub browse_status: Option<BrowseStatus>,
+    /// Rows indexed for browsing so far (of `row_count`).
+    pub browse_indexed_rows: Option<i64>,
 }
 
 impl ExportOut {
@@ -92,6 +97,8 @@ impl ExportOut {
             row_count: e.row_count,
             size_bytes: e.size_bytes,
             error: e.error,
+            browse_status: e.browse_status,
+            browse_indexed_rows: e.browse_indexed_rows,
             id: e.id,
         }
     }

@@ -4,10 +4,11 @@
 use std::borrow::Cow;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::event::PublishedEvent;
 use super::filter::{CREATED_AFTER, CREATED_BEFORE, Context, Field, Filter, FilterErrors, Values, each};
-use super::log::LogRecord;
+use super::log::{StoredLogRecord, failure};
 use super::params::Params;
 use super::sendout::Sendout;
 use super::task::{Task, wire_enum};
@@ -24,6 +25,11 @@ wire_enum!(
 
 wire_enum!(
     ExportFormat { Csv = "csv" }
+);
+
+wire_enum!(
+    /// A logs export's browse index: built from its file once the file is whole.
+    BrowseStatus { Indexing = "indexing", Ready = "ready", Failed = "failed" }
 );
 
 /// The columns of one resource's exports: the list summary's (the default, times in UTC), then
@@ -133,6 +139,8 @@ pub enum Cell<'a> {
     Plain(String),
     /// A JSON value, written as its compact text (a JSON string keeps its quotes).
     Json(&'a Value),
+    /// JSON text as stored (compact, written by us), `null` or missing being no value.
+    Raw(Option<&'a RawValue>),
 }
 
 impl Cell<'_> {
@@ -143,6 +151,9 @@ impl Cell<'_> {
             Cell::Plain(p) => out.push_str(p),
             Cell::Json(Value::Null) => {}
             Cell::Json(v) => out.push_str(&inert(&v.to_string())),
+            Cell::Raw(None) => {}
+            Cell::Raw(Some(v)) if v.get() == "null" => {}
+            Cell::Raw(Some(v)) => out.push_str(&inert(v.get())),
         }
     }
 }
@@ -190,13 +201,13 @@ pub trait ExportRow {
     fn cell<'a>(&'a self, field: &str, clock: &Clock<'_>) -> Cell<'a>;
 }
 
-impl ExportRow for LogRecord {
+impl ExportRow for StoredLogRecord<'_> {
     fn cell<'a>(&'a self, field: &str, clock: &Clock<'_>) -> Cell<'a> {
         match field {
             "id" => text(&self.id),
             "occurred_at" | "occurred_at_project" => clock.time(field, Some(self.occurred_at_ms)),
             "channel" => text(&self.channel),
-            "status" => Cell::Plain(if self.failed() { "failure" } else { "success" }.into()),
+            "status" => Cell::Plain(if failure(self.http_status) { "failure" } else { "success" }.into()),
             "method" => text(&self.method),
             "endpoint" => text(&self.endpoint),
             "path" => text(&self.path),
@@ -206,13 +217,13 @@ impl ExportRow for LogRecord {
             "customer_id" => opt(&self.customer_id),
             "server_key_id" => opt(&self.server_key_id),
             "client_key_id" => opt(&self.client_key_id),
-            "query" => Cell::Json(&self.query),
-            "request_headers" => Cell::Json(&self.request_headers),
-            "request_body" => Cell::Json(&self.request_body),
-            "response_body" => Cell::Json(&self.response_body),
+            "query" => Cell::Raw(self.query),
+            "request_headers" => Cell::Raw(self.request_headers),
+            "request_body" => Cell::Raw(self.request_body),
+            "response_body" => Cell::Raw(self.response_body),
             "request_body_truncated" => num(self.request_body_truncated),
             "response_body_truncated" => num(self.response_body_truncated),
-            "related" => Cell::Plain(serde_json::to_string(&self.related).unwrap_or_default()),
+            "related" => Cell::Plain(self.related.map_or("[]", RawValue::get).to_owned()),
             _ => Cell::Empty,
         }
     }
@@ -299,6 +310,9 @@ pub struct Export {
     pub size_bytes: Option<i64>,
     pub file_id: Option<String>,
     pub error: Option<String>,
+    /// Logs exports only, once done.
+    pub browse_status: Option<BrowseStatus>,
+    pub browse_indexed_rows: Option<i64>,
 }
 
 /// The filters of `GET /v1/exports`.
@@ -345,6 +359,32 @@ mod tests {
         out.clear();
         Cell::Plain("-5".into()).write(&mut out);
         assert_eq!(out, "-5", "numbers the server made are left alone");
+    }
+
+    #[test]
+    fn a_stored_log_record_is_written_as_its_json_text_without_parsing_the_bodies() {
+        let payload = serde_json::json!({
+            "id": "log_1", "occurred_at_ms": 0, "channel": "a\\\"b", "method": "POST", "endpoint": "POST /x", "path": "/x",
+            "http_status": 422, "duration_ms": 3, "query": null, "request_headers": {"h": "v"},
+            "request_body": {"note": "=cmd", "n": [1, 2]}, "response_body": -5, "user_id": "+1", "customer_id": null,
+            "server_key_id": null, "client_key_id": null,
+        })
+        .to_string();
+        let record: StoredLogRecord<'_> = serde_json::from_str(&payload).unwrap();
+        let clock = Clock { zone: &ProjectTimeZone::utc(), now_ms: 0 };
+        let cell = |field: &str| {
+            let mut out = String::new();
+            record.cell(field, &clock).write(&mut out);
+            out
+        };
+        assert_eq!(cell("request_body"), r#"{"n":[1,2],"note":"=cmd"}"#, "the stored text, compact");
+        assert_eq!(cell("response_body"), "'-5", "JSON text that starts a formula is inert too");
+        assert_eq!(cell("query"), "", "null is no value");
+        assert_eq!(cell("related"), "[]", "older records have none");
+        assert_eq!(cell("channel"), "a\\\"b", "escaped strings are read whole");
+        assert_eq!(cell("user_id"), "'+1");
+        assert_eq!(cell("status"), "failure");
+        assert_eq!(cell("occurred_at"), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

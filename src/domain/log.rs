@@ -1,6 +1,9 @@
 //! A recorded API request: what the request-log middleware captures and what `POST /v1/logs` ingests.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -74,10 +77,52 @@ pub struct LogRecord {
     pub related: Vec<RelatedRef>,
 }
 
+/// A status of 400 or more is a failure; `success` or `failure` is never stored apart from it.
+pub fn failure(http_status: i32) -> bool {
+    http_status >= 400
+}
+
+/// A stored [`LogRecord`] read to be copied out: its JSON parts stay the text they were stored
+/// as, so an export of a million logs builds no tree of a body only to write it out again.
+#[derive(Debug, Deserialize)]
+pub struct StoredLogRecord<'a> {
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    pub occurred_at_ms: i64,
+    #[serde(borrow)]
+    pub channel: Cow<'a, str>,
+    #[serde(borrow)]
+    pub method: Cow<'a, str>,
+    #[serde(borrow)]
+    pub endpoint: Cow<'a, str>,
+    #[serde(borrow)]
+    pub path: Cow<'a, str>,
+    pub http_status: i32,
+    pub duration_ms: i64,
+    #[serde(borrow, default)]
+    pub query: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub request_headers: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub request_body: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub response_body: Option<&'a RawValue>,
+    #[serde(default)]
+    pub request_body_truncated: bool,
+    #[serde(default)]
+    pub response_body_truncated: bool,
+    pub user_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub server_key_id: Option<String>,
+    pub client_key_id: Option<String>,
+    #[serde(borrow, default)]
+    pub related: Option<&'a RawValue>,
+}
+
 impl LogRecord {
     /// `success` or `failure` is derived, never stored apart from the status code.
     pub fn failed(&self) -> bool {
-        self.http_status >= 400
+        failure(self.http_status)
     }
 
     pub fn summary(&self) -> LogSummary {

@@ -57,6 +57,8 @@ pub enum DomainEvent {
     ImportCreated(ImportCreated),
     #[serde(rename = "export.created.v1")]
     ExportCreated(ExportCreated),
+    #[serde(rename = "export.written.v1")]
+    ExportWritten(ExportWritten),
     #[serde(rename = "export.withdrawn.v1")]
     ExportWithdrawn(ExportWithdrawn),
     #[serde(rename = "event.published.v1")]
@@ -197,6 +199,18 @@ pub struct ImportCreated {
     pub size_bytes: i64,
     pub sha256: String,
     pub format: ImportFormat,
+}
+
+/// An export's file is whole: the export is done and can be downloaded. A logs export's rows are
+/// then indexed for browsing (`browse`), and its task ends when they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportWritten {
+    pub id: String,
+    pub project_id: String,
+    pub file_id: String,
+    pub row_count: i64,
+    pub size_bytes: i64,
+    pub browse: bool,
 }
 
 /// A done export taken back because its rows held data since erased: its file and browsable
@@ -373,6 +387,7 @@ impl DomainEvent {
             DomainEvent::TaskFailed(e) => ("task", e.id.as_str()),
             DomainEvent::ImportCreated(e) => ("import", e.id.as_str()),
             DomainEvent::ExportCreated(e) => ("export", e.id.as_str()),
+            DomainEvent::ExportWritten(e) => ("export", e.id.as_str()),
             DomainEvent::ExportWithdrawn(e) => ("export", e.id.as_str()),
             DomainEvent::EventPublished(e) => ("event", e.id.as_str()),
             DomainEvent::DailyRetentionRun(e) => ("retention_run", e.day.as_str()),
@@ -406,6 +421,7 @@ impl DomainEvent {
             DomainEvent::TaskFailed(e) => Some(&e.project_id),
             DomainEvent::ImportCreated(e) => Some(&e.project_id),
             DomainEvent::ExportCreated(e) => Some(&e.project_id),
+            DomainEvent::ExportWritten(e) => Some(&e.project_id),
             DomainEvent::ExportWithdrawn(e) => Some(&e.project_id),
             DomainEvent::EventPublished(e) => Some(&e.project_id),
             DomainEvent::WebhookCreated(e) => Some(&e.project_id),

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::error::{ServiceError, ServiceResult};
 use super::{exports, files};
 use super::tasks::{self, NewTask, Progress, StepError, TaskRun};
-use crate::domain::export::{ExportResource, ExportStatus};
+use crate::domain::export::{BrowseStatus, ExportResource, ExportStatus};
 use crate::dialect;
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::task::{Task, TaskType};
@@ -198,7 +198,9 @@ async fn withdraw_exports(store: &EventStore, writer: &Writer, project_id: &str,
         .filter(export::Column::Status.is_in([ExportStatus::Scheduled.as_str(), ExportStatus::InProgress.as_str(), ExportStatus::Done.as_str()]))
         .all(writer.conn())
         .await?;
-    if let Some(running) = exports.iter().find(|e| e.status != ExportStatus::Done.as_str()) {
+    // A done logs export still indexing its rows for browsing is still running.
+    let running = |e: &&export::Model| e.status != ExportStatus::Done.as_str() || e.browse_status.as_deref() == Some(BrowseStatus::Indexing.as_str());
+    if let Some(running) = exports.iter().find(running) {
         let wait = format!("the erasure waits for export {} to finish, as it may hold the customer's data", running.id);
         return Err(StepError::NotYet(wait));
     }

@@ -11,20 +11,21 @@ use serde_json::{Value, json};
 use super::Keyset;
 use super::error::{ServiceError, ServiceResult};
 use super::events::{self, EventFilter};
-use super::files::{self, FileSink, StoredFile};
+use super::files::{self, FileReader, FileSink};
 use super::tasks::{self, NewTask, Progress, StepError, TaskRun};
 use super::{logs, sendouts};
 use crate::domain::actor::Actor;
 use crate::domain::event::system;
-use crate::domain::export::{Clock, Export, ExportFilter, ExportFormat, ExportResource, ExportRow, ExportStatus, Fields};
+use crate::domain::export::{BrowseStatus, Clock, Export, ExportFilter, ExportFormat, ExportResource, ExportRow, ExportStatus, Fields};
 use crate::domain::filter::{Context, Filter, FilterErrors};
 use crate::domain::ids::{IdKind, new_id};
-use crate::domain::log::{LogFilter, RelatedKind, RelatedRef};
+use crate::domain::log::{LogFilter, RelatedKind, RelatedRef, StoredLogRecord};
 use crate::domain::pagination::{Cursor, Limit, Page};
 use crate::domain::sendout::SendoutFilter;
 use crate::domain::task::{TaskFilter, TaskType, percent};
 use crate::domain::time::{ProjectTimeZone, now_ms};
-use crate::event_log::{DomainEvent, EventMetadata, EventStore, ExportCreated, ExportWithdrawn, StoreError, Writer};
+use crate::projections::exports::INDEXED_ROWS;
+use crate::event_log::{DomainEvent, EventMetadata, EventStore, ExportCreated, ExportWithdrawn, ExportWritten, StoreError, Writer};
 
 /// What a client asks for.
 pub struct NewExport {
@@ -152,6 +153,8 @@ pub fn read(row: export::Model) -> Export {
         size_bytes: row.size_bytes,
         file_id: row.file_id,
         error: row.error,
+        browse_status: row.browse_status.as_deref().and_then(|s| BrowseStatus::parse(s).ok()),
+        browse_indexed_rows: row.browse_indexed_rows,
     }
 }
 
@@ -208,7 +211,8 @@ impl Lister {
 
 /// A page of one resource's rows.
 enum Rows {
-    Logs(Vec<crate::domain::log::LogRecord>),
+    /// Stored records, parsed as they are written.
+    Logs(Vec<String>),
     Tasks(Vec<crate::domain::task::Task>),
     Sendouts(Vec<crate::domain::sendout::Sendout>),
     Events(Vec<crate::domain::event::PublishedEvent>),
@@ -216,35 +220,35 @@ enum Rows {
 
 impl Rows {
     /// Writes the rows as CSV; returns how many.
-    fn write(&self, csv: &mut CsvRows, clock: &Clock<'_>) -> usize {
-        match self {
-            Rows::Logs(rows) => csv.rows(rows, clock),
+    fn write(&self, csv: &mut CsvRows, clock: &Clock<'_>) -> ServiceResult<usize> {
+        Ok(match self {
+            Rows::Logs(rows) => {
+                for payload in rows {
+                    let record: StoredLogRecord<'_> = serde_json::from_str(payload).map_err(|e| ServiceError::internal(anyhow::anyhow!("a stored log does not read: {e}")))?;
+                    csv.row(&record, clock);
+                }
+                rows.len()
+            }
             Rows::Tasks(rows) => csv.rows(rows, clock),
             Rows::Sendouts(rows) => csv.rows(rows, clock),
             Rows::Events(rows) => csv.rows(rows, clock),
-        }
+        })
     }
 }
 
-/// CSV text of rows, built up between writes to the file, and, for a browsable export, the
-/// cells of the rows since [`CsvRows::take_kept`].
+/// CSV text of rows, built up between writes to the file.
 struct CsvRows {
     fields: Vec<String>,
     out: csv::Writer<Vec<u8>>,
     cell: String,
-    kept: Option<Vec<Vec<String>>>,
 }
 
 impl CsvRows {
-    fn new(fields: &Fields, keep: bool) -> Self {
+    fn new(fields: &Fields) -> Self {
         let mut out = Self::writer();
         // Nothing written into memory can fail.
         let _ = out.write_record(fields.names());
-        Self { fields: fields.names().to_vec(), out, cell: String::new(), kept: keep.then(Vec::new) }
-    }
-
-    fn take_kept(&mut self) -> Vec<Vec<String>> {
-        self.kept.as_mut().map(std::mem::take).unwrap_or_default()
+        Self { fields: fields.names().to_vec(), out, cell: String::new() }
     }
 
     fn writer() -> csv::Writer<Vec<u8>> {
@@ -253,21 +257,18 @@ impl CsvRows {
 
     fn rows<R: ExportRow>(&mut self, rows: &[R], clock: &Clock<'_>) -> usize {
         for row in rows {
-            let mut kept = self.kept.as_ref().map(|_| Vec::with_capacity(self.fields.len()));
-            for field in &self.fields {
-                self.cell.clear();
-                row.cell(field, clock).write(&mut self.cell);
-                let _ = self.out.write_field(&self.cell);
-                if let Some(kept) = &mut kept {
-                    kept.push(self.cell.clone());
-                }
-            }
-            let _ = self.out.write_record(None::<&[u8]>);
-            if let (Some(all), Some(row)) = (&mut self.kept, kept) {
-                all.push(row);
-            }
+            self.row(row, clock);
         }
         rows.len()
+    }
+
+    fn row<R: ExportRow>(&mut self, row: &R, clock: &Clock<'_>) {
+        for field in &self.fields {
+            self.cell.clear();
+            row.cell(field, clock).write(&mut self.cell);
+            let _ = self.out.write_field(&self.cell);
+        }
+        let _ = self.out.write_record(None::<&[u8]>);
     }
 
     fn buffered(&mut self) -> usize {
@@ -322,8 +323,10 @@ pub async fn withdraw(writer: &Writer, project_id: &str, export: &Export, reason
     Ok(())
 }
 
-/// Runs an `export` task. A resumed export (after a crash) writes its file again from the start:
-/// the half-written file of the first run is removed by the hourly clean-up of incomplete files.
+/// Runs an `export` task: writes the file (the export is then done) and, for a logs export,
+/// indexes its rows for browsing. A resumed export (after a crash) whose file was not yet whole
+/// writes it again from the start: the half-written file of the first run is removed by the hourly
+/// clean-up of incomplete files. One whose file was whole indexes its rows again.
 pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> {
     let project_id = run.task.project_id.clone();
     let export_id = run.params()["export_id"].as_str().unwrap_or_default().to_owned();
@@ -332,6 +335,10 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
         Err(ServiceError::NotFound(_)) => return run.fail(Vec::new(), format!("The export {export_id} no longer exists.")).await,
         Err(e) => return Err(e.into()),
     };
+    if let (ExportStatus::Done, Some(file_id)) = (export.status, &export.file_id) {
+        let file = Written { file_id: file_id.clone(), rows: export.row_count.unwrap_or(0), size_bytes: export.size_bytes.unwrap_or(0) };
+        return index(store, &mut run, &export, file).await;
+    }
     let zone = export.time_zone;
     let selection = match Selection::read(export.resource, &export.filters, Context { zone: &zone, now_ms: export.created_at_ms }) {
         Ok(selection) => selection,
@@ -341,14 +348,63 @@ pub async fn run(store: &EventStore, mut run: TaskRun) -> Result<(), StepError> 
         }
     };
     let mut sink = FileSink::create(store, &project_id).await?;
-    match write(store, &mut run, &export, &selection, &zone, &mut sink).await {
-        Ok(rows) => {
-            let file = sink.finish().await?;
-            finish(&mut run, &export, rows, file).await
-        }
+    let rows = match write(store, &mut run, &export, &selection, &zone, &mut sink).await {
+        Ok(rows) => rows,
         Err(e) => {
             sink.discard().await;
-            Err(e)
+            return Err(e);
+        }
+    };
+    let file = sink.finish().await?;
+    let file = Written { file_id: file.id, rows, size_bytes: file.size_bytes as i64 };
+    let browse = export.resource == ExportResource::Logs;
+    let events = vec![
+        DomainEvent::ExportWritten(ExportWritten {
+            id: export.id.clone(),
+            project_id: project_id.clone(),
+            file_id: file.file_id.clone(),
+            row_count: file.rows,
+            size_bytes: file.size_bytes,
+            browse,
+        }),
+        run.system_event(system::EXPORT_DONE, json!({
+            "export_id": export.id, "task_id": run.task.id, "resource": export.resource.as_str(),
+            "row_count": file.rows, "size_bytes": file.size_bytes,
+        })),
+    ];
+    if !browse {
+        return run.complete(events, file.rows, false, file.result(None)).await;
+    }
+    run.step(events, file.progress(0)).await?;
+    index(store, &mut run, &export, file).await
+}
+
+/// A whole export file.
+struct Written {
+    file_id: String,
+    rows: i64,
+    size_bytes: i64,
+}
+
+impl Written {
+    fn result(&self, indexed: Option<i64>) -> Value {
+        let mut result = json!({ "file_id": self.file_id, "row_count": self.rows, "size_bytes": self.size_bytes });
+        if let Some(indexed) = indexed {
+            result[INDEXED_ROWS] = indexed.into();
+        }
+        result
+    }
+
+    /// A logs export's task counts each row twice, written and then indexed.
+    fn progress(&self, indexed: i64) -> Progress {
+        let total = 2 * self.rows;
+        Progress {
+            processed: self.rows + indexed,
+            total: Some(total),
+            percent: percent((self.rows + indexed) as u64, total.max(1) as u64),
+            checkpoint: json!({ "written": true, INDEXED_ROWS: indexed }),
+            result: self.result(Some(indexed)),
+            errors: Vec::new(),
         }
     }
 }
@@ -359,13 +415,10 @@ async fn write(store: &EventStore, run: &mut TaskRun, export: &Export, selection
     let project_id = run.task.project_id.clone();
     let lister = Lister::open(store, &project_id, selection).await?;
     let total = lister.count(db).await? as i64;
+    // A logs export's task goes on to index each row.
+    let per_row = if export.resource == ExportResource::Logs { 2 } else { 1 };
     let clock = Clock { zone, now_ms: now_ms() };
-    let browsable = export.resource == ExportResource::Logs;
-    if browsable {
-        // A resumed export writes its rows again.
-        export_row::Entity::delete_many().filter(export_row::Column::ExportId.eq(&export.id)).exec(db).await?;
-    }
-    let mut csv = CsvRows::new(&export.fields, browsable);
+    let mut csv = CsvRows::new(&export.fields);
     let (mut rows, mut reported) = (0i64, Instant::now());
     let mut page = Some(lister.fetch(db, None).await?);
     // While a page is written, the next is read: on SQLite the query runs on a database thread,
@@ -378,20 +431,17 @@ async fn write(store: &EventStore, run: &mut TaskRun, export: &Export, selection
             }
         };
         let write = async {
-            let n = these.write(&mut csv, &clock);
-            if browsable {
-                keep_rows(store, &export.id, rows, csv.take_kept()).await?;
-            }
+            let n = these.write(&mut csv, &clock)?;
             if csv.buffered() >= WRITE_BYTES || cursor.is_none() {
                 sink.write(&csv.take()).await?;
             }
-            Ok::<_, sea_orm::DbErr>(n)
+            Ok::<_, ServiceError>(n)
         };
         let (next, written) = tokio::join!(next, write);
         rows += written? as i64;
         page = next?;
         if page.is_some() && reported.elapsed() >= PROGRESS_EVERY {
-            let total = total.max(rows);
+            let total = per_row * total.max(rows);
             let progress = Progress {
                 processed: rows,
                 total: Some(total),
@@ -407,40 +457,105 @@ async fn write(store: &EventStore, run: &mut TaskRun, export: &Export, selection
     Ok(rows)
 }
 
+/// Rows read back from an export's file, and indexed, per batch.
+const INDEX_BATCH: usize = 1_000;
+
+/// Browse rows as stored: each row's cells as a JSON array, and their lowercased text (`q`).
+#[derive(Default)]
+struct BrowseRows {
+    cells: Vec<String>,
+    folded: Vec<String>,
+}
+
+impl BrowseRows {
+    fn push(&mut self, record: &csv::StringRecord) {
+        let cells: Vec<&str> = record.iter().collect();
+        self.folded.push(cells.join("\n").to_lowercase());
+        self.cells.push(serde_json::to_string(&cells).unwrap_or_default());
+    }
+
+    fn len(&self) -> usize {
+        self.cells.len()
+    }
+}
+
+/// Indexes a done logs export's rows for browsing, read back from its file (so they are the
+/// file's cells, in its order), then ends the task. The file is parsed and the rows encoded on a
+/// blocking thread, a batch ahead, and a batch is stored while the next is received.
+async fn index(store: &EventStore, run: &mut TaskRun, export: &Export, file: Written) -> Result<(), StepError> {
+    let db = store.db();
+    // A resumed index starts again.
+    export_row::Entity::delete_many().filter(export_row::Column::ExportId.eq(&export.id)).exec(db).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<BrowseRows, String>>(2);
+    let reader = FileReader::open_at(db.clone(), &file.file_id, 0);
+    let parser = tokio::task::spawn_blocking(move || {
+        let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
+        let (mut batch, mut record) = (BrowseRows::default(), csv::StringRecord::new());
+        loop {
+            match csv.read_record(&mut record) {
+                Ok(true) => batch.push(&record),
+                Ok(false) => break,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e.to_string()));
+                    return;
+                }
+            }
+            if batch.len() == INDEX_BATCH && tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+                return;
+            }
+        }
+        if !batch.cells.is_empty() {
+            let _ = tx.blocking_send(Ok(batch));
+        }
+    });
+    let (mut sent, mut reported) = (0i64, Instant::now());
+    let mut storing: Option<tokio::task::JoinHandle<Result<(), sea_orm::DbErr>>> = None;
+    let stored = |storing: Option<tokio::task::JoinHandle<Result<(), sea_orm::DbErr>>>| async move {
+        match storing {
+            Some(storing) => storing.await.map_err(|e| sea_orm::DbErr::Custom(format!("indexing a batch stopped: {e}")))?,
+            None => Ok(()),
+        }
+    };
+    while let Some(batch) = rx.recv().await {
+        let batch = batch.map_err(|e| StepError::NotYet(format!("the export's file does not read back: {e}")))?;
+        stored(storing.take()).await?;
+        // Every row sent before this batch is stored.
+        if reported.elapsed() >= PROGRESS_EVERY {
+            run.step(Vec::new(), file.progress(sent)).await?;
+            reported = Instant::now();
+        }
+        let (store, export_id, first, n) = (store.clone(), export.id.clone(), sent, batch.len() as i64);
+        storing = Some(tokio::spawn(async move { keep_rows(&store, &export_id, first, batch).await }));
+        sent += n;
+    }
+    stored(storing.take()).await?;
+    let _ = parser.await;
+    run.complete(Vec::new(), 2 * file.rows, false, file.result(Some(sent))).await
+}
+
 /// Stores rows for browsing, numbered from `first`, in file order.
-async fn keep_rows(store: &EventStore, export_id: &str, first: i64, rows: Vec<Vec<String>>) -> Result<(), sea_orm::DbErr> {
-    if rows.is_empty() {
+async fn keep_rows(store: &EventStore, export_id: &str, first: i64, rows: BrowseRows) -> Result<(), sea_orm::DbErr> {
+    if rows.cells.is_empty() {
         return Ok(());
     }
     let positions = (first..).take(rows.len());
-    let folded: Vec<String> = rows.iter().map(|cells| cells.join("\n").to_lowercase()).collect();
-    let cells: Vec<String> = rows.iter().map(|cells| serde_json::to_string(cells).unwrap_or_default()).collect();
     let writer = store.begin().await?;
     if writer.conn().get_database_backend() == sea_orm::DbBackend::Postgres {
         // One statement of fixed text with an array per column, not 4,000 bound values.
         crate::projections::unnest::Unnest::insert_into("export_rows")
-            .text("export_id", std::iter::repeat_n(export_id.to_owned(), folded.len()))
+            .text("export_id", std::iter::repeat_n(export_id.to_owned(), rows.len()))
             .big_int("position", positions)
-            .text("cells", cells)
-            .text("folded", folded)
+            .text("cells", rows.cells)
+            .text("folded", rows.folded)
             .exec(writer.conn(), None)
             .await?;
     } else {
-        let models = positions.zip(cells).zip(folded).map(|((position, cells), folded)| {
+        let models = positions.zip(rows.cells).zip(rows.folded).map(|((position, cells), folded)| {
             export_row::Model { export_id: export_id.to_owned(), position, cells, folded }.into_active_model()
         });
         export_row::Entity::insert_many(models).exec_without_returning(writer.conn()).await?;
     }
     writer.commit().await
-}
-
-async fn finish(run: &mut TaskRun, export: &Export, rows: i64, file: StoredFile) -> Result<(), StepError> {
-    let done = run.system_event(system::EXPORT_DONE, json!({
-        "export_id": export.id, "task_id": run.task.id, "resource": export.resource.as_str(),
-        "row_count": rows, "size_bytes": file.size_bytes,
-    }));
-    let result = json!({ "file_id": file.id, "row_count": rows, "size_bytes": file.size_bytes });
-    run.complete(vec![done], rows, false, result).await
 }
 
 async fn fail(run: &mut TaskRun, export: &Export, message: String) -> Result<(), StepError> {
@@ -490,6 +605,18 @@ pub async fn browse(db: &impl ConnectionTrait, project_id: &str, id: &str, brows
     }
     if export.status != ExportStatus::Done {
         return Err(ServiceError::NotBrowsable(format!("it is {}; an export can be browsed once it is done", export.status.as_str())));
+    }
+    match export.browse_status {
+        Some(BrowseStatus::Ready) => {}
+        Some(BrowseStatus::Failed) => {
+            return Err(ServiceError::NotBrowsable("its rows could not be indexed for browsing; export the logs again to browse them".into()));
+        }
+        Some(BrowseStatus::Indexing) | None => {
+            let (indexed, total) = (export.browse_indexed_rows.unwrap_or(0), export.row_count.unwrap_or(0));
+            return Err(ServiceError::NotBrowsable(format!(
+                "its rows are being indexed for browsing ({indexed} of {total} so far); its file can be downloaded meanwhile"
+            )));
+        }
     }
     if now_ms() - export.created_at_ms > BROWSABLE_DAYS * 86_400_000 {
         return Err(ServiceError::NotBrowsable(format!("it was made more than {BROWSABLE_DAYS} days ago; export the logs again to browse them")));

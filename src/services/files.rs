@@ -68,8 +68,10 @@ pub async fn store<E: std::fmt::Display>(
     }
 }
 
-/// A file being written in order, one chunk in memory: an upload as it arrives, an export as it
-/// is produced. It is complete (and listed as such) once [`FileSink::finish`] returns.
+/// A file being written in order: an upload as it arrives, an export as it is produced. A full
+/// chunk is stored while the next one fills, so the writer never waits for the database but when
+/// it is a whole chunk ahead (memory: two chunks). It is complete (and listed as such) once
+/// [`FileSink::finish`] returns.
 pub struct FileSink {
     store: EventStore,
     id: String,
@@ -77,6 +79,7 @@ pub struct FileSink {
     idx: i32,
     size: u64,
     hasher: Sha256,
+    storing: Option<tokio::task::JoinHandle<Result<(), DbErr>>>,
 }
 
 impl FileSink {
@@ -84,7 +87,7 @@ impl FileSink {
         let id = new_id(IdKind::File);
         let row = file::Model { id: id.clone(), project_id: project_id.to_owned(), size_bytes: 0, complete: false, created_at_ms: now_ms() };
         file::Entity::insert(row.into_active_model()).exec_without_returning(store.db()).await?;
-        Ok(Self { store: store.clone(), id, chunk: Vec::with_capacity(CHUNK_BYTES), idx: 0, size: 0, hasher: Sha256::new() })
+        Ok(Self { store: store.clone(), id, chunk: Vec::with_capacity(CHUNK_BYTES), idx: 0, size: 0, hasher: Sha256::new(), storing: None })
     }
 
     /// Bytes written so far.
@@ -101,14 +104,25 @@ impl FileSink {
             bytes = &bytes[take..];
             if self.chunk.len() == CHUNK_BYTES {
                 let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_BYTES));
-                insert_chunk(&self.store, &self.id, self.idx, full).await?;
+                self.stored().await?;
+                let (store, id, idx) = (self.store.clone(), self.id.clone(), self.idx);
+                self.storing = Some(tokio::spawn(async move { insert_chunk(&store, &id, idx, full).await }));
                 self.idx += 1;
             }
         }
         Ok(())
     }
 
+    /// Waits for the chunk being stored, if any.
+    async fn stored(&mut self) -> Result<(), DbErr> {
+        match self.storing.take() {
+            Some(storing) => storing.await.map_err(|e| DbErr::Custom(format!("storing a file chunk stopped: {e}")))?,
+            None => Ok(()),
+        }
+    }
+
     pub async fn finish(mut self) -> Result<StoredFile, DbErr> {
+        self.stored().await?;
         if !self.chunk.is_empty() {
             insert_chunk(&self.store, &self.id, self.idx, std::mem::take(&mut self.chunk)).await?;
         }
@@ -118,7 +132,8 @@ impl FileSink {
     }
 
     /// Removes what was written (a failed upload or export).
-    pub async fn discard(self) {
+    pub async fn discard(mut self) {
+        let _ = self.stored().await;
         if let Err(e) = delete(self.store.db(), std::slice::from_ref(&self.id)).await {
             tracing::warn!(file_id = %self.id, error = %e, "a partial file stays until the hourly clean-up");
         }

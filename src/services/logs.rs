@@ -134,7 +134,8 @@ pub async fn list(
 
 /// A page of full records (bodies, headers, query) in list order, read from the event log in the
 /// same query: exports walk whole lists this way.
-pub async fn records(db: &impl ConnectionTrait, lister: &Keyset<log::Entity>, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<LogRecord>> {
+/// The stored records (event payloads, as text) of a page of `lister`, for copying out.
+pub async fn records(db: &impl ConnectionTrait, lister: &Keyset<log::Entity>, limit: Limit, cursor: Option<&Cursor>) -> ServiceResult<Page<String>> {
     let rows: Vec<(String, i64, Option<String>)> = lister
         .query(limit, cursor)
         .select_only()
@@ -147,11 +148,7 @@ pub async fn records(db: &impl ConnectionTrait, lister: &Keyset<log::Entity>, li
     let rows = page
         .rows
         .into_iter()
-        .map(|(id, _, payload)| {
-            payload
-                .and_then(|p| serde_json::from_str::<LogRecord>(&p).ok())
-                .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("log {id} has no readable event")))
-        })
+        .map(|(id, _, payload)| payload.ok_or_else(|| ServiceError::internal(anyhow::anyhow!("log {id} has no event"))))
         .collect::<ServiceResult<Vec<_>>>()?;
     Ok(Page { rows, next_cursor: page.next_cursor })
 }

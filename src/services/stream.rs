@@ -374,6 +374,7 @@ fn topics_of(event: &DomainEvent) -> Vec<(Topic, &str)> {
         DomainEvent::TaskCompleted(e) => vec![(Topic::TaskUpdated, &e.id), (Topic::ExportUpdated, &e.id)],
         DomainEvent::TaskFailed(e) => vec![(Topic::TaskUpdated, &e.id), (Topic::ExportUpdated, &e.id)],
         DomainEvent::ExportCreated(e) => vec![(Topic::ExportUpdated, e.id.as_str())],
+        DomainEvent::ExportWritten(e) => vec![(Topic::ExportUpdated, e.id.as_str())],
         DomainEvent::ExportWithdrawn(e) => vec![(Topic::ExportUpdated, e.id.as_str())],
         DomainEvent::SendoutCreated(e) => vec![(Topic::SendoutUpdated, e.id.as_str())],
         DomainEvent::SendoutAttempted(e) => vec![(Topic::SendoutUpdated, e.id.as_str())],

@@ -244,6 +244,9 @@ async fn a_logs_export_browses_with_search_and_column_filters_in_file_order() {
     app.ingest(entries).await;
     let filters = json!({"channel": ["shopify", "stripe"]});
     let export = app.export(json!({"resource": "logs", "filters": filters, "fields": ["id", "channel", "request_body"]})).await;
+    assert_eq!((&export["browse_status"], &export["browse_indexed_rows"]), (&json!("ready"), &json!(120)), "{export}");
+    let task = app.get_ok(&format!("/v1/tasks/{}", export["task_id"].as_str().unwrap()), &app.server_key).await;
+    assert_eq!(task["progress"], json!({"processed": 240, "total": 240, "percent": 100}), "each row written, then indexed");
     let records = app.download(&export).await;
     let file_ids = column(&records, "id");
     let base = format!("/v1/exports/{}/rows", export["id"].as_str().unwrap());
@@ -290,6 +293,7 @@ async fn a_logs_export_browses_with_search_and_column_filters_in_file_order() {
 async fn browsing_refuses_other_resources_unfinished_and_old_exports_saying_why() {
     let app = spawn_app().await;
     let tasks = app.export(json!({"resource": "tasks"})).await;
+    assert!(tasks["browse_status"].is_null() && tasks["browse_indexed_rows"].is_null(), "{tasks}");
     let err = assert_error(app.get(&format!("/v1/exports/{}/rows", tasks["id"].as_str().unwrap()), &app.server_key).await, StatusCode::CONFLICT, "export_not_browsable").await;
     assert!(err["error"]["message"].as_str().unwrap().contains("only logs exports"), "{err}");
 
@@ -332,4 +336,91 @@ async fn browsing_an_unfinished_export_is_refused() {
     let created = json_of(app.post("/v1/exports", &app.server_key, json!({"resource": "logs"})).await, StatusCode::ACCEPTED).await;
     let err = assert_error(app.get(&format!("/v1/exports/{}/rows", created["id"].as_str().unwrap()), &app.server_key).await, StatusCode::CONFLICT, "export_not_browsable").await;
     assert!(err["error"]["message"].as_str().unwrap().contains("scheduled"), "{err}");
+}
+
+/// An export scheduled by hand, as `POST /v1/exports` does, with its task's events.
+fn export_task(app: &TestApp, export_id: &str) -> logbook::event_log::TaskScheduled {
+    logbook::event_log::TaskScheduled {
+        id: logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Task),
+        project_id: app.project_id.clone(),
+        task_type: logbook::domain::task::TaskType::Export,
+        created_by: logbook::domain::actor::Actor::system(),
+        request_id: None,
+        related: Vec::new(),
+        params: json!({ "export_id": export_id }),
+        total: None,
+    }
+}
+
+#[tokio::test]
+async fn a_logs_export_is_done_and_downloadable_before_its_rows_are_browsable() {
+    use logbook::event_log::{DomainEvent, EventMetadata, ExportWritten, TaskFailed, TaskProgressed, TaskRef};
+    let app = spawn_without_workers().await;
+    let id = logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Export);
+    let task = export_task(&app, &id);
+    let append = |events: Vec<DomainEvent>| async {
+        let writer = app.store.begin().await.unwrap();
+        writer.append(&EventMetadata::system(), events).await.unwrap();
+        writer.commit().await.unwrap();
+    };
+    let started = TaskRef { id: task.id.clone(), project_id: app.project_id.clone() };
+    let written = ExportWritten { id: id.clone(), project_id: app.project_id.clone(), file_id: "fil_none".into(), row_count: 10, size_bytes: 99, browse: true };
+    append(vec![app.logs_export_created(&id, &task.id), DomainEvent::TaskScheduled(task.clone()), DomainEvent::TaskStarted(started.clone()), DomainEvent::ExportWritten(written)]).await;
+    let path = format!("/v1/exports/{id}");
+    let export = app.get_ok(&path, &app.server_key).await;
+    assert_eq!((&export["status"], &export["browse_status"], &export["row_count"]), (&json!("done"), &json!("indexing"), &json!(10)), "{export}");
+    let progressed = |indexed: i64| TaskProgressed {
+        id: task.id.clone(), project_id: app.project_id.clone(), processed: 10 + indexed, total: Some(20), percent: 0,
+        checkpoint: json!({}), result: json!({"indexed_rows": indexed}), errors: Vec::new(),
+    };
+    append(vec![DomainEvent::TaskProgressed(progressed(4))]).await;
+    assert_eq!(app.get_ok(&path, &app.server_key).await["browse_indexed_rows"], 4);
+    let err = assert_error(app.get(&format!("{path}/rows"), &app.server_key).await, StatusCode::CONFLICT, "export_not_browsable").await;
+    assert!(err["error"]["message"].as_str().unwrap().contains("being indexed for browsing (4 of 10"), "{err}");
+
+    // A task resumed meanwhile leaves the export done; one that fails while indexing leaves it
+    // done and downloadable, but never browsable.
+    append(vec![DomainEvent::TaskStarted(started)]).await;
+    assert_eq!(app.get_ok(&path, &app.server_key).await["status"], "done");
+    append(vec![DomainEvent::TaskFailed(TaskFailed { id: task.id.clone(), project_id: app.project_id.clone(), message: "boom".into() })]).await;
+    let export = app.get_ok(&path, &app.server_key).await;
+    assert_eq!((&export["status"], &export["browse_status"]), (&json!("done"), &json!("failed")), "{export}");
+    let err = assert_error(app.get(&format!("{path}/rows"), &app.server_key).await, StatusCode::CONFLICT, "export_not_browsable").await;
+    assert!(err["error"]["message"].as_str().unwrap().contains("could not be indexed"), "{err}");
+}
+
+#[tokio::test]
+async fn an_export_task_resumed_after_its_file_was_whole_indexes_that_file() {
+    use logbook::event_log::{DomainEvent, EventMetadata, ExportWritten};
+    let app = spawn_app().await;
+    let now = logbook::domain::time::now_ms();
+    app.ingest((0..30).map(|i| entry(&iso(now - 60_000 + i * 1000))).collect()).await;
+    let first = app.export(json!({"resource": "logs", "fields": ["id"]})).await;
+    // A second export whose worker died once its file was whole: its task runs again and finds
+    // the export done, so it only indexes the rows, from that file.
+    let id = logbook::domain::ids::new_id(logbook::domain::ids::IdKind::Export);
+    let task = export_task(&app, &id);
+    use sea_orm::EntityTrait;
+    let file_id = entity::export::Entity::find_by_id(first["id"].as_str().unwrap()).one(&app.db).await.unwrap().unwrap().file_id.unwrap();
+    let written = ExportWritten {
+        id: id.clone(), project_id: app.project_id.clone(), file_id,
+        row_count: first["row_count"].as_i64().unwrap(), size_bytes: first["size_bytes"].as_i64().unwrap(), browse: true,
+    };
+    let writer = app.store.begin().await.unwrap();
+    let events = vec![app.logs_export_created(&id, &task.id), DomainEvent::TaskScheduled(task.clone()), DomainEvent::ExportWritten(written)];
+    writer.append(&EventMetadata::system(), events).await.unwrap();
+    writer.commit().await.unwrap();
+    let done = app.wait_finished(&task.id).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let export = app.get_ok(&format!("/v1/exports/{id}"), &app.server_key).await;
+    assert_eq!((&export["browse_status"], &export["browse_indexed_rows"]), (&json!("ready"), &first["row_count"]), "{export}");
+    let app = &app;
+    let ids = |e: &Value| {
+        let path = format!("/v1/exports/{}/rows?limit=100", e["id"].as_str().unwrap());
+        async move { app.get_ok(&path, &app.server_key).await["data"].as_array().unwrap().iter().map(|r| r["id"].clone()).collect::<Vec<_>>() }
+    };
+    let (a, b) = (ids(&first).await, ids(&export).await);
+    assert!(a.len() as i64 == first["row_count"].as_i64().unwrap() && a.len() >= 30, "{}", a.len());
+    assert_eq!(a, b, "the same file, the same rows in its order");
+    assert_eq!(app.events("type=export.done").await.len(), 1, "the resumed task announces nothing again");
 }
