@@ -19,6 +19,7 @@ mod m20261201_000014_sendout_last_attempt;
 mod m20261201_000015_event_log_redaction;
 mod m20261201_000016_rate_limits;
 mod m20261202_000017_export_browse;
+mod m20261202_000018_export_cells;
 
 pub use m20261124_000007_event_log_indexes::VERSIONED_STREAMS;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000015_event_log_redaction::Migration),
             Box::new(m20261201_000016_rate_limits::Migration),
             Box::new(m20261202_000017_export_browse::Migration),
+            Box::new(m20261202_000018_export_cells::Migration),
         ]
     }
 }

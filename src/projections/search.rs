@@ -133,6 +133,25 @@ impl SearchIndex {
         }
         txn.commit().await
     }
+
+    /// Leaves no trace of forgotten rows in SQLite's index file: a contentless FTS5 delete only
+    /// marks the row, its trigrams staying in the segments until a merge rewrites them, so every
+    /// segment is merged into one (`optimize`, which drops marked rows; with `secure_delete` the
+    /// freed pages are zeroed), and the file's WAL is emptied. It rewrites the whole index, so the
+    /// indexer waits meanwhile (searches stay complete: they read the log past the checkpoint).
+    /// On PostgreSQL the index is a table; its dead rows go with vacuum.
+    pub async fn compact(&self) -> Result<bool, DbErr> {
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            return Ok(true);
+        }
+        let txn = write_transaction(&self.db).await?;
+        for table in ["log_search_request", "log_search_response"] {
+            txn.execute_unprepared(&format!("INSERT INTO main.{table} ({table}) VALUES ('optimize')")).await?;
+        }
+        txn.commit().await?;
+        let row = self.db.query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA main.wal_checkpoint(TRUNCATE)")).await?;
+        Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(1) == 0)
+    }
 }
 
 /// A write transaction on the index. On SQLite it takes the file's write lock at `BEGIN`: FTS5 reads

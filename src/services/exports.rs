@@ -13,7 +13,7 @@ use super::error::{ServiceError, ServiceResult};
 use super::events::{self, EventFilter};
 use super::files::{self, FileReader, FileSink};
 use super::tasks::{self, NewTask, Progress, StepError, TaskRun};
-use super::{logs, sendouts};
+use super::{browse_index, logs, sendouts};
 use crate::domain::actor::Actor;
 use crate::domain::event::system;
 use crate::domain::export::{BrowseStatus, Clock, Export, ExportFilter, ExportFormat, ExportResource, ExportRow, ExportStatus, Fields};
@@ -319,6 +319,7 @@ pub async fn withdraw(writer: &Writer, project_id: &str, export: &Export, reason
     let event = DomainEvent::ExportWithdrawn(ExportWithdrawn { id: export.id.clone(), project_id: project_id.to_owned(), reason: reason.to_owned() });
     writer.append(&EventMetadata::system(), vec![event]).await?;
     export_row::Entity::delete_many().filter(export_row::Column::ExportId.eq(export.id.as_str())).exec(writer.conn()).await?;
+    browse_index::delete(writer.conn(), vec![export.id.clone()]).await?;
     files::delete(writer.conn(), &export.file_id.iter().cloned().collect::<Vec<_>>()).await?;
     Ok(())
 }
@@ -465,6 +466,10 @@ const INDEX_BATCH: usize = 1_000;
 struct BrowseRows {
     cells: Vec<String>,
     folded: Vec<String>,
+    /// The exact-value index's rows of the blocks these rows completed (and, with the last batch,
+    /// its column marks and the columns to withdraw).
+    postings: Vec<browse_index::Posting>,
+    withdrawn: Vec<i32>,
 }
 
 impl BrowseRows {
@@ -487,13 +492,21 @@ async fn index(store: &EventStore, run: &mut TaskRun, export: &Export, file: Wri
     // A resumed index starts again.
     export_row::Entity::delete_many().filter(export_row::Column::ExportId.eq(&export.id)).exec(db).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<BrowseRows, String>>(2);
+    browse_index::delete(db, vec![export.id.clone()]).await?;
     let reader = FileReader::open_at(db.clone(), &file.file_id, 0);
+    let columns = export.fields.names().len();
     let parser = tokio::task::spawn_blocking(move || {
         let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
         let (mut batch, mut record) = (BrowseRows::default(), csv::StringRecord::new());
+        let mut cells = browse_index::CellIndexer::new(columns);
         loop {
             match csv.read_record(&mut record) {
-                Ok(true) => batch.push(&record),
+                Ok(true) => {
+                    batch.push(&record);
+                    if let Some(block) = cells.push(record.iter()) {
+                        batch.postings.extend(block);
+                    }
+                }
                 Ok(false) => break,
                 Err(e) => {
                     let _ = tx.blocking_send(Err(e.to_string()));
@@ -504,9 +517,10 @@ async fn index(store: &EventStore, run: &mut TaskRun, export: &Export, file: Wri
                 return;
             }
         }
-        if !batch.cells.is_empty() {
-            let _ = tx.blocking_send(Ok(batch));
-        }
+        let (last, withdrawn) = cells.finish();
+        batch.postings.extend(last);
+        batch.withdrawn = withdrawn;
+        let _ = tx.blocking_send(Ok(batch));
     });
     let (mut sent, mut reported) = (0i64, Instant::now());
     let mut storing: Option<tokio::task::JoinHandle<Result<(), sea_orm::DbErr>>> = None;
@@ -535,25 +549,26 @@ async fn index(store: &EventStore, run: &mut TaskRun, export: &Export, file: Wri
 
 /// Stores rows for browsing, numbered from `first`, in file order.
 async fn keep_rows(store: &EventStore, export_id: &str, first: i64, rows: BrowseRows) -> Result<(), sea_orm::DbErr> {
-    if rows.cells.is_empty() {
-        return Ok(());
-    }
-    let positions = (first..).take(rows.len());
+    let (n, positions) = (rows.len(), (first..).take(rows.len()));
     let writer = store.begin().await?;
-    if writer.conn().get_database_backend() == sea_orm::DbBackend::Postgres {
-        // One statement of fixed text with an array per column, not 4,000 bound values.
-        crate::projections::unnest::Unnest::insert_into("export_rows")
-            .text("export_id", std::iter::repeat_n(export_id.to_owned(), rows.len()))
-            .big_int("position", positions)
-            .text("cells", rows.cells)
-            .text("folded", rows.folded)
-            .exec(writer.conn(), None)
-            .await?;
-    } else {
-        let models = positions.zip(rows.cells).zip(rows.folded).map(|((position, cells), folded)| {
-            export_row::Model { export_id: export_id.to_owned(), position, cells, folded }.into_active_model()
-        });
-        export_row::Entity::insert_many(models).exec_without_returning(writer.conn()).await?;
+    browse_index::store(writer.conn(), export_id, rows.postings).await?;
+    browse_index::withdraw(writer.conn(), export_id, rows.withdrawn).await?;
+    if !rows.cells.is_empty() {
+        if writer.conn().get_database_backend() == sea_orm::DbBackend::Postgres {
+            // One statement of fixed text with an array per column, not 4,000 bound values.
+            crate::projections::unnest::Unnest::insert_into("export_rows")
+                .text("export_id", std::iter::repeat_n(export_id.to_owned(), n))
+                .big_int("position", positions)
+                .text("cells", rows.cells)
+                .text("folded", rows.folded)
+                .exec(writer.conn(), None)
+                .await?;
+        } else {
+            let models = positions.zip(rows.cells).zip(rows.folded).map(|((position, cells), folded)| {
+                export_row::Model { export_id: export_id.to_owned(), position, cells, folded }.into_active_model()
+            });
+            export_row::Entity::insert_many(models).exec_without_returning(writer.conn()).await?;
+        }
     }
     writer.commit().await
 }
@@ -633,41 +648,104 @@ pub async fn browse(db: &impl ConnectionTrait, project_id: &str, id: &str, brows
         values.push(format!("%{escaped}%").into());
         sql.push_str(&format!(" AND folded LIKE {} ESCAPE '\\'", ph(values.len())));
     }
+    let mut exact = Vec::new();
     for (column, value) in &browse.columns {
-        let Some(at) = names.iter().position(|n| n == column) else {
-            errors.push((format!("filter.{column}"), format!("is not a column of this export; its columns are {}", names.join(", "))));
-            continue;
-        };
-        values.push(value.clone().into());
+        match names.iter().position(|n| n == column) {
+            Some(at) => exact.push((at, value.as_str())),
+            None => errors.push((format!("filter.{column}"), format!("is not a column of this export; its columns are {}", names.join(", ")))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ServiceError::Rejected(errors));
+    }
+    // Exact values of indexed columns are looked up; the rest is checked on each row read.
+    let indexed = browse_index::indexed(db, &export.id, &exact.iter().map(|(at, _)| *at).collect::<Vec<_>>()).await?;
+    let (looked_up, checked): (Vec<(usize, &str)>, Vec<(usize, &str)>) = exact.into_iter().partition(|(at, _)| indexed.contains(at));
+    for (at, value) in checked {
+        values.push(value.to_owned().into());
         sql.push_str(&match backend {
             sea_orm::DbBackend::Postgres => format!(" AND (cells::json ->> {at}) = {}", ph(values.len())),
             _ => format!(" AND json_extract(cells, '$[{at}]') = {}", ph(values.len())),
         });
     }
-    if !errors.is_empty() {
-        return Err(ServiceError::Rejected(errors));
+    let wanted = browse.limit.get() + 1;
+    let after = browse.after.unwrap_or(-1);
+    let rows = if looked_up.is_empty() {
+        read_windows(db, &export, sql, values, wanted, after).await?
+    } else {
+        read_looked_up(db, &export, &looked_up, sql, values, wanted, after).await?
+    };
+    let mut rows = rows;
+    let has_more = rows.len() as u64 > browse.limit.get();
+    rows.truncate(browse.limit.get() as usize);
+    Ok(BrowsePage { export, rows, has_more })
+}
+
+type BrowseRow = (i64, Vec<String>);
+
+fn browse_rows(found: Vec<sea_orm::QueryResult>, room: usize) -> Result<Vec<BrowseRow>, sea_orm::DbErr> {
+    found
+        .iter()
+        .take(room)
+        .map(|row| {
+            let position: i64 = row.try_get("", "position")?;
+            let cells: String = row.try_get("", "cells")?;
+            Ok((position, serde_json::from_str::<Vec<String>>(&cells).unwrap_or_default()))
+        })
+        .collect()
+}
+
+/// Up to `wanted` rows after position `after` among those the exact-value index names for
+/// `looked_up`, read by position and checked against the rest of `sql`'s conditions. Only the
+/// blocks holding the first filter's value are visited.
+async fn read_looked_up(
+    db: &impl ConnectionTrait,
+    export: &Export,
+    looked_up: &[(usize, &str)],
+    sql: String,
+    mut values: Vec<sea_orm::Value>,
+    wanted: u64,
+    after: i64,
+) -> ServiceResult<Vec<BrowseRow>> {
+    const POSITIONS_PER_READ: usize = 500;
+    let backend = db.get_database_backend();
+    let first_block = (after + 1) / browse_index::BLOCK_ROWS as i64;
+    let mut rows = Vec::new();
+    for block in browse_index::blocks_with(db, &export.id, looked_up[0], first_block).await? {
+        let positions: Vec<i64> = browse_index::block_positions(db, &export.id, looked_up, block).await?.into_iter().filter(|p| *p > after).collect();
+        for chunk in positions.chunks(POSITIONS_PER_READ) {
+            let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else { continue };
+            values[1] = (first - 1).into();
+            values[2] = (*last).into();
+            // The positions come from the index, not from the request.
+            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let room = wanted as usize - rows.len();
+            let sql = format!("{sql} AND position IN ({list}) ORDER BY position LIMIT {room}");
+            let found = db.query_all_raw(Statement::from_sql_and_values(backend, sql, values.clone())).await?;
+            rows.extend(browse_rows(found, room)?);
+            if rows.len() as u64 >= wanted {
+                return Ok(rows);
+            }
+        }
     }
+    Ok(rows)
+}
+
+async fn read_windows(db: &impl ConnectionTrait, export: &Export, sql: String, mut values: Vec<sea_orm::Value>, wanted: u64, mut after: i64) -> ServiceResult<Vec<BrowseRow>> {
+    let backend = db.get_database_backend();
     // Read in windows of positions, each an index range, until the page is full: a page of a
     // common match ends in the first window, and no planner can choose to scan and sort the whole
     // export for a search it guessed to be rare (PostgreSQL did, 2 s for a common word).
-    let wanted = browse.limit.get() + 1;
-    sql.push_str(&format!(" ORDER BY position LIMIT {wanted}"));
+    let sql = format!("{sql} ORDER BY position LIMIT {wanted}");
     let end = export.row_count.unwrap_or(0);
-    let mut after = browse.after.unwrap_or(-1);
     let mut rows = Vec::new();
     while (rows.len() as u64) < wanted && after < end {
         let until = after + BROWSE_WINDOW;
         values[1] = after.into();
         values[2] = until.into();
         let found = db.query_all_raw(Statement::from_sql_and_values(backend, sql.clone(), values.clone())).await?;
-        for row in found.iter().take(wanted as usize - rows.len()) {
-            let position: i64 = row.try_get("", "position")?;
-            let cells: String = row.try_get("", "cells")?;
-            rows.push((position, serde_json::from_str::<Vec<String>>(&cells).unwrap_or_default()));
-        }
+        rows.extend(browse_rows(found, wanted as usize - rows.len())?);
         after = until;
     }
-    let has_more = rows.len() as u64 > browse.limit.get();
-    rows.truncate(browse.limit.get() as usize);
-    Ok(BrowsePage { export, rows, has_more })
+    Ok(rows)
 }

@@ -1,6 +1,7 @@
 //! Use cases. Handlers and jobs call these; they read projections and append events.
 
 pub mod auth;
+pub mod browse_index;
 pub mod delivery;
 pub mod erasure;
 pub mod error;

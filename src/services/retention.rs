@@ -229,6 +229,7 @@ async fn purge_batch(
             let (ids, file_ids): (Vec<String>, Vec<Option<String>>) = rows.into_iter().unzip();
             removed.files += files::delete(conn, &file_ids.into_iter().flatten().collect::<Vec<_>>()).await? as i64;
             export_row::Entity::delete_many().filter(export_row::Column::ExportId.is_in(ids.clone())).exec(conn).await?;
+            super::browse_index::delete(conn, ids.clone()).await?;
             export::Entity::delete_many().filter(export::Column::Id.is_in(ids.clone())).exec(conn).await?;
             let stream = in_streams("export", ids.clone());
             removed.event_log_entries += delete_events(conn, project_id, stream).await? as i64;

@@ -5,6 +5,7 @@
 //! record as a task with its counts.
 
 use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::conformance::Conform;
@@ -30,6 +31,22 @@ async fn activity(app: &TestApp, customer: &str, email: &str) -> (String, Value)
         .await
         .unwrap();
     (log_id, json_of(published, StatusCode::ACCEPTED).await)
+}
+
+/// Trigrams only the erased address has ("ed@", ".er", "a.e"), as the SQLite search index's
+/// vocabulary lists them with their document counts.
+async fn erased_trigrams(app: &TestApp) -> Vec<String> {
+    // (One connection: the vocabulary tables are temporary.)
+    let search = sea_orm::TransactionTrait::begin(app.store.search().db()).await.unwrap();
+    let mut left = Vec::new();
+    for table in ["log_search_request", "log_search_response"] {
+        search.execute_unprepared(&format!("CREATE VIRTUAL TABLE IF NOT EXISTS temp.{table}_terms USING fts5vocab(main, {table}, row)")).await.unwrap();
+        let sql = format!("SELECT term || ' ' || doc AS t FROM temp.{table}_terms WHERE term IN ('ed@', '.er', 'a.e')");
+        for row in search.query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, sql)).await.unwrap() {
+            left.push(format!("{table}: {}", row.try_get::<String>("", "t").unwrap()));
+        }
+    }
+    left
 }
 
 /// The logs whose request or response body holds `text`, by endpoint.
@@ -68,6 +85,9 @@ async fn an_erased_customer_is_found_nowhere_and_everyone_else_is_untouched() {
     // The ingested entry, and the publishing request's own log (reads of either copy nothing).
     let found = search(&app, "ada.erased").await;
     assert_eq!(found.len(), 2, "found before the erasure: {found:?}");
+    if app.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        assert!(!erased_trigrams(&app).await.is_empty(), "the index holds the address's trigrams");
+    }
 
     // Exports made before: copies in CSV files, with bodies and data.
     let export = |body: Value| {
@@ -156,6 +176,10 @@ async fn an_erased_customer_is_found_nowhere_and_everyone_else_is_untouched() {
             let copies = bytes.windows(gone_email.len()).filter(|w| *w == gone_email.as_bytes()).count();
             assert_eq!(copies, 0, "{gone_email} is in the bytes of {}", path.display());
         }
+        // Nor in the search index's trigrams: a contentless FTS5 delete only marks the row, and its
+        // trigrams stay in the segments until they are merged.
+        let left = erased_trigrams(&app).await;
+        assert!(left.is_empty(), "the index keeps trigrams of the erased address: {left:?}");
     }
 
     // The projections are still what the log replays to.

@@ -1,0 +1,279 @@
+//! The exact-value index of a browsable export (`filter.<column>=value`): for every column whose
+//! values are short and repeat (channel, status, customer, HTTP status, …), where each value
+//! stands, as one row per value and block of rows holding the offsets of its rows in that block.
+//! A filter then reads a few such rows and fetches the rows they name, instead of reading every
+//! row of the export (a rare customer among 200,000 rows took 1.4 s on PostgreSQL).
+//!
+//! Columns of long values (bodies) or of values that hardly repeat (ids, times, paths) are left
+//! out: indexing them would cost a row per row, and they are found by reading as before. A block
+//! is 65,536 rows, so an offset is a `u16` and a common value costs 2 bytes a row.
+
+use std::collections::HashMap;
+
+use entity::export_cell;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
+
+/// Rows per block: offsets fit a `u16`.
+pub const BLOCK_ROWS: usize = 65_536;
+/// A value longer than this leaves its column out.
+const MAX_VALUE_BYTES: usize = 64;
+/// Marks an indexed column.
+const COLUMN_MARK: i64 = -1;
+
+/// Where each value of one column stands in the current block, while it is still indexed.
+type Column = HashMap<String, Vec<u16>>;
+
+/// One stored row of the index.
+pub struct Posting {
+    pub col: i32,
+    pub value: String,
+    pub block: i64,
+    pub offsets: Vec<u16>,
+}
+
+/// Builds the index of rows pushed in file order, a block at a time: memory holds one block's
+/// offsets of the columns still indexed.
+pub struct CellIndexer {
+    block_rows: usize,
+    /// Per column; `None` once it is left out.
+    columns: Vec<Option<Column>>,
+    /// The block being filled and how many of its rows are in.
+    block: i64,
+    filled: usize,
+    /// Columns left out after a block of theirs was handed out: their rows are deleted at the end.
+    withdrawn: Vec<i32>,
+}
+
+impl CellIndexer {
+    pub fn new(columns: usize) -> Self {
+        Self::with_block(columns, BLOCK_ROWS)
+    }
+
+    /// With blocks of `block_rows` (at most 65,536) rows: the tests use small ones.
+    pub fn with_block(columns: usize, block_rows: usize) -> Self {
+        assert!((1..=BLOCK_ROWS).contains(&block_rows), "offsets are u16");
+        Self { block_rows, columns: (0..columns).map(|_| Some(Column::new())).collect(), block: 0, filled: 0, withdrawn: Vec::new() }
+    }
+
+    /// Adds the next row; returns the block's postings when this row filled it.
+    pub fn push<'a>(&mut self, cells: impl IntoIterator<Item = &'a str>) -> Option<Vec<Posting>> {
+        let offset = self.filled as u16;
+        // More distinct values than this in a block: an index of the column would be as big as
+        // the column.
+        let most = self.block_rows / 4;
+        let block = self.block;
+        for (col, cell) in cells.into_iter().enumerate() {
+            let Some(slot) = self.columns.get_mut(col) else { break };
+            let Some(values) = slot else { continue };
+            let too_many = values.len() >= most && !values.contains_key(cell);
+            if cell.len() > MAX_VALUE_BYTES || too_many {
+                *slot = None;
+                if block > 0 {
+                    self.withdrawn.push(col as i32);
+                }
+                continue;
+            }
+            match values.get_mut(cell) {
+                Some(offsets) => offsets.push(offset),
+                None => {
+                    values.insert(cell.to_owned(), vec![offset]);
+                }
+            }
+        }
+        self.filled += 1;
+        (self.filled == self.block_rows).then(|| self.take_block())
+    }
+
+    /// The last block's postings, one mark per indexed column, and the columns whose earlier
+    /// postings are to be deleted.
+    pub fn finish(mut self) -> (Vec<Posting>, Vec<i32>) {
+        let mut postings = if self.filled > 0 { self.take_block() } else { Vec::new() };
+        for (col, values) in self.columns.iter().enumerate() {
+            if values.is_some() {
+                postings.push(Posting { col: col as i32, value: String::new(), block: COLUMN_MARK, offsets: Vec::new() });
+            }
+        }
+        (postings, self.withdrawn)
+    }
+
+    fn take_block(&mut self) -> Vec<Posting> {
+        let block = self.block;
+        let mut postings = Vec::new();
+        for (col, values) in self.columns.iter_mut().enumerate() {
+            let Some(values) = values else { continue };
+            postings.extend(values.drain().map(|(value, offsets)| Posting { col: col as i32, value, block, offsets }));
+        }
+        self.block += 1;
+        self.filled = 0;
+        postings
+    }
+}
+
+/// Stores postings of export `export_id`.
+pub async fn store(conn: &impl ConnectionTrait, export_id: &str, postings: Vec<Posting>) -> Result<(), DbErr> {
+    // Five values a row, well under either backend's limit on bound values.
+    const ROWS_PER_STATEMENT: usize = 2_000;
+    let mut rows = postings.into_iter().map(|p| {
+        export_cell::Model {
+            export_id: export_id.to_owned(),
+            col: p.col,
+            value: p.value,
+            block: p.block,
+            positions: p.offsets.iter().flat_map(|o| o.to_le_bytes()).collect(),
+        }
+        .into_active_model()
+    });
+    loop {
+        let chunk: Vec<_> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        export_cell::Entity::insert_many(chunk).exec_without_returning(conn).await?;
+    }
+}
+
+/// Deletes the postings of `columns` (left out after some of theirs were stored).
+pub async fn withdraw(conn: &impl ConnectionTrait, export_id: &str, columns: Vec<i32>) -> Result<(), DbErr> {
+    if !columns.is_empty() {
+        export_cell::Entity::delete_many()
+            .filter(export_cell::Column::ExportId.eq(export_id))
+            .filter(export_cell::Column::Col.is_in(columns))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the whole index of some exports.
+pub async fn delete(conn: &impl ConnectionTrait, export_ids: Vec<String>) -> Result<(), DbErr> {
+    export_cell::Entity::delete_many().filter(export_cell::Column::ExportId.is_in(export_ids)).exec(conn).await?;
+    Ok(())
+}
+
+/// Which of `columns` the export's index covers.
+pub async fn indexed(conn: &impl ConnectionTrait, export_id: &str, columns: &[usize]) -> Result<Vec<usize>, DbErr> {
+    if columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marked: Vec<i32> = export_cell::Entity::find()
+        .select_only()
+        .column(export_cell::Column::Col)
+        .filter(export_cell::Column::ExportId.eq(export_id))
+        .filter(export_cell::Column::Block.eq(COLUMN_MARK))
+        .filter(export_cell::Column::Col.is_in(columns.iter().map(|c| *c as i32)))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(columns.iter().copied().filter(|c| marked.contains(&(*c as i32))).collect())
+}
+
+/// The positions, in order, of the rows of block `block` whose cells match every one of `exact`
+/// (indexed columns and their values).
+pub async fn block_positions(conn: &impl ConnectionTrait, export_id: &str, exact: &[(usize, &str)], block: i64) -> Result<Vec<i64>, DbErr> {
+    let mut lists: Vec<Vec<u16>> = Vec::with_capacity(exact.len());
+    for (col, value) in exact {
+        let found: Option<Vec<u8>> = export_cell::Entity::find()
+            .select_only()
+            .column(export_cell::Column::Positions)
+            .filter(export_cell::Column::ExportId.eq(export_id))
+            .filter(export_cell::Column::Col.eq(*col as i32))
+            .filter(export_cell::Column::Value.eq(*value))
+            .filter(export_cell::Column::Block.eq(block))
+            .into_tuple()
+            .one(conn)
+            .await?;
+        match found {
+            Some(bytes) => lists.push(bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect()),
+            None => return Ok(Vec::new()),
+        }
+    }
+    let base = block * BLOCK_ROWS as i64;
+    Ok(intersect(lists).into_iter().map(|o| base + i64::from(o)).collect())
+}
+
+/// The blocks, from `first` on, holding `value` in column `col`.
+pub async fn blocks_with(conn: &impl ConnectionTrait, export_id: &str, (col, value): (usize, &str), first: i64) -> Result<Vec<i64>, DbErr> {
+    export_cell::Entity::find()
+        .select_only()
+        .column(export_cell::Column::Block)
+        .filter(export_cell::Column::ExportId.eq(export_id))
+        .filter(export_cell::Column::Col.eq(col as i32))
+        .filter(export_cell::Column::Value.eq(value))
+        .filter(export_cell::Column::Block.gte(first))
+        .order_by_asc(export_cell::Column::Block)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
+/// The offsets in every one of `lists` (each ascending), ascending.
+fn intersect(mut lists: Vec<Vec<u16>>) -> Vec<u16> {
+    lists.sort_by_key(Vec::len);
+    let mut lists = lists.into_iter();
+    let Some(mut common) = lists.next() else { return Vec::new() };
+    for list in lists {
+        common.retain(|o| list.binary_search(o).is_ok());
+    }
+    common
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(rows: &[[&str; 3]], block_rows: usize) -> (Vec<(i32, String, i64, Vec<u16>)>, Vec<i32>) {
+        let mut indexer = CellIndexer::with_block(3, block_rows);
+        let mut postings = Vec::new();
+        for row in rows {
+            postings.extend(indexer.push(row.iter().copied()).unwrap_or_default());
+        }
+        let (last, withdrawn) = indexer.finish();
+        postings.extend(last);
+        let mut postings: Vec<_> = postings.into_iter().map(|p| (p.col, p.value, p.block, p.offsets)).collect();
+        postings.sort();
+        (postings, withdrawn)
+    }
+
+    #[test]
+    fn each_short_repeated_value_is_found_by_block_and_offset_and_other_columns_are_left_out() {
+        let long = "x".repeat(MAX_VALUE_BYTES + 1);
+        let ids: Vec<String> = (0..10).map(|i| format!("id{i}")).collect();
+        let channels = ["a", "b", "a", "a", "b", "a", "a", "a", "b", "a"];
+        let rows: Vec<[&str; 3]> = (0..10).map(|i| [channels[i], ids[i].as_str(), if i == 2 { long.as_str() } else { "s" }]).collect();
+        let (postings, withdrawn) = index(&rows, 8);
+        let p = |col: i32, value: &str, block: i64, offsets: &[u16]| (col, value.to_owned(), block, offsets.to_vec());
+        assert_eq!(
+            postings,
+            vec![
+                // Column 0 repeats: indexed, across two blocks of 8 rows, and marked. Column 1 has
+                // a new value in every row: left out once a block held more than a quarter of its
+                // rows' worth of values. Column 2 met a long value. Both in the first block, so
+                // nothing of theirs was handed out.
+                p(0, "", -1, &[]),
+                p(0, "a", 0, &[0, 2, 3, 5, 6, 7]),
+                p(0, "a", 1, &[1]),
+                p(0, "b", 0, &[1, 4]),
+                p(0, "b", 1, &[0]),
+            ],
+        );
+        assert!(withdrawn.is_empty());
+    }
+
+    #[test]
+    fn a_column_left_out_after_a_stored_block_is_withdrawn() {
+        let long = "y".repeat(MAX_VALUE_BYTES + 1);
+        let rows: Vec<[&str; 3]> = (0..9).map(|i| ["a", "k", if i == 8 { long.as_str() } else { "k" }]).collect();
+        let (postings, withdrawn) = index(&rows, 8);
+        assert_eq!(withdrawn, vec![2], "its block 0 was handed out before the long value came");
+        assert!(postings.contains(&(2, "k".to_owned(), 0, (0..8).collect())), "block 0 of column 2 was handed out");
+        assert!(!postings.iter().any(|p| p.0 == 2 && p.2 == -1), "but column 2 is not marked");
+        assert!(postings.contains(&(0, "a".to_owned(), 1, vec![0])));
+        assert!(postings.contains(&(1, String::new(), -1, vec![])));
+    }
+
+    #[test]
+    fn offsets_of_several_filters_are_intersected_in_order() {
+        assert_eq!(intersect(vec![vec![1, 3, 5, 9], vec![0, 3, 9], vec![3, 4, 9, 12]]), vec![3, 9]);
+        assert_eq!(intersect(vec![vec![1, 2], vec![]]), Vec::<u16>::new());
+    }
+}
