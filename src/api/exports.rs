@@ -211,7 +211,7 @@ async fn browse_export(state: web::Data<AppState>, member: ProjectMember, req: H
     let q = params.one("q").map_err(|e| ApiError::invalid_query("q", e.0))?.map(str::to_owned);
     let (limit, _) = paging(&Params::from_pairs(params.pairs().iter().filter(|(k, _)| k == "limit").cloned().collect()), &[])?;
     let after = match params.one("cursor").map_err(|e| ApiError::invalid_query("cursor", e.0))? {
-        Some(c) => Some(c.strip_prefix("row_").and_then(|n| n.parse::<i64>().ok()).ok_or_else(|| ApiError::invalid_query("cursor", "is not a cursor of this export's rows"))?),
+        Some(c) => Some(c.strip_prefix("row_").and_then(|n| n.parse::<i64>().ok()).filter(|n| *n >= 0).ok_or_else(|| ApiError::invalid_query("cursor", "is not a cursor of this export's rows"))?),
         None => None,
     };
     let page = exports::browse(&state.db, member.project_id(), &id, exports::Browse { q, columns, limit, after }).await?;

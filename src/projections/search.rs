@@ -149,8 +149,7 @@ impl SearchIndex {
             txn.execute_unprepared(&format!("INSERT INTO main.{table} ({table}) VALUES ('optimize')")).await?;
         }
         txn.commit().await?;
-        let row = self.db.query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA main.wal_checkpoint(TRUNCATE)")).await?;
-        Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(1) == 0)
+        crate::db::truncate_derived_wal(&self.db, 10).await
     }
 }
 

@@ -669,7 +669,8 @@ pub async fn browse(db: &impl ConnectionTrait, project_id: &str, id: &str, brows
         });
     }
     let wanted = browse.limit.get() + 1;
-    let after = browse.after.unwrap_or(-1);
+    // A cursor past the end (it is the client's to send) reads nothing and cannot overflow.
+    let after = browse.after.unwrap_or(-1).clamp(-1, export.row_count.unwrap_or(0));
     let rows = if looked_up.is_empty() {
         read_windows(db, &export, sql, values, wanted, after).await?
     } else {
@@ -696,8 +697,7 @@ fn browse_rows(found: Vec<sea_orm::QueryResult>, room: usize) -> Result<Vec<Brow
 }
 
 /// Up to `wanted` rows after position `after` among those the exact-value index names for
-/// `looked_up`, read by position and checked against the rest of `sql`'s conditions. Only the
-/// blocks holding the first filter's value are visited.
+/// `looked_up`, read by position and checked against the rest of `sql`'s conditions.
 async fn read_looked_up(
     db: &impl ConnectionTrait,
     export: &Export,
@@ -711,7 +711,16 @@ async fn read_looked_up(
     let backend = db.get_database_backend();
     let first_block = (after + 1) / browse_index::BLOCK_ROWS as i64;
     let mut rows = Vec::new();
-    for block in browse_index::blocks_with(db, &export.id, looked_up[0], first_block).await? {
+    // Only blocks holding every looked-up value can hold a match.
+    let mut blocks: Option<Vec<i64>> = None;
+    for filter in looked_up {
+        let with = browse_index::blocks_with(db, &export.id, *filter, first_block).await?;
+        blocks = Some(match blocks {
+            None => with,
+            Some(so_far) => so_far.into_iter().filter(|b| with.binary_search(b).is_ok()).collect(),
+        });
+    }
+    for block in blocks.unwrap_or_default() {
         let positions: Vec<i64> = browse_index::block_positions(db, &export.id, looked_up, block).await?.into_iter().filter(|p| *p > after).collect();
         for chunk in positions.chunks(POSITIONS_PER_READ) {
             let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else { continue };

@@ -322,6 +322,11 @@ async fn a_logs_export_browses_with_search_and_column_filters_in_file_order() {
     let path = format!("/v1/exports/{}/rows", export["id"].as_str().unwrap());
     assert_error(app.get(&format!("{path}?filter.colour=red"), &app.server_key).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_error(app.get(&format!("{path}?cursor=nope"), &app.server_key).await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    assert_error(app.get(&format!("{path}?cursor=row_-9223372036854775808"), &app.server_key).await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    for past_the_end in ["filter.channel=stripe&cursor=row_9223372036854775807", "cursor=row_9223372036854775807", "cursor=row_120"] {
+        let page = rows(past_the_end).await;
+        assert!(page["data"].as_array().unwrap().is_empty() && page["next_cursor"].is_null(), "{past_the_end}: {page}");
+    }
     assert_error(app.get(&format!("{path}?sort=id"), &app.server_key).await, StatusCode::BAD_REQUEST, "invalid_query").await;
     let other = app.other_project_key("Other").await;
     assert_error(app.get(&path, &other).await, StatusCode::NOT_FOUND, "not_found").await;
