@@ -10,6 +10,7 @@ pub mod event_idempotency;
 pub mod event_log;
 pub mod export;
 pub mod export_cell;
+pub mod export_gram;
 pub mod export_row;
 pub mod file;
 pub mod file_chunk;

@@ -20,6 +20,7 @@ mod m20261201_000015_event_log_redaction;
 mod m20261201_000016_rate_limits;
 mod m20261202_000017_export_browse;
 mod m20261202_000018_export_cells;
+mod m20261203_000019_export_grams;
 
 pub use m20261124_000007_event_log_indexes::VERSIONED_STREAMS;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000016_rate_limits::Migration),
             Box::new(m20261202_000017_export_browse::Migration),
             Box::new(m20261202_000018_export_cells::Migration),
+            Box::new(m20261203_000019_export_grams::Migration),
         ]
     }
 }

@@ -470,6 +470,8 @@ struct BrowseRows {
     /// its column marks and the columns to withdraw).
     postings: Vec<browse_index::Posting>,
     withdrawn: Vec<i32>,
+    /// The text index's filters of the blocks these rows completed (and, last, its mark).
+    grams: Vec<browse_index::GramBlock>,
 }
 
 impl BrowseRows {
@@ -499,12 +501,16 @@ async fn index(store: &EventStore, run: &mut TaskRun, export: &Export, file: Wri
         let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
         let (mut batch, mut record) = (BrowseRows::default(), csv::StringRecord::new());
         let mut cells = browse_index::CellIndexer::new(columns);
+        let mut grams = browse_index::GramIndexer::default();
         loop {
             match csv.read_record(&mut record) {
                 Ok(true) => {
                     batch.push(&record);
                     if let Some(block) = cells.push(record.iter()) {
                         batch.postings.extend(block);
+                    }
+                    if let Some(block) = batch.folded.last().and_then(|folded| grams.push(folded)) {
+                        batch.grams.push(block);
                     }
                 }
                 Ok(false) => break,
@@ -520,6 +526,7 @@ async fn index(store: &EventStore, run: &mut TaskRun, export: &Export, file: Wri
         let (last, withdrawn) = cells.finish();
         batch.postings.extend(last);
         batch.withdrawn = withdrawn;
+        batch.grams.extend(grams.finish());
         let _ = tx.blocking_send(Ok(batch));
     });
     let (mut sent, mut reported) = (0i64, Instant::now());
@@ -553,6 +560,7 @@ async fn keep_rows(store: &EventStore, export_id: &str, first: i64, rows: Browse
     let writer = store.begin().await?;
     browse_index::store(writer.conn(), export_id, rows.postings).await?;
     browse_index::withdraw(writer.conn(), export_id, rows.withdrawn).await?;
+    browse_index::store_grams(writer.conn(), export_id, rows.grams).await?;
     if !rows.cells.is_empty() {
         if writer.conn().get_database_backend() == sea_orm::DbBackend::Postgres {
             // One statement of fixed text with an array per column, not 4,000 bound values.
@@ -590,8 +598,9 @@ pub fn export_of(run: &TaskRun) -> Option<String> {
 
 
 
-/// Rows of an export read per query while browsing.
-const BROWSE_WINDOW: i64 = 20_000;
+/// Rows of an export read per query while browsing: 16 blocks of the text index, whose filters
+/// are read together.
+const BROWSE_WINDOW: i64 = 16 * browse_index::GRAM_BLOCK_ROWS;
 /// Exports older than this are no longer browsed (their rows stay until retention removes them).
 const BROWSABLE_DAYS: i64 = 90;
 
@@ -643,10 +652,23 @@ pub async fn browse(db: &impl ConnectionTrait, project_id: &str, id: &str, brows
     let ph = |n: usize| crate::dialect::ph(backend, n);
     let mut sql = format!("SELECT position, cells FROM export_rows WHERE export_id = {} AND position > {} AND position <= {}", ph(1), ph(2), ph(3));
     let mut errors = Vec::new();
+    let mut needle = None;
     if let Some(q) = browse.q.as_deref().filter(|q| !q.is_empty()) {
-        let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        values.push(format!("%{escaped}%").into());
-        sql.push_str(&format!(" AND folded LIKE {} ESCAPE '\\'", ph(values.len())));
+        let folded = q.to_lowercase();
+        if backend == sea_orm::DbBackend::Postgres {
+            let escaped = folded.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            values.push(format!("%{escaped}%").into());
+            sql.push_str(&format!(" AND folded LIKE {} ESCAPE '\\'", ph(values.len())));
+        } else {
+            // The text is lowercased on both sides, so SQLite's case-sensitive GLOB finds what its
+            // LIKE would, at twice the speed (LIKE folds case byte by byte as it goes).
+            let escaped: String = folded.chars().map(|c| if matches!(c, '*' | '?' | '[') { format!("[{c}]") } else { c.to_string() }).collect();
+            values.push(format!("*{escaped}*").into());
+            sql.push_str(&format!(" AND folded GLOB {}", ph(values.len())));
+        }
+        if browse_index::has_grams(db, &export.id).await? {
+            needle = browse_index::Needle::new(&folded);
+        }
     }
     let mut exact = Vec::new();
     for (column, value) in &browse.columns {
@@ -672,7 +694,7 @@ pub async fn browse(db: &impl ConnectionTrait, project_id: &str, id: &str, brows
     // A cursor past the end (it is the client's to send) reads nothing and cannot overflow.
     let after = browse.after.unwrap_or(-1).clamp(-1, export.row_count.unwrap_or(0));
     let rows = if looked_up.is_empty() {
-        read_windows(db, &export, sql, values, wanted, after).await?
+        read_windows(db, &export, sql, values, wanted, after, needle.as_ref()).await?
     } else {
         read_looked_up(db, &export, &looked_up, sql, values, wanted, after).await?
     };
@@ -740,7 +762,17 @@ async fn read_looked_up(
     Ok(rows)
 }
 
-async fn read_windows(db: &impl ConnectionTrait, export: &Export, sql: String, mut values: Vec<sea_orm::Value>, wanted: u64, mut after: i64) -> ServiceResult<Vec<BrowseRow>> {
+/// Up to `wanted` rows after position `after` matching `sql`'s conditions; with a `needle`, only
+/// from the blocks whose text filter passes it.
+async fn read_windows(
+    db: &impl ConnectionTrait,
+    export: &Export,
+    sql: String,
+    mut values: Vec<sea_orm::Value>,
+    wanted: u64,
+    mut after: i64,
+    needle: Option<&browse_index::Needle>,
+) -> ServiceResult<Vec<BrowseRow>> {
     let backend = db.get_database_backend();
     // Read in windows of positions, each an index range, until the page is full: a page of a
     // common match ends in the first window, and no planner can choose to scan and sort the whole
@@ -749,11 +781,20 @@ async fn read_windows(db: &impl ConnectionTrait, export: &Export, sql: String, m
     let end = export.row_count.unwrap_or(0);
     let mut rows = Vec::new();
     while (rows.len() as u64) < wanted && after < end {
-        let until = after + BROWSE_WINDOW;
-        values[1] = after.into();
-        values[2] = until.into();
-        let found = db.query_all_raw(Statement::from_sql_and_values(backend, sql.clone(), values.clone())).await?;
-        rows.extend(browse_rows(found, wanted as usize - rows.len())?);
+        let until = (after + BROWSE_WINDOW).min(end);
+        let ranges = match needle {
+            Some(needle) => browse_index::gram_ranges(db, &export.id, needle, after, until).await?,
+            None => vec![(after, until)],
+        };
+        for (from, to) in ranges {
+            values[1] = from.into();
+            values[2] = to.into();
+            let found = db.query_all_raw(Statement::from_sql_and_values(backend, sql.clone(), values.clone())).await?;
+            rows.extend(browse_rows(found, wanted as usize - rows.len())?);
+            if rows.len() as u64 >= wanted {
+                break;
+            }
+        }
         after = until;
     }
     Ok(rows)

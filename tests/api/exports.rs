@@ -333,6 +333,61 @@ async fn a_logs_export_browses_with_search_and_column_filters_in_file_order() {
 }
 
 #[tokio::test]
+async fn a_search_reads_only_the_blocks_whose_text_filter_passes_and_finds_every_match_across_them() {
+    let app = spawn_app().await;
+    let now = logbook::domain::time::now_ms();
+    // Three blocks of the text index (1,024 rows each) and a part of a fourth.
+    let rows = 3 * 1024 + 100;
+    let rare = [5, 1023, 1024, 2999, 3100];
+    for chunk in (0..rows).collect::<Vec<_>>().chunks(500) {
+        let entries: Vec<Value> = chunk
+            .iter()
+            .map(|&i| {
+                let mut e = entry(&iso(now - 1_000_000 + i as i64 * 100));
+                e["request_body"] = json!({"n": i, "word": if rare.contains(&i) { "Quetzal*" } else { "sparrow" }});
+                e
+            })
+            .collect();
+        app.ingest(entries).await;
+    }
+    // The entries alone, not the server's logs of their ingest.
+    let export = app.export(json!({"resource": "logs", "filters": {"channel": "shopify"}, "fields": ["id", "request_body"]})).await;
+    assert_eq!(export["browse_indexed_rows"], json!(rows), "{export}");
+    let sql = format!("SELECT block FROM export_grams WHERE export_id = '{}' ORDER BY block", export["id"].as_str().unwrap());
+    let blocks: Vec<i64> =
+        app.db.query_all_raw(sea_orm::Statement::from_string(app.db.get_database_backend(), sql)).await.unwrap().iter().map(|r| r.try_get("", "block").unwrap()).collect();
+    assert_eq!(blocks, vec![-1, 0, 1, 2, 3], "a filter per block and the mark");
+
+    let base = format!("/v1/exports/{}/rows", export["id"].as_str().unwrap());
+    let app = &app;
+    let search = |q: &str, limit: usize| {
+        let base = base.clone();
+        let q = q.to_owned();
+        async move {
+            let (mut seen, mut cursor) = (Vec::new(), None::<String>);
+            loop {
+                let path = format!("{base}?q={q}&limit={limit}{}", cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default());
+                let page = app.get_ok(&path, &app.server_key).await;
+                seen.extend(page["data"].as_array().unwrap().iter().map(|r| r["request_body"]["n"].as_i64().unwrap()));
+                match page["next_cursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => return seen,
+                }
+            }
+        }
+    };
+    // In ascending order of `n`: the file lists the newest first.
+    let mut found = search("QUETZAL", 2).await;
+    found.reverse();
+    assert_eq!(found, rare.iter().map(|&i| i as i64).collect::<Vec<_>>(), "every match, two a page, across blocks");
+    assert!(search("zal%2A%22", 10).await.len() == 5, "a wildcard of SQLite's GLOB is searched as text");
+    assert!(search("%2A", 10).await.len() == 5 && search("%3F", 10).await.is_empty() && search("%5B", 10).await.is_empty());
+    assert!(search("nightingale", 10).await.is_empty(), "text no block holds");
+    assert_eq!(search("sparrow", 1000).await.len(), rows - rare.len(), "a common word, page after page");
+    assert_eq!(search("w%22", 1000).await.len(), rows - rare.len(), "shorter than a trigram: every block is read");
+}
+
+#[tokio::test]
 async fn browsing_refuses_other_resources_unfinished_and_old_exports_saying_why() {
     let app = spawn_app().await;
     let tasks = app.export(json!({"resource": "tasks"})).await;
