@@ -567,10 +567,12 @@ const LOG_ATTRIBUTES = [
   ['client_key_id', 'Client-side key', 'facet'], ['request_body_contains', 'Request body contains', 'text'],
   ['response_body_contains', 'Response body contains', 'text'], ['related_id', 'Related resource ID', 'text'],
 ];
-const LOG_FIELDS = {
-  summary: ['id', 'occurred_at', 'channel', 'status', 'method', 'endpoint', 'path', 'http_status', 'duration_ms', 'user_id', 'customer_id', 'server_key_id', 'client_key_id'],
-  named: ['occurred_at_project', 'query', 'request_headers', 'request_body', 'response_body', 'request_body_truncated', 'response_body_truncated', 'related'],
-};
+/** Per resource, the columns an export may hold, as the server defines them (fetched once). */
+let exportFields = null;
+async function exportFieldsOf(resource) {
+  exportFields ??= get('/v1/exports/fields').catch((error) => { exportFields = null; throw error; });
+  return (await exportFields).data.find((f) => f.resource === resource);
+}
 
 function filterBuilder(attributes, params, { onApply, facets }) {
   const pending = [];
@@ -651,7 +653,7 @@ async function logsView(main, params) {
     const seen = new Set(top.map((v) => v.value));
     return [...top, ...all.filter((e) => !seen.has(e)).map((value) => ({ value, count: 0 }))];
   };
-  const exportButton = h('button', { type: 'button', id: 'export-logs', onclick: () => exportDialog('logs', filters, LOG_FIELDS) }, 'Export…');
+  const exportButton = h('button', { type: 'button', id: 'export-logs', onclick: () => exportDialog('logs', filters) }, 'Export…');
   fill(main,
     h('div.view-head', h('h1', 'Logs'), switcher, rangePicker(params, 'occurred', go), tz, tail, exportButton),
     filterBuilder(LOG_ATTRIBUTES, params, { onApply: (next) => navigate('logs', next), facets: endpointsSuggest }),
@@ -692,9 +694,11 @@ async function logsView(main, params) {
   }
 }
 
-async function exportDialog(resource, filters, fields) {
-  const boxes = [...fields.summary.map((f) => [f, true]), ...fields.named.map((f) => [f, false])].map(([name, on]) =>
-    h('label.check', h('input', { type: 'checkbox', name: 'field', value: name, checked: on }), ` ${name}`));
+async function exportDialog(resource, filters) {
+  let fields;
+  try { fields = await exportFieldsOf(resource); } catch (error) { toast(error.message, 'error'); return; }
+  const boxes = fields.fields.map((name) =>
+    h('label.check', h('input', { type: 'checkbox', name: 'field', value: name, checked: fields.default_fields.includes(name) }), ` ${name}`));
   const shown = Object.entries(filters).map(([k, v]) => h('li', h('code', k), ' = ', [].concat(v).join(', ')));
   const status = h('div');
   const form = h('form.export-form', {

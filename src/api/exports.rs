@@ -136,6 +136,34 @@ async fn list_exports(state: web::Data<AppState>, member: ProjectMember, params:
     Ok(web::Json(ListOut::from_page(page, |row| ExportOut::new(row, &zone))))
 }
 
+/// The columns an export of one resource may hold.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportFieldsOut {
+    pub resource: ExportResource,
+    /// Written when `fields` is left out: the list summary's columns, times in UTC.
+    pub default_fields: Vec<&'static str>,
+    /// Every column `fields` may name, the default ones first.
+    pub fields: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportFieldsListOut {
+    pub data: Vec<ExportFieldsOut>,
+}
+
+#[utoipa::path(
+    operation_id = "list_export_fields", tag = "exports", security(("bearer" = [])),
+    responses((status = 200, description = "Per resource, the columns an export may hold", body = ExportFieldsListOut),)
+)]
+#[get("/exports/fields")]
+async fn list_export_fields(_member: ProjectMember) -> web::Json<ExportFieldsListOut> {
+    let data = ExportResource::ALL
+        .iter()
+        .map(|&resource| ExportFieldsOut { resource, default_fields: resource.summary_fields().to_vec(), fields: resource.fields() })
+        .collect();
+    web::Json(ExportFieldsListOut { data })
+}
+
 #[utoipa::path(
     operation_id = "get_export", tag = "exports", security(("bearer" = [])),
     params(("id" = String, Path)),
@@ -236,5 +264,6 @@ fn cell_value(cell: String, json: bool) -> Value {
 }
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(create_export).service(list_exports).service(get_export).service(download_export).service(browse_export);
+    // `/exports/fields` before `/exports/{id}`, which would take it for an id.
+    cfg.service(create_export).service(list_exports).service(list_export_fields).service(get_export).service(download_export).service(browse_export);
 }

@@ -87,8 +87,12 @@ impl ExportResource {
     }
 
     /// The list summary's columns, times in UTC (a `_project` twin is there when asked for).
+    pub fn summary_fields(self) -> &'static [&'static str] {
+        self.columns().summary
+    }
+
     pub fn default_fields(self) -> Vec<String> {
-        self.columns().summary.iter().map(|f| (*f).to_owned()).collect()
+        self.summary_fields().iter().map(|f| (*f).to_owned()).collect()
     }
 
     /// The list whose filters an export of this resource takes, as named in its file name.

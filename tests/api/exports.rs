@@ -388,6 +388,25 @@ async fn a_search_reads_only_the_blocks_whose_text_filter_passes_and_finds_every
 }
 
 #[tokio::test]
+async fn the_fields_each_resource_exports_are_listed_and_are_what_an_export_takes() {
+    let app = spawn_app().await;
+    let listed = app.get_ok("/v1/exports/fields", &app.server_key).await;
+    let data = listed["data"].as_array().unwrap();
+    let resources: Vec<&str> = data.iter().map(|f| f["resource"].as_str().unwrap()).collect();
+    assert_eq!(resources, ["logs", "tasks", "webhook_sendouts", "events"]);
+    for entry in data {
+        let (resource, defaults, all) = (&entry["resource"], &entry["default_fields"], entry["fields"].as_array().unwrap());
+        assert!(all.len() > defaults.as_array().unwrap().len() && all.starts_with(defaults.as_array().unwrap()), "{entry}");
+        let by_default = app.export(json!({"resource": resource})).await;
+        assert_eq!(&by_default["fields"], defaults, "what an export writes when fields is left out");
+        let every = app.export(json!({"resource": resource, "fields": all})).await;
+        assert_eq!(&every["fields"], &entry["fields"], "every listed field is taken");
+    }
+    assert!(data[0]["fields"].as_array().unwrap().contains(&json!("request_body")));
+    assert_error(app.get("/v1/exports/fields", "sk_not_a_key").await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
 async fn browsing_refuses_other_resources_unfinished_and_old_exports_saying_why() {
     let app = spawn_app().await;
     let tasks = app.export(json!({"resource": "tasks"})).await;

@@ -59,6 +59,7 @@ fn rules() -> BTreeMap<&'static str, (Access, &'static str, Option<Value>)> {
         ("get_log", (Member, "", None)),
         ("download_log_file", (Member, "", None)),
         ("list_exports", (Member, "", None)),
+        ("list_export_fields", (Member, "", None)),
         ("create_export", (Member, "", Some(json!({"resource": "logs"})))),
         ("get_export", (Member, "", None)),
         ("download_export", (Member, "", None)),
