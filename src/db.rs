@@ -299,32 +299,23 @@ pub async fn truncate_wal(writer: &SqliteWriter, tries: usize) -> Result<bool, D
 /// A TRUNCATE checkpoint of a derived SQLite file (the search index), whose writers hold no lock of
 /// ours. It runs on a connection of its own that waits a second at most per try, so that an index
 /// held busy by readers or the indexer makes it try again, `tries` times, rather than block the
-/// pool's other users for the 30 s of the pool's busy timeout.
+/// pool's other users for the 30 s of the pool's busy timeout. The connection is closed after, not
+/// returned with its short timeout, even when the caller stops waiting midway.
 pub async fn truncate_derived_wal(db: &DatabaseConnection, tries: usize) -> Result<bool, DbErr> {
     let as_db_err = |e: sqlx::Error| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(e)));
     let mut conn = db.get_sqlite_connection_pool().acquire().await.map_err(as_db_err)?;
+    conn.close_on_drop();
     sqlx::query("PRAGMA busy_timeout = 1000").execute(&mut *conn).await.map_err(as_db_err)?;
-    let mut emptied = false;
-    let mut outcome = Ok(());
     for attempt in 0..tries {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        match sqlx::query_scalar::<_, i64>("PRAGMA main.wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await {
-            Ok(busy) if busy == 0 => {
-                emptied = true;
-                break;
-            }
-            Ok(_) => {}
-            Err(err) => {
-                outcome = Err(as_db_err(err));
-                break;
-            }
+        let busy: i64 = sqlx::query_scalar("PRAGMA main.wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await.map_err(as_db_err)?;
+        if busy == 0 {
+            return Ok(true);
         }
     }
-    // The connection goes back to the pool: it waits as long as the others again.
-    sqlx::query("PRAGMA busy_timeout = 30000").execute(&mut *conn).await.map_err(as_db_err)?;
-    outcome.map(|()| emptied)
+    Ok(false)
 }
 
 /// Refreshes PostgreSQL's planner statistics of a fast-growing table once it has doubled.

@@ -697,6 +697,7 @@ async function logsView(main, params) {
 async function exportDialog(resource, filters) {
   let fields;
   try { fields = await exportFieldsOf(resource); } catch (error) { toast(error.message, 'error'); return; }
+  if (!fields) { toast(`This server does not export ${resource}.`, 'error'); return; }
   const boxes = fields.fields.map((name) =>
     h('label.check', h('input', { type: 'checkbox', name: 'field', value: name, checked: fields.default_fields.includes(name) }), ` ${name}`));
   const shown = Object.entries(filters).map(([k, v]) => h('li', h('code', k), ' = ', [].concat(v).join(', ')));

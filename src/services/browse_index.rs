@@ -333,13 +333,10 @@ pub async fn has_grams(conn: &impl ConnectionTrait, export_id: &str) -> Result<b
     Ok(mark.is_some())
 }
 
-/// The position ranges `(from, until]`, ascending, within `(after, until]` whose rows may hold
+/// The position ranges `(from, to]`, ascending, within `(after, until]` whose rows may hold
 /// `needle`: those of the blocks whose filter passes it. A block without a filter may hold it.
 pub async fn gram_ranges(conn: &impl ConnectionTrait, export_id: &str, needle: &Needle, after: i64, until: i64) -> Result<Vec<(i64, i64)>, DbErr> {
-    if until <= after {
-        return Ok(Vec::new());
-    }
-    let (first, last) = ((after + 1) / GRAM_BLOCK_ROWS, (until - 1) / GRAM_BLOCK_ROWS);
+    let Some((first, last)) = blocks_of(after, until) else { return Ok(Vec::new()) };
     let filters: Vec<(i64, Vec<u8>)> = export_gram::Entity::find()
         .select_only()
         .columns([export_gram::Column::Block, export_gram::Column::Bits])
@@ -349,11 +346,24 @@ pub async fn gram_ranges(conn: &impl ConnectionTrait, export_id: &str, needle: &
         .into_tuple()
         .all(conn)
         .await?;
-    let mut filters = filters.into_iter().peekable();
+    let passed: Vec<(i64, bool)> = filters.into_iter().map(|(block, bits)| (block, needle.passes(&bits))).collect();
+    Ok(candidate_ranges(after, until, &passed))
+}
+
+/// The first and last block holding a position of `(after, until]`.
+fn blocks_of(after: i64, until: i64) -> Option<(i64, i64)> {
+    (until > after).then(|| ((after + 1) / GRAM_BLOCK_ROWS, until / GRAM_BLOCK_ROWS))
+}
+
+/// The ranges of `(after, until]` in the blocks that are not known to lack the text: `filters`
+/// says, ascending, which blocks' filters passed it; a block it leaves out may hold it.
+fn candidate_ranges(after: i64, until: i64, filters: &[(i64, bool)]) -> Vec<(i64, i64)> {
+    let Some((first, last)) = blocks_of(after, until) else { return Vec::new() };
+    let mut filters = filters.iter().peekable();
     let mut ranges: Vec<(i64, i64)> = Vec::new();
     for block in first..=last {
-        let filter = filters.next_if(|(b, _)| *b == block);
-        if filter.is_some_and(|(_, bits)| !needle.passes(&bits)) {
+        while filters.next_if(|(b, _)| *b < block).is_some() {}
+        if filters.next_if(|(b, _)| *b == block).is_some_and(|(_, passed)| !passed) {
             continue;
         }
         let (lo, hi) = ((block * GRAM_BLOCK_ROWS - 1).max(after), ((block + 1) * GRAM_BLOCK_ROWS - 1).min(until));
@@ -362,7 +372,7 @@ pub async fn gram_ranges(conn: &impl ConnectionTrait, export_id: &str, needle: &
             _ => ranges.push((lo, hi)),
         }
     }
-    Ok(ranges)
+    ranges
 }
 
 #[cfg(test)]
@@ -439,5 +449,26 @@ mod tests {
         assert!(!passes("r 1024 ", 0), "row 1024 is in the second block");
         assert!(!passes("quetzal", 0) && !passes("cus_77", 1));
         assert!(Needle::new("ab").is_none(), "shorter than a trigram");
+    }
+    #[test]
+    fn candidate_ranges_cover_every_position_of_the_window_in_passing_blocks_whatever_the_cursor() {
+        const B: i64 = GRAM_BLOCK_ROWS;
+        // Every block passes: the whole window, one range, whatever its bounds' place in a block.
+        for after in [-1, 0, 1, B - 2, B - 1, B, B + 1, 3 * B - 1, 3 * B] {
+            let until = after + 16 * B;
+            let every: Vec<(i64, bool)> = (0..=until / B).map(|b| (b, true)).collect();
+            assert_eq!(candidate_ranges(after, until, &every), vec![(after, until)], "after {after}");
+            assert_eq!(candidate_ranges(after, until, &[]), vec![(after, until)], "no filters: after {after}");
+        }
+        // Position `until` of a window ending on a block's first row is in that block (and the
+        // blocks without a filter may hold the text).
+        assert_eq!(candidate_ranges(B - 1, 17 * B, &[(17, true)]), vec![(B - 1, 17 * B)]);
+        let skipped: Vec<(i64, bool)> = (1..=17).map(|b| (b, b == 17)).collect();
+        assert_eq!(candidate_ranges(B - 1, 17 * B, &skipped), vec![(17 * B - 1, 17 * B)], "only the last position's block");
+        // Blocks 1 and 2 lack the text: what is left of block 0 after the cursor, then block 3 on.
+        let filters = [(0, true), (1, false), (2, false), (3, true), (4, true)];
+        assert_eq!(candidate_ranges(5, 4 * B + 9, &filters), vec![(5, B - 1), (3 * B - 1, 4 * B + 9)]);
+        assert_eq!(candidate_ranges(B - 1, 3 * B - 1, &filters), Vec::<(i64, i64)>::new(), "both blocks lack it");
+        assert!(candidate_ranges(7, 7, &filters).is_empty());
     }
 }

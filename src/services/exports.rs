@@ -458,6 +458,13 @@ async fn write(store: &EventStore, run: &mut TaskRun, export: &Export, selection
     Ok(rows)
 }
 
+/// Text as `q` compares it: lowercased a character at a time, so that a piece of a text folds to a
+/// piece of the text folded (`str::to_lowercase` folds a Greek capital sigma by its place in the
+/// word, so "ΟΔΟΣ" was not found in "ΟΔΟΣΑ").
+fn fold(text: &str) -> String {
+    if text.is_ascii() { text.to_ascii_lowercase() } else { text.chars().flat_map(char::to_lowercase).collect() }
+}
+
 /// Rows read back from an export's file, and indexed, per batch.
 const INDEX_BATCH: usize = 1_000;
 
@@ -477,7 +484,7 @@ struct BrowseRows {
 impl BrowseRows {
     fn push(&mut self, record: &csv::StringRecord) {
         let cells: Vec<&str> = record.iter().collect();
-        self.folded.push(cells.join("\n").to_lowercase());
+        self.folded.push(fold(&cells.join("\n")));
         self.cells.push(serde_json::to_string(&cells).unwrap_or_default());
     }
 
@@ -654,7 +661,7 @@ pub async fn browse(db: &impl ConnectionTrait, project_id: &str, id: &str, brows
     let mut errors = Vec::new();
     let mut needle = None;
     if let Some(q) = browse.q.as_deref().filter(|q| !q.is_empty()) {
-        let folded = q.to_lowercase();
+        let folded = fold(q);
         if backend == sea_orm::DbBackend::Postgres {
             let escaped = folded.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             values.push(format!("%{escaped}%").into());

@@ -344,7 +344,7 @@ async fn a_search_reads_only_the_blocks_whose_text_filter_passes_and_finds_every
             .iter()
             .map(|&i| {
                 let mut e = entry(&iso(now - 1_000_000 + i as i64 * 100));
-                e["request_body"] = json!({"n": i, "word": if rare.contains(&i) { "Quetzal*" } else { "sparrow" }});
+                e["request_body"] = json!({"n": i, "word": if rare.contains(&i) { "Quetzal*[?]'ΟΔΟΣΑ" } else { "sparrow" }});
                 e
             })
             .collect();
@@ -380,11 +380,29 @@ async fn a_search_reads_only_the_blocks_whose_text_filter_passes_and_finds_every
     let mut found = search("QUETZAL", 2).await;
     found.reverse();
     assert_eq!(found, rare.iter().map(|&i| i as i64).collect::<Vec<_>>(), "every match, two a page, across blocks");
-    assert!(search("zal%2A%22", 10).await.len() == 5, "a wildcard of SQLite's GLOB is searched as text");
-    assert!(search("%2A", 10).await.len() == 5 && search("%3F", 10).await.is_empty() && search("%5B", 10).await.is_empty());
+    // SQLite's GLOB wildcards and PostgreSQL's LIKE ones, quotes and brackets are searched as text;
+    // a capital sigma ending the search ("ΟΔΟΣ") is found inside a word ("ΟΔΟΣΑ").
+    for held in ["zal%2A%5B%3F%5D%27", "%2A", "%3F", "%5B", "%5D", "%27", "%CE%9F%CE%94%CE%9F%CE%A3"] {
+        assert_eq!(search(held, 10).await.len(), 5, "{held}");
+    }
+    for absent in ["zal%5B%2A%5D", "zal%3F", "zal_", "zal%25", "%5C"] {
+        assert!(search(absent, 10).await.is_empty(), "{absent}");
+    }
     assert!(search("nightingale", 10).await.is_empty(), "text no block holds");
     assert_eq!(search("sparrow", 1000).await.len(), rows - rare.len(), "a common word, page after page");
     assert_eq!(search("w%22", 1000).await.len(), rows - rare.len(), "shorter than a trigram: every block is read");
+
+    // The filters decide which blocks are read: one emptied, its block's matches are not found.
+    // The file lists the newest first, so n = 5 is in the last block and n = 3100 in the first.
+    let empty_bits = match app.db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => "'\\x00'::bytea",
+        _ => "X'00'",
+    };
+    let sql = format!("UPDATE export_grams SET bits = {empty_bits} WHERE export_id = '{}' AND block = 3", export["id"].as_str().unwrap());
+    app.db.execute_unprepared(&sql).await.unwrap();
+    let mut found = search("quetzal", 10).await;
+    found.reverse();
+    assert_eq!(found, vec![1023, 1024, 2999, 3100], "n = 5 was in block 3");
 }
 
 #[tokio::test]
