@@ -934,6 +934,8 @@ async function exportDetail(id) {
     fields([
       ['Export ID', h('code', exp.id)], ['Status', badge(exp.status)], ['Resource', exp.resource], ['Format', exp.format],
       ['Rows', exp.row_count ?? '—'], ['Size', bytes(exp.size_bytes)], ['File', exp.file_name],
+      exp.browse_status ? ['Browse data', h('span#export-browse-status', badge(exp.browse_status),
+        exp.browse_status === 'indexing' ? ` ${exp.browse_indexed_rows ?? 0} of ${exp.row_count ?? '?'} rows` : '')] : null,
       ['Scheduled by', actor(exp.created_by)], causedBy(exp.request_id), ['Task', detailLink(exp.task_id)],
       ['Created', timeCell(exp.created_at, exp.created_at_project)], ['Finished', timeCell(exp.finished_at, exp.finished_at_project)],
       exp.error ? ['Error', h('span.bad-text', exp.error)] : null,
@@ -1232,12 +1234,16 @@ async function renderDrawer(refresh) {
   if (!id) { hideDrawer(); drawerLive = null; return; }
   if (id === drawerFor && !refresh) return;
   drawerFor = id;
-  // A refresh keeps listening: a change that lands while it loads triggers one more.
-  if (!refresh) drawerLive = null;
+  // A refresh keeps listening: a change that lands while it loads triggers one more. A first load
+  // notes a change to its resource that lands before the detail listens (a task that finished
+  // while its detail was read stayed "in progress"), and reads it again once shown.
+  let changedWhileLoading = false;
+  if (!refresh) drawerLive = (event, changed) => { if (changed?.id === id) changedWhileLoading = true; };
   const show = Object.entries(DETAILS).find(([prefix]) => id.startsWith(prefix))?.[1];
   if (!show) { openDrawer(id, h('p.muted', 'Nothing to show for this id.')); return; }
   if (!refresh) openDrawer(id, h('p.muted', 'Loading…'));
   try { await show(id); } catch (error) { openDrawer(id, errorBox(error)); }
+  if (changedWhileLoading && drawerFor === id) throttledDetail();
 }
 
 async function render() {

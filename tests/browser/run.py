@@ -23,6 +23,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -172,7 +173,13 @@ class Browser:
         return self.wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, css)))
 
     def click(self, css):
-        self.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, css))).click()
+        # A live change may draw the element again between finding and clicking it.
+        for attempt in range(5):
+            try:
+                return self.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, css))).click()
+            except StaleElementReferenceException:
+                if attempt == 4:
+                    raise
 
     def text_in(self, css, text, timeout=15):
         WebDriverWait(self.driver, timeout).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
@@ -359,6 +366,7 @@ def run(b, api, user, receiver, down_url, imported):
     b.click("#export-submit")
     b.text_in("#drawer-title", "Export exp_")
     b.text_in("#drawer", "done", timeout=30)
+    b.text_in("#export-browse-status", "ready", timeout=30)
     b.shot("07-export")
     b.click("#export-browse")
     b.find("#browse table")
